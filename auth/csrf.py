@@ -1,0 +1,40 @@
+"""CSRF defence for cookie-authenticated requests."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+JSON_MEDIA_TYPES = frozenset({"application/json", "application/graphql-response+json"})
+
+
+def _origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def cookie_request_allowed(
+    *,
+    method: str,
+    content_type: str | None,
+    origin: str | None,
+    referer: str | None,
+    allowed_origins: frozenset[str],
+) -> bool:
+    """A cookie may authenticate only a JSON POST from our own origin or an allowed one.
+
+    A plain HTML form cannot send a JSON content type, and a cross-origin page cannot
+    forge the Origin header a browser attaches.
+    """
+    if method != "POST":
+        return False
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_MEDIA_TYPES:
+        return False
+    source = origin if origin and origin != "null" else None
+    if source is None and referer:
+        source = _origin_of(referer)
+    if source is None:
+        return False
+    return source.rstrip("/").lower() in {allowed.lower() for allowed in allowed_origins}

@@ -1,0 +1,27 @@
+"""Local sign-in with email (or username) and password."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from auth.client_info import ClientInfo
+from auth.passwords import MAX_LENGTH, verify_password
+from auth.sessions import NewSession, start_session
+from models import User, UserStatus, crypto
+
+
+async def sign_in_with_password(
+    store: Redis, login: str, password: str, client: ClientInfo, ttl_seconds: int
+) -> NewSession | None:
+    """A new session, or None with the same answer and cost for every kind of failure."""
+    lookup = crypto.blind_index(login[:320]) if login.strip() else ""
+    user = None
+    if lookup:
+        user = await User.get_or_none(email_index=lookup) or await User.get_or_none(
+            username_index=lookup
+        )
+    candidate_hash = user.password_hash if user is not None else None
+    valid = await verify_password(candidate_hash, password[:MAX_LENGTH])
+    if not valid or user is None or user.status == UserStatus.ERASED:
+        return None
+    return await start_session(store, user, client, ttl_seconds)

@@ -1,0 +1,161 @@
+"""Need-to-know: one table of field rules, each rule a pure function.
+
+Row scoping (``auth.scoping``) decides which objects a caller can reach at all; these
+rules decide, field by field, which personal data of a reachable object they may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from auth.principal import Principal
+from auth.scopes import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """What the caller is to the person whose data a field holds."""
+
+    is_self: bool = False
+    subject_is_staff: bool = False
+    works_their_ticket: bool = False
+    handles_their_privacy_request: bool = False
+
+
+Rule = Callable[[Principal, Relation], bool]
+
+
+def reachable(principal: Principal, relation: Relation) -> bool:
+    """Anyone who can reach the object (its row scope already decided)."""
+    return True
+
+
+def owner(principal: Principal, relation: Relation) -> bool:
+    """The person the data is about, and nobody else."""
+    return relation.is_self
+
+
+def owner_or_account_admin(principal: Principal, relation: Relation) -> bool:
+    """The person, or an administrator managing accounts."""
+    return relation.is_self or principal.has(Scope.USERS_PERSONAL_DATA)
+
+
+def contact_need_to_know(principal: Principal, relation: Relation) -> bool:
+    """The person; staff working one of their tickets; their privacy request's officer; admins."""
+    return (
+        relation.is_self
+        or principal.has(Scope.USERS_PERSONAL_DATA)
+        or (principal.has(Scope.CONTACT_NEED_TO_KNOW) and relation.works_their_ticket)
+        or (principal.has(Scope.PRIVACY_REQUESTS) and relation.handles_their_privacy_request)
+    )
+
+
+def display_name(principal: Principal, relation: Relation) -> bool:
+    """Contact need-to-know, plus a staff member's name to anyone signed in."""
+    if relation.subject_is_staff and principal.user_id is not None:
+        return True
+    return contact_need_to_know(principal, relation)
+
+
+def owner_or_security(principal: Principal, relation: Relation) -> bool:
+    """The person, or staff with the security-review scope."""
+    return relation.is_self or principal.has(Scope.SECURITY_METADATA)
+
+
+def owner_or_privacy_officer(principal: Principal, relation: Relation) -> bool:
+    """The person, or the privacy officer handling requests."""
+    return relation.is_self or principal.has(Scope.PRIVACY_REQUESTS)
+
+
+def staff(principal: Principal, relation: Relation) -> bool:
+    """Staff members only."""
+    return principal.is_staff
+
+
+FIELD_POLICY: dict[str, dict[str, Rule]] = {
+    "User": {
+        "id": reachable,
+        "name": display_name,
+        "email": contact_need_to_know,
+        "phone": contact_need_to_know,
+        "username": owner_or_account_admin,
+        "dateOfBirth": owner,
+        "locale": contact_need_to_know,
+        "timeZone": contact_need_to_know,
+        "roles": owner_or_account_admin,
+        "status": owner_or_account_admin,
+        "source": owner_or_account_admin,
+        "createdAt": owner_or_account_admin,
+        "paymentMethods": owner,
+        "signIns": owner_or_security,
+    },
+    "Ticket": {
+        "id": reachable,
+        "subject": reachable,
+        "status": reachable,
+        "priority": reachable,
+        "channel": reachable,
+        "requester": reachable,
+        "requesterName": contact_need_to_know,
+        "requesterEmail": contact_need_to_know,
+        "assignee": reachable,
+        "createdAt": reachable,
+        "updatedAt": reachable,
+        "closedAt": reachable,
+        "messages": reachable,
+    },
+    "TicketMessage": {
+        "id": reachable,
+        "body": reachable,
+        "internal": reachable,
+        "author": reachable,
+        "createdAt": reachable,
+    },
+    "SignIn": {
+        "id": reachable,
+        "method": owner_or_security,
+        "ipAddress": owner_or_security,
+        "browser": owner_or_security,
+        "browserVersion": owner_or_security,
+        "os": owner_or_security,
+        "deviceType": owner_or_security,
+        "timeZone": owner_or_security,
+        "referrer": owner_or_security,
+        "location": owner_or_security,
+        "createdAt": owner_or_security,
+        "current": owner_or_security,
+    },
+    "PaymentMethod": {
+        "id": reachable,
+        "brand": owner,
+        "last4": owner,
+        "expMonth": owner,
+        "expYear": owner,
+        "createdAt": owner,
+    },
+    "PrivacyRequest": {
+        "id": reachable,
+        "kind": owner_or_privacy_officer,
+        "status": owner_or_privacy_officer,
+        "details": owner_or_privacy_officer,
+        "receivedAt": owner_or_privacy_officer,
+        "dueAt": owner_or_privacy_officer,
+        "closedAt": owner_or_privacy_officer,
+        "outcome": owner_or_privacy_officer,
+    },
+    "ConsentEntry": {
+        "id": reachable,
+        "purpose": owner,
+        "granted": owner,
+        "policyVersion": owner,
+        "source": owner,
+        "createdAt": owner,
+    },
+}
+
+
+def may_read(type_name: str, field_name: str, principal: Principal, relation: Relation) -> bool:
+    """The decision for one field; a field without a rule is never readable."""
+    rule = FIELD_POLICY.get(type_name, {}).get(field_name)
+    return rule is not None and rule(principal, relation)

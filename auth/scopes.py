@@ -1,0 +1,64 @@
+"""Scopes as "resource:action" with descriptions, and the scope set of each role."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from models.enums import Role
+
+
+class Scope(StrEnum):
+    TICKETS_OWN = "tickets:own"
+    TICKETS_WORK = "tickets:work"
+    TICKETS_TEAM = "tickets:team"
+    TICKETS_ALL = "tickets:all"
+    TICKETS_ASSIGN = "tickets:assign"
+    NOTES_INTERNAL = "notes:internal"
+    CONTACT_NEED_TO_KNOW = "contact:need_to_know"
+    USERS_DIRECTORY = "users:directory"
+    USERS_PERSONAL_DATA = "users:personal_data"
+    PRIVACY_REQUESTS = "privacy:requests"
+    SECURITY_METADATA = "security:metadata"
+
+
+DESCRIPTIONS: dict[Scope, str] = {
+    Scope.TICKETS_OWN: "Open and follow one's own tickets",
+    Scope.TICKETS_WORK: "Work tickets assigned to oneself or queued for one's team",
+    Scope.TICKETS_TEAM: "Read every ticket of one's team",
+    Scope.TICKETS_ALL: "Read every ticket",
+    Scope.TICKETS_ASSIGN: "Assign tickets to staff",
+    Scope.NOTES_INTERNAL: "Read and write internal notes on readable tickets",
+    Scope.CONTACT_NEED_TO_KNOW: "Read a requester's contact details while working their ticket",
+    Scope.USERS_DIRECTORY: "List accounts",
+    Scope.USERS_PERSONAL_DATA: "Read any account's personal data (account administration)",
+    Scope.PRIVACY_REQUESTS: "Handle every subject's privacy requests",
+    Scope.SECURITY_METADATA: "Read sign-in metadata for security review",
+}
+
+
+_STAFF = frozenset({Scope.TICKETS_WORK, Scope.NOTES_INTERNAL, Scope.CONTACT_NEED_TO_KNOW})
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.CUSTOMER: frozenset({Scope.TICKETS_OWN}),
+    Role.AGENT: _STAFF,
+    Role.TEAM_LEAD: _STAFF | {Scope.TICKETS_TEAM, Scope.TICKETS_ASSIGN, Scope.USERS_DIRECTORY},
+    Role.PRIVACY_OFFICER: frozenset({Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY}),
+    Role.ADMINISTRATOR: frozenset(
+        {
+            Scope.USERS_DIRECTORY,
+            Scope.USERS_PERSONAL_DATA,
+            Scope.TICKETS_ALL,
+            Scope.TICKETS_ASSIGN,
+            Scope.SECURITY_METADATA,
+        }
+    ),
+}
+
+STAFF_ROLES = frozenset({Role.AGENT, Role.TEAM_LEAD, Role.PRIVACY_OFFICER, Role.ADMINISTRATOR})
+
+
+def scopes_for(roles: frozenset[Role]) -> frozenset[Scope]:
+    granted: frozenset[Scope] = frozenset()
+    for role in roles:
+        granted |= ROLE_SCOPES[role]
+    return granted

@@ -1,0 +1,130 @@
+"""Row scoping: every read starts from the rows the caller may reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from auth.policy import Relation
+from auth.principal import Principal
+from auth.scopes import STAFF_ROLES, Scope
+from models import (
+    PaymentMethod,
+    PrivacyRequest,
+    PrivacyRequestStatus,
+    SignInSession,
+    Ticket,
+    TicketMessage,
+    TicketStatus,
+    User,
+)
+
+QUEUE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING)
+_NOTHING = Q(id__in=[])
+
+
+def _ticket_scope(principal: Principal) -> Q:
+    if principal.user_id is None:
+        return _NOTHING
+    if principal.has(Scope.TICKETS_ALL):
+        return Q()
+    clauses: list[Q] = []
+    if principal.has(Scope.TICKETS_OWN):
+        clauses.append(Q(requester_id=principal.user_id))
+    if principal.has(Scope.TICKETS_WORK):
+        clauses.append(Q(assignee_id=principal.user_id))
+        if principal.team_id is not None:
+            clauses.append(Q(team_id=principal.team_id, status__in=QUEUE_STATUSES))
+    if principal.has(Scope.TICKETS_TEAM) and principal.team_id is not None:
+        clauses.append(Q(team_id=principal.team_id))
+    return Q(*clauses, join_type=Q.OR) if clauses else _NOTHING
+
+
+def readable_tickets(principal: Principal) -> QuerySet[Ticket]:
+    """Tickets the caller may see: their own, the ones they work, or all for admins."""
+    return Ticket.filter(_ticket_scope(principal))
+
+
+def readable_messages(principal: Principal) -> QuerySet[TicketMessage]:
+    """Messages on readable tickets; internal notes only for staff with that scope."""
+    messages = TicketMessage.filter(
+        ticket_id__in=Subquery(readable_tickets(principal).values("id"))
+    )
+    if not principal.has(Scope.NOTES_INTERNAL):
+        messages = messages.filter(internal=False)
+    return messages
+
+
+def readable_users(principal: Principal) -> QuerySet[User]:
+    """Accounts the caller may reach: themselves, people on their tickets, or the directory."""
+    if principal.user_id is None:
+        return User.filter(_NOTHING)
+    if principal.has(Scope.USERS_DIRECTORY):
+        return User.all()
+    tickets = readable_tickets(principal)
+    return User.filter(
+        Q(id=principal.user_id)
+        | Q(id__in=Subquery(tickets.filter(requester_id__not_isnull=True).values("requester_id")))
+        | Q(id__in=Subquery(tickets.filter(assignee_id__not_isnull=True).values("assignee_id")))
+    )
+
+
+def readable_privacy_requests(principal: Principal) -> QuerySet[PrivacyRequest]:
+    if principal.has(Scope.PRIVACY_REQUESTS):
+        return PrivacyRequest.all()
+    if principal.user_id is None:
+        return PrivacyRequest.filter(_NOTHING)
+    return PrivacyRequest.filter(subject_id=principal.user_id)
+
+
+def readable_sign_ins(principal: Principal) -> QuerySet[SignInSession]:
+    if principal.has(Scope.SECURITY_METADATA):
+        return SignInSession.all()
+    if principal.user_id is None:
+        return SignInSession.filter(_NOTHING)
+    return SignInSession.filter(user_id=principal.user_id)
+
+
+def readable_payment_methods(principal: Principal) -> QuerySet[PaymentMethod]:
+    if principal.user_id is None:
+        return PaymentMethod.filter(_NOTHING)
+    return PaymentMethod.filter(user_id=principal.user_id)
+
+
+async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUID, Relation]:
+    """The caller's relation to each person, in at most two queries for any number of them."""
+    people = list(people)
+    others = [person.id for person in people if person.id != principal.user_id]
+    worked: set[UUID] = set()
+    handled: set[UUID] = set()
+    if others and principal.has(Scope.CONTACT_NEED_TO_KNOW):
+        work = Q(assignee_id=principal.user_id)
+        if principal.team_id is not None:
+            work |= Q(team_id=principal.team_id, status__in=QUEUE_STATUSES)
+        rows = (
+            await Ticket.filter(work, requester_id__in=others)
+            .distinct()
+            .values_list("requester_id", flat=True)
+        )
+        worked = {UUID(str(row)) for row in rows}
+    if others and principal.has(Scope.PRIVACY_REQUESTS):
+        open_statuses = (PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.IN_PROGRESS)
+        rows = (
+            await PrivacyRequest.filter(subject_id__in=others, status__in=open_statuses)
+            .distinct()
+            .values_list("subject_id", flat=True)
+        )
+        handled = {UUID(str(row)) for row in rows}
+    staff_roles = {role.value for role in STAFF_ROLES}
+    return {
+        person.id: Relation(
+            is_self=person.id == principal.user_id,
+            subject_is_staff=bool(staff_roles.intersection(person.roles)),
+            works_their_ticket=person.id in worked,
+            handles_their_privacy_request=person.id in handled,
+        )
+        for person in people
+    }

@@ -1,0 +1,88 @@
+"""Server-side web sessions in the shared store, keyed by a hash of the cookie value."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from auth.client_info import ClientInfo
+from auth.principal import ANONYMOUS, Principal, parse_roles
+from models import SignInSession, User, UserStatus
+
+SESSION_PREFIX = "ocis:session:"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str
+    sign_in: SignInSession
+
+
+async def start_session(
+    store: Redis, user: User, client: ClientInfo, ttl_seconds: int, method: str = "password"
+) -> NewSession:
+    """Open a fresh session (a new id at every sign-in) and record its metadata."""
+    token = secrets.token_urlsafe(32)
+    digest = token_hash(token)
+    sign_in = SignInSession(
+        user=user,
+        token_hash=digest,
+        method=method,
+        ip_address=client.ip_address,
+        browser=client.browser,
+        browser_version=client.browser_version,
+        os=client.os,
+        device_type=client.device_type,
+        time_zone=client.time_zone,
+        referrer=client.referrer,
+        location=client.location,
+        expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+    )
+    await sign_in.save()
+    record = json.dumps({"user_id": str(user.id), "sign_in_id": str(sign_in.id)})
+    await store.set(SESSION_PREFIX + digest, record, ex=ttl_seconds)
+    return NewSession(token=token, sign_in=sign_in)
+
+
+async def resolve_session(store: Redis, token: str | None, request_id: str | None) -> Principal:
+    """The principal behind a session cookie, or anonymous when it is unknown or revoked."""
+    if not token or len(token) > 128:
+        return ANONYMOUS
+    raw = await store.get(SESSION_PREFIX + token_hash(token))
+    if raw is None:
+        return ANONYMOUS
+    record = json.loads(raw)
+    user = await User.get_or_none(id=record["user_id"], status__not=UserStatus.ERASED).only(
+        "id", "roles", "team_id"
+    )
+    if user is None:
+        return ANONYMOUS
+    return Principal.for_user(
+        user.id,
+        parse_roles(user.roles),
+        user.team_id,  # type: ignore[attr-defined]
+        session_id=UUID(record["sign_in_id"]),
+        request_id=request_id,
+    )
+
+
+async def end_session(store: Redis, token: str | None) -> bool:
+    """Revoke a session everywhere at once: the shared store forgets it."""
+    if not token or len(token) > 128:
+        return False
+    digest = token_hash(token)
+    removed = await store.delete(SESSION_PREFIX + digest)
+    await SignInSession.filter(token_hash=digest, revoked_at__isnull=True).update(
+        revoked_at=datetime.now(UTC)
+    )
+    return bool(removed)

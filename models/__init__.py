@@ -1,0 +1,37 @@
+"""Tortoise models of OCIS: rows only, personal data sealed at rest."""
+
+from models.enums import (
+    Channel,
+    ConsentPurpose,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+    Role,
+    TicketPriority,
+    TicketStatus,
+    UserStatus,
+)
+from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
+from models.tickets import Ticket, TicketMessage
+from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
+
+__all__ = [
+    "AuditEvent",
+    "Channel",
+    "ConsentEntry",
+    "ConsentPurpose",
+    "ExternalIdentity",
+    "PaymentMethod",
+    "PolicyVersion",
+    "PrivacyRequest",
+    "PrivacyRequestKind",
+    "PrivacyRequestStatus",
+    "Role",
+    "SignInSession",
+    "Team",
+    "Ticket",
+    "TicketMessage",
+    "TicketPriority",
+    "TicketStatus",
+    "User",
+    "UserStatus",
+]

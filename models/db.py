@@ -1,0 +1,54 @@
+"""Database configuration, migration and connection lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api.migrate import migrate as run_migrations
+
+from models import crypto
+
+APP = "ocis"
+MODEL_MODULES = ["models.users", "models.tickets", "models.privacy"]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("sqlite://"):
+        Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            APP: {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def migrate(database_url: str) -> None:
+    """Apply the committed migrations."""
+    await run_migrations(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
+
+
+async def connect(database_url: str, master_key: bytes) -> None:
+    crypto.configure(master_key)
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def disconnect() -> None:
+    await Tortoise.close_connections()
+
+
+async def ping() -> None:
+    await Tortoise.get_connection("default").execute_query("SELECT 1")
+
+
+# For Tortoise's own CLI (`tortoise -c models.db.TORTOISE_ORM makemigrations`).
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")

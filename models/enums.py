@@ -1,0 +1,61 @@
+"""Closed vocabularies stored in rows."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    TEAM_LEAD = "team_lead"
+    PRIVACY_OFFICER = "privacy_officer"
+    ADMINISTRATOR = "administrator"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    RESTRICTED = "restricted"
+    ERASED = "erased"
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    SOLVED = "solved"
+    CLOSED = "closed"
+
+
+class TicketPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    MOBILE = "mobile"
+    EMAIL = "email"
+
+
+class ConsentPurpose(StrEnum):
+    PREFERENCES = "preferences"
+    STATISTICS = "statistics"
+    MARKETING = "marketing"
+
+
+class PrivacyRequestKind(StrEnum):
+    ACCESS = "access"
+    RECTIFICATION = "rectification"
+    ERASURE = "erasure"
+    RESTRICTION = "restriction"
+    PORTABILITY = "portability"
+    OBJECTION = "objection"
+
+
+class PrivacyRequestStatus(StrEnum):
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    REJECTED = "rejected"

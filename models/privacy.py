@@ -1,0 +1,81 @@
+"""Consent ledger, policy versions, privacy requests and the audit trail."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.base import Entity
+from models.enums import ConsentPurpose, PrivacyRequestKind, PrivacyRequestStatus
+from models.fields import EncryptedField
+from models.users import User
+
+
+class PolicyVersion(Entity):
+    version = fields.CharField(max_length=30, unique=True)
+    published_at = fields.DatetimeField()
+    significant = fields.BooleanField(default=False)
+    summary = fields.TextField(default="")
+
+    class Meta:
+        table = "policy_versions"
+
+
+class ConsentEntry(Entity):
+    """One append-only line of the consent ledger: a grant or a withdrawal."""
+
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="consents", null=True, on_delete=fields.CASCADE
+    )
+    visitor_id = fields.CharField(max_length=64, null=True, db_index=True)
+    purpose = fields.CharEnumField(ConsentPurpose, max_length=20)
+    granted = fields.BooleanField()
+    policy_version = fields.CharField(max_length=30)
+    source = fields.CharField(max_length=30)
+    ip_address = EncryptedField(null=True)
+    user_agent = EncryptedField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "consent_entries"
+        indexes = (("user_id", "purpose", "created_at"),)
+
+
+class PrivacyRequest(Entity):
+    subject: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="privacy_requests", on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(PrivacyRequestKind, max_length=20)
+    status = fields.CharEnumField(
+        PrivacyRequestStatus, default=PrivacyRequestStatus.RECEIVED, max_length=20
+    )
+    details = EncryptedField(null=True)
+    received_at = fields.DatetimeField()
+    due_at = fields.DatetimeField()
+    closed_at = fields.DatetimeField(null=True)
+    assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="assigned_privacy_requests", null=True, on_delete=fields.SET_NULL
+    )
+    outcome = EncryptedField(null=True)
+
+    class Meta:
+        table = "privacy_requests"
+
+
+class AuditEvent(Model):
+    """One hash-chained audit record: references and field names, never values."""
+
+    seq = fields.BigIntField(primary_key=True)
+    occurred_at = fields.DatetimeField()
+    actor_id = fields.UUIDField(null=True)
+    subject_id = fields.UUIDField(null=True, db_index=True)
+    action = fields.CharField(max_length=40)
+    entity = fields.CharField(max_length=40)
+    entity_id = fields.CharField(max_length=64, null=True)
+    field_names = fields.JSONField[list[str]](default=list)
+    request_id = fields.CharField(max_length=64, null=True)
+    prev_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64, unique=True)
+
+    class Meta:
+        table = "audit_events"

@@ -1,0 +1,52 @@
+"""Support tickets and their messages."""
+
+from __future__ import annotations
+
+from tortoise import fields
+
+from models.base import Entity
+from models.enums import Channel, TicketPriority, TicketStatus
+from models.fields import EncryptedField
+from models.users import Team, User
+
+
+class Ticket(Entity):
+    subject = EncryptedField()
+    status = fields.CharEnumField(TicketStatus, default=TicketStatus.OPEN, max_length=16)
+    priority = fields.CharEnumField(TicketPriority, default=TicketPriority.NORMAL, max_length=16)
+    channel = fields.CharEnumField(Channel, default=Channel.WEB, max_length=16)
+    requester: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="requested_tickets", null=True, on_delete=fields.SET_NULL
+    )
+    requester_name = EncryptedField(null=True)
+    requester_email = EncryptedField(null=True)
+    requester_email_index = fields.CharField(max_length=64, null=True, db_index=True)
+    assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="assigned_tickets", null=True, on_delete=fields.SET_NULL
+    )
+    team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
+        "ocis.Team", related_name="tickets", null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    closed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "tickets"
+        indexes = (("requester_id", "created_at"), ("assignee_id", "created_at"))
+
+
+class TicketMessage(Entity):
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "ocis.Ticket", related_name="messages", on_delete=fields.CASCADE
+    )
+    author: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="messages", null=True, on_delete=fields.SET_NULL
+    )
+    body = EncryptedField()
+    internal = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ticket_messages"
+        indexes = (("ticket_id", "created_at"),)

@@ -1,0 +1,108 @@
+"""Accounts, teams, external identities, sign-in sessions and payment methods."""
+
+from __future__ import annotations
+
+from tortoise import fields
+
+from models import crypto
+from models.base import Entity
+from models.enums import UserStatus
+from models.fields import EncryptedField
+
+
+class Team(Entity):
+    name = fields.CharField(max_length=100, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "teams"
+
+
+class User(Entity):
+    name = EncryptedField()
+    email = EncryptedField()
+    email_index = fields.CharField(max_length=64, unique=True)
+    phone = EncryptedField(null=True)
+    username = EncryptedField(null=True)
+    username_index = fields.CharField(max_length=64, unique=True, null=True)
+    password_hash = fields.CharField(max_length=255, null=True)
+    date_of_birth = EncryptedField(null=True)
+    locale = fields.CharField(max_length=35, default="en")
+    time_zone = fields.CharField(max_length=64, default="UTC")
+    roles = fields.JSONField[list[str]](default=list)
+    status = fields.CharEnumField(UserStatus, default=UserStatus.ACTIVE, max_length=16)
+    source = fields.CharField(max_length=100, default="self")
+    team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
+        "ocis.Team", related_name="members", null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "users"
+
+    def set_email(self, email: str) -> None:
+        self.email = email.strip()
+        self.email_index = crypto.blind_index(email)
+
+    def set_username(self, username: str | None) -> None:
+        self.username = username.strip() if username else None
+        self.username_index = crypto.blind_index(username) if username else None
+
+
+class ExternalIdentity(Entity):
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="identities", on_delete=fields.CASCADE
+    )
+    issuer = fields.CharField(max_length=255)
+    subject = fields.CharField(max_length=255)
+    tenant_id = fields.CharField(max_length=64, default="")
+    provider = fields.CharField(max_length=50)
+    email = EncryptedField(null=True)
+    email_verified = fields.BooleanField(default=False)
+    linked_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "external_identities"
+        unique_together = (("issuer", "subject", "tenant_id"),)
+
+
+class SignInSession(Entity):
+    """One sign-in and the metadata collected with it (P04)."""
+
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="sign_ins", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    method = fields.CharField(max_length=30, default="password")
+    ip_address = EncryptedField(null=True)
+    browser = fields.CharField(max_length=60, null=True)
+    browser_version = fields.CharField(max_length=30, null=True)
+    os = fields.CharField(max_length=60, null=True)
+    device_type = fields.CharField(max_length=20, null=True)
+    time_zone = fields.CharField(max_length=64, null=True)
+    referrer = EncryptedField(null=True)
+    location = EncryptedField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sign_in_sessions"
+
+
+class PaymentMethod(Entity):
+    """A card known only by its gateway token, brand, last four digits and expiry (P03)."""
+
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="payment_methods", on_delete=fields.CASCADE
+    )
+    gateway_token = EncryptedField()
+    brand = fields.CharField(max_length=20)
+    last4 = fields.CharField(max_length=4)
+    exp_month = fields.SmallIntField()
+    exp_year = fields.SmallIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "payment_methods"

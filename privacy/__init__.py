@@ -1,0 +1,1 @@
+"""The GDPR engine: consent ledger, privacy requests, audit chain, card-data guard."""

@@ -1,0 +1,66 @@
+"""The consent ledger: append-only grants and withdrawals, current state derived from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from models import ConsentEntry, ConsentPurpose, PolicyVersion
+
+DEFAULT_POLICY_VERSION = "2026-01"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    purpose: ConsentPurpose
+    granted: bool
+    policy_version: str | None
+    updated_at: datetime | None
+
+
+async def current_policy_version() -> str:
+    latest = await PolicyVersion.all().order_by("-published_at").only("id", "version").first()
+    return latest.version if latest else DEFAULT_POLICY_VERSION
+
+
+async def append(
+    user_id: UUID,
+    purpose: ConsentPurpose,
+    *,
+    granted: bool,
+    source: str,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> ConsentEntry:
+    """Add one line to the ledger; earlier lines are never changed."""
+    entry = ConsentEntry(
+        user_id=user_id,
+        purpose=purpose,
+        granted=granted,
+        policy_version=await current_policy_version(),
+        source=source,
+        ip_address=ip_address,
+        user_agent=user_agent[:512] if user_agent else None,
+    )
+    await entry.save()
+    return entry
+
+
+async def current_state(user_id: UUID) -> list[ConsentState]:
+    """The latest decision per purpose; a purpose never decided is not granted."""
+    latest: dict[ConsentPurpose, ConsentEntry] = {}
+    for entry in await ConsentEntry.filter(user_id=user_id).order_by("created_at"):
+        latest[ConsentPurpose(entry.purpose)] = entry
+    states = []
+    for purpose in ConsentPurpose:
+        decided = latest.get(purpose)
+        states.append(
+            ConsentState(
+                purpose=purpose,
+                granted=bool(decided and decided.granted),
+                policy_version=decided.policy_version if decided else None,
+                updated_at=decided.created_at if decided else None,
+            )
+        )
+    return states

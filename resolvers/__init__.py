@@ -1,0 +1,1 @@
+"""Use cases behind the GraphQL fields: a principal and plain values in, models out."""

@@ -1,0 +1,36 @@
+"""Expected failures of the use cases; the schema maps each to a typed GraphQL error."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(DomainError):
+    code = "INVALID_INPUT"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class NotAllowed(DomainError):
+    code = "FORBIDDEN"
+
+
+class NotAuthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class AgeRequirementNotMet(DomainError):
+    code = "AGE_REQUIREMENT_NOT_MET"
+
+
+class CardDataRefused(DomainError):
+    code = "CARD_DATA_REFUSED"

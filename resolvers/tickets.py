@@ -1,0 +1,229 @@
+"""Support tickets: listing, opening, replying, assigning and moving through statuses."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from tortoise.transactions import in_transaction
+
+from auth import scoping
+from auth.principal import Principal
+from auth.scopes import STAFF_ROLES, Scope
+from models import (
+    Channel,
+    Team,
+    Ticket,
+    TicketMessage,
+    TicketPriority,
+    TicketStatus,
+    User,
+    UserStatus,
+)
+from privacy import audit
+from resolvers import validation
+from resolvers.errors import InvalidInput, NotAllowed, NotFound
+from resolvers.pagination import Page, after_clause, page_size, paginate
+from resolvers.users import require_user
+
+MAX_SUBJECT = 200
+MAX_BODY = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    status: TicketStatus | None = None
+    assignee_id: UUID | None = None
+    requester_id: UUID | None = None
+    unassigned: bool = False
+
+
+async def list_tickets(
+    principal: Principal, *, first: int | None, after: str | None, where: TicketFilter
+) -> Page[Ticket]:
+    """A page of the tickets the caller may read, newest first."""
+    query = scoping.readable_tickets(principal)
+    if where.status is not None:
+        query = query.filter(status=where.status)
+    if where.unassigned:
+        query = query.filter(assignee_id__isnull=True)
+    elif where.assignee_id is not None:
+        query = query.filter(assignee_id=where.assignee_id)
+    if where.requester_id is not None:
+        query = query.filter(requester_id=where.requester_id)
+    items, more = await paginate(query, first=first, after=after, newest_first=True)
+    return Page(items, more)
+
+
+async def get_ticket(principal: Principal, ticket_id: UUID) -> Ticket:
+    ticket = await scoping.readable_tickets(principal).get_or_none(id=ticket_id)
+    if ticket is None:
+        raise NotFound("No such ticket.", field="ticketId")
+    return ticket
+
+
+async def create_ticket(
+    principal: Principal,
+    *,
+    subject: str,
+    body: str,
+    priority: TicketPriority = TicketPriority.NORMAL,
+    channel: Channel = Channel.WEB,
+) -> Ticket:
+    """Open a ticket as its requester; it joins the support team's queue."""
+    requester_id = require_user(principal)
+    subject = validation.text(subject, "subject", max_length=MAX_SUBJECT)
+    body = validation.text(body, "body", max_length=MAX_BODY)
+    queue = await Team.all().order_by("created_at").only("id").first()
+    ticket = Ticket(
+        subject=subject,
+        priority=priority,
+        channel=channel,
+        requester_id=requester_id,
+        team_id=queue.id if queue else None,
+    )
+    message = TicketMessage(ticket=ticket, author_id=requester_id, body=body, internal=False)
+    async with in_transaction():
+        await ticket.save()
+        await message.save()
+        await audit.record(
+            principal,
+            action="ticket.create",
+            entity="Ticket",
+            entity_id=ticket.id,
+            subject_id=requester_id,
+            field_names=["subject", "body"],
+        )
+    return ticket
+
+
+async def add_message(
+    principal: Principal, *, ticket_id: UUID, body: str, internal: bool
+) -> TicketMessage:
+    """A public reply or, for staff, an internal note that never reaches the customer."""
+    author_id = require_user(principal)
+    body = validation.text(body, "body", max_length=MAX_BODY)
+    if internal and not principal.has(Scope.NOTES_INTERNAL):
+        raise NotAllowed("Only staff can write internal notes.", field="internal")
+    async with in_transaction():
+        ticket = (
+            await scoping.readable_tickets(principal).select_for_update().get_or_none(id=ticket_id)
+        )
+        if ticket is None:
+            raise NotFound("No such ticket.", field="ticketId")
+        if ticket.status == TicketStatus.CLOSED:
+            raise InvalidInput("This ticket is closed; open a new one.", field="ticketId")
+        message = TicketMessage(ticket=ticket, author_id=author_id, body=body, internal=internal)
+        await message.save()
+        is_requester = ticket.requester_id == author_id  # type: ignore[attr-defined]
+        if is_requester and ticket.status in (TicketStatus.PENDING, TicketStatus.SOLVED):
+            ticket.status = TicketStatus.OPEN
+        await ticket.save(update_fields=["status", "updated_at"])
+        await audit.record(
+            principal,
+            action="ticket.note" if internal else "ticket.reply",
+            entity="Ticket",
+            entity_id=ticket.id,
+            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            field_names=["body"],
+        )
+    return message
+
+
+async def assign_ticket(
+    principal: Principal, *, ticket_id: UUID, assignee_id: UUID | None
+) -> Ticket:
+    """Give a ticket to a staff member (or back to the queue); needs the assign scope."""
+    if not principal.has(Scope.TICKETS_ASSIGN):
+        raise NotAllowed("Assigning tickets needs the assign scope.")
+    assignee = None
+    if assignee_id is not None:
+        assignee = await User.get_or_none(id=assignee_id, status=UserStatus.ACTIVE).only(
+            "id", "roles", "team_id"
+        )
+        workers = {role.value for role in STAFF_ROLES}
+        if assignee is None or not workers.intersection(assignee.roles):
+            raise InvalidInput("Assign tickets to an active staff member.", field="assigneeId")
+    async with in_transaction():
+        ticket = (
+            await scoping.readable_tickets(principal).select_for_update().get_or_none(id=ticket_id)
+        )
+        if ticket is None:
+            raise NotFound("No such ticket.", field="ticketId")
+        ticket.assignee_id = assignee.id if assignee else None
+        fields = ["assignee_id", "updated_at"]
+        if assignee is not None and assignee.team_id is not None:  # type: ignore[attr-defined]
+            ticket.team_id = assignee.team_id  # type: ignore[attr-defined]
+            fields.append("team_id")
+        await ticket.save(update_fields=fields)
+        await audit.record(
+            principal,
+            action="ticket.assign",
+            entity="Ticket",
+            entity_id=ticket.id,
+            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            field_names=["assignee"],
+        )
+    return ticket
+
+
+_CUSTOMER_TARGETS = frozenset({TicketStatus.CLOSED})
+
+
+async def change_ticket_status(
+    principal: Principal, *, ticket_id: UUID, status: TicketStatus
+) -> Ticket:
+    """Move a ticket through open, pending, solved and closed; closed is final."""
+    user_id = require_user(principal)
+    async with in_transaction():
+        ticket = (
+            await scoping.readable_tickets(principal).select_for_update().get_or_none(id=ticket_id)
+        )
+        if ticket is None:
+            raise NotFound("No such ticket.", field="ticketId")
+        works_it = principal.is_staff
+        owns_it = ticket.requester_id == user_id  # type: ignore[attr-defined]
+        if not works_it and not (owns_it and status in _CUSTOMER_TARGETS):
+            raise NotAllowed("You may only close your own ticket.", field="status")
+        if ticket.status == TicketStatus.CLOSED:
+            raise InvalidInput("A closed ticket cannot change status.", field="status")
+        if ticket.status == status:
+            raise InvalidInput(f"The ticket is already {status.value}.", field="status")
+        ticket.status = status
+        ticket.closed_at = datetime.now(UTC) if status == TicketStatus.CLOSED else None
+        await ticket.save(update_fields=["status", "closed_at", "updated_at"])
+        await audit.record(
+            principal,
+            action="ticket.status",
+            entity="Ticket",
+            entity_id=ticket.id,
+            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            field_names=["status"],
+        )
+    return ticket
+
+
+async def load_message_pages(
+    principal: Principal, keys: list[tuple[UUID, int | None, str | None]]
+) -> list[Page[TicketMessage]]:
+    """Batch: a page of readable messages per (ticket, first, after), one query per page shape."""
+    by_shape: dict[tuple[int | None, str | None], set[UUID]] = defaultdict(set)
+    for ticket_id, first, after in keys:
+        by_shape[(first, after)].add(ticket_id)
+    pages: dict[tuple[UUID, int | None, str | None], Page[TicketMessage]] = {}
+    for (first, after), ticket_ids in by_shape.items():
+        size = page_size(first)
+        grouped: dict[UUID, list[TicketMessage]] = defaultdict(list)
+        rows = await (
+            scoping.readable_messages(principal)
+            .filter(after_clause(after, newest_first=False), ticket_id__in=list(ticket_ids))
+            .order_by("created_at", "id")
+        )
+        for message in rows:
+            grouped[message.ticket_id].append(message)  # type: ignore[attr-defined]
+        for ticket_id in ticket_ids:
+            thread = grouped.get(ticket_id, [])
+            pages[(ticket_id, first, after)] = Page(thread[:size], len(thread) > size)
+    return [pages[key] for key in keys]

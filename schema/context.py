@@ -1,0 +1,65 @@
+"""The per-request context: who is calling, and DataLoaders made for this request only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeAlias
+from uuid import UUID
+
+import strawberry
+from strawberry.dataloader import DataLoader
+
+from auth.policy import Relation
+from auth.principal import Principal
+from auth.scoping import relations_to
+from models import PaymentMethod, SignInSession, TicketMessage, User
+from resolvers.pagination import Page
+from resolvers.payments import load_payment_methods
+from resolvers.sign_ins import load_sign_ins
+from resolvers.tickets import load_message_pages
+from resolvers.users import load_users
+
+MessagePageKey: TypeAlias = tuple[UUID, int | None, str | None]
+
+
+@dataclass(slots=True)
+class Loaders:
+    users: DataLoader[UUID, User | None]
+    relations: DataLoader[UUID, Relation]
+    message_pages: DataLoader[MessagePageKey, Page[TicketMessage]]
+    payment_methods: DataLoader[UUID, list[PaymentMethod]]
+    sign_ins: DataLoader[UUID, list[SignInSession]]
+
+    @classmethod
+    def for_principal(cls, principal: Principal) -> Loaders:
+        users: DataLoader[UUID, User | None] = DataLoader(load_fn=load_users)
+
+        async def load_relations(ids: list[UUID]) -> list[Relation]:
+            people = [person for person in await users.load_many(ids) if person is not None]
+            known = await relations_to(principal, people)
+            return [known.get(ident, Relation()) for ident in ids]
+
+        return cls(
+            users=users,
+            relations=DataLoader(load_fn=load_relations),
+            message_pages=DataLoader(load_fn=partial(load_message_pages, principal)),
+            payment_methods=DataLoader(load_fn=partial(load_payment_methods, principal)),
+            sign_ins=DataLoader(load_fn=partial(load_sign_ins, principal)),
+        )
+
+
+@dataclass(slots=True)
+class Context:
+    principal: Principal
+    request_id: str
+    client_ip: str | None = None
+    user_agent: str | None = None
+    privacy_contact: str = "contact@ocis.app"
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders.for_principal(self.principal)
+
+
+Info: TypeAlias = strawberry.Info[Context, None]

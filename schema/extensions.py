@@ -1,0 +1,86 @@
+"""Schema extensions, each passed to Strawberry as a class so no state is shared."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from privacy.card_data import contains_card_data, value_holds_card_data
+from schema.errors import PublicError
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 3000
+
+logger = logging.getLogger("ocis.graphql")
+
+
+class DepthLimit(QueryDepthLimiter):
+    def __init__(self) -> None:
+        super().__init__(max_depth=MAX_DEPTH)
+
+
+class AliasLimit(MaxAliasesLimiter):
+    def __init__(self) -> None:
+        super().__init__(max_alias_count=MAX_ALIASES)
+
+
+class TokenLimit(MaxTokensLimiter):
+    def __init__(self) -> None:
+        super().__init__(max_token_count=MAX_TOKENS)
+
+
+class CardDataGuard(SchemaExtension):
+    """Refuse, before parsing, any operation whose text or variables carry card data (P03)."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        if contains_card_data(context.query or "") or value_holds_card_data(
+            context.variables or {}
+        ):
+            raise PublicError(
+                "Card numbers and security codes are never accepted; nothing was stored.",
+                "CARD_DATA_REFUSED",
+            )
+        yield
+
+
+def _is_public(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is None or isinstance(original, PublicError)
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Show callers a generic message and a request id for anything unexpected."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: not _is_public(error))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        context = self.execution_context.context
+        request_id = getattr(context, "request_id", None)
+        original = error.original_error
+        logger.error(
+            "unexpected %s at %s (request %s)",
+            type(original).__name__ if original else "error",
+            ".".join(str(part) for part in error.path or ()),
+            request_id,
+        )
+        return GraphQLError(
+            message="Unexpected error.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        )
+
+
+EXTENSIONS = [CardDataGuard, DepthLimit, AliasLimit, TokenLimit, MaskUnexpectedErrors]

@@ -1,0 +1,72 @@
+"""Need-to-know wired into the schema: every field of a personal-data type asks the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from inspect import isawaitable
+from typing import Any, Protocol, TypeVar
+
+from strawberry.extensions import FieldExtension
+from strawberry.types.base import get_object_definition
+
+from auth.policy import FIELD_POLICY, Relation, Rule
+from schema.errors import forbidden
+
+
+class Guarded(Protocol):
+    relation: Relation
+
+
+class NeedToKnow(FieldExtension):
+    """Resolve the field only if its rule allows this caller; otherwise null + FORBIDDEN."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def _check(self, source: Guarded, info: Any) -> None:
+        if not self.rule(info.context.principal, source.relation):
+            raise forbidden()
+
+    def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
+        self._check(source, info)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(
+        self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any
+    ) -> Any:
+        self._check(source, info)
+        result = next_(source, info, **kwargs)
+        return await result if isawaitable(result) else result
+
+
+PERSONAL_DATA_TYPES: list[type] = []
+
+T = TypeVar("T", bound=type)
+
+
+class MissingPolicyError(TypeError):
+    pass
+
+
+def personal_data(cls: T) -> T:
+    """Attach each field's rule from ``auth.policy.FIELD_POLICY``; a field without one fails."""
+    definition = get_object_definition(cls, strict=True)
+    rules = FIELD_POLICY.get(definition.name)
+    if rules is None:
+        raise MissingPolicyError(f"{definition.name} has no entry in the need-to-know table")
+    for field in definition.fields:
+        name = field.graphql_name or field.python_name
+        camel = name if field.graphql_name else _camel(field.python_name)
+        rule = rules.get(camel)
+        if rule is None:
+            raise MissingPolicyError(f"{definition.name}.{camel} has no need-to-know rule")
+        field.extensions.append(NeedToKnow(rule))
+        note = f"Need-to-know: {rule.__name__} ({(rule.__doc__ or '').strip()})"
+        field.description = f"{field.description} {note}" if field.description else note
+    PERSONAL_DATA_TYPES.append(cls)
+    return cls
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,460 @@
+"""GraphQL object types over the domain models; personal-data types carry their policy."""
+
+import base64
+import binascii
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import strawberry
+
+from auth.policy import Relation
+from auth.scoping import QUEUE_STATUSES
+from models import (
+    Channel,
+    ConsentEntry,
+    ConsentPurpose,
+    PaymentMethod,
+    PrivacyRequest,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+    Role,
+    SignInSession,
+    Ticket,
+    TicketMessage,
+    TicketPriority,
+    TicketStatus,
+    User,
+    UserStatus,
+)
+from resolvers.errors import InvalidInput
+from resolvers.pagination import Page
+from schema.context import Info
+from schema.need_to_know import personal_data
+
+TicketStatusEnum = strawberry.enum(TicketStatus, name="TicketStatus")
+TicketPriorityEnum = strawberry.enum(TicketPriority, name="TicketPriority")
+ChannelEnum = strawberry.enum(Channel, name="Channel")
+RoleEnum = strawberry.enum(Role, name="Role")
+UserStatusEnum = strawberry.enum(UserStatus, name="UserStatus")
+ConsentPurposeEnum = strawberry.enum(ConsentPurpose, name="ConsentPurpose")
+PrivacyRequestKindEnum = strawberry.enum(PrivacyRequestKind, name="PrivacyRequestKind")
+PrivacyRequestStatusEnum = strawberry.enum(PrivacyRequestStatus, name="PrivacyRequestStatus")
+
+
+def to_global_id(type_name: str, ident: UUID) -> strawberry.ID:
+    raw = f"{type_name}:{ident}".encode()
+    return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def from_global_id(
+    global_id: str, expected: str | None = None, field: str = "id"
+) -> tuple[str, UUID]:
+    """Decode an opaque id; a malformed one, or one of another type, is a coded error."""
+    try:
+        raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+        type_name, ident = raw.split(":", 1)
+        parsed = UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("This id is not one this API issued.", field=field) from exc
+    if expected is not None and type_name != expected:
+        raise InvalidInput(f"This id does not name a {expected}.", field=field)
+    return type_name, parsed
+
+
+@strawberry.interface(description="An object with an opaque global id, fetchable by node(id:).")
+class Node:
+    @strawberry.field(description="Opaque global id.")
+    def id(self) -> strawberry.ID:
+        raise NotImplementedError
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+N = TypeVar("N")
+
+
+@strawberry.type
+class Edge(Generic[N]):
+    node: N
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    page_info: PageInfo
+
+
+def connection(page: Page[Any], nodes: list[N]) -> Connection[N]:
+    from resolvers.pagination import encode_cursor
+
+    return Connection(
+        edges=[
+            Edge(node=node, cursor=encode_cursor(item))
+            for item, node in zip(page.items, nodes, strict=True)
+        ],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+    )
+
+
+def relation_to_self(principal_user: UUID | None, owner: UUID | None) -> Relation:
+    return Relation(is_self=owner is not None and owner == principal_user)
+
+
+async def user_node(info: Info, user_id: UUID | None) -> "UserType | None":
+    """A person reached through an object already in scope, with the caller's relation."""
+    if user_id is None:
+        return None
+    loaders = info.context.loaders
+    user = await loaders.users.load(user_id)
+    if user is None:
+        return None
+    return UserType(model=user, relation=await loaders.relations.load(user_id))
+
+
+@personal_data
+@strawberry.type(name="User", description="An account. Personal fields follow need-to-know.")
+class UserType(Node):
+    model: strawberry.Private[User]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("User", self.model.id)
+
+    @strawberry.field
+    def name(self) -> str | None:
+        return self.model.name
+
+    @strawberry.field
+    def email(self) -> str | None:
+        return self.model.email
+
+    @strawberry.field
+    def phone(self) -> str | None:
+        return self.model.phone
+
+    @strawberry.field
+    def username(self) -> str | None:
+        return self.model.username
+
+    @strawberry.field
+    def date_of_birth(self) -> date | None:
+        value = self.model.date_of_birth
+        return date.fromisoformat(value) if value else None
+
+    @strawberry.field
+    def locale(self) -> str | None:
+        return self.model.locale
+
+    @strawberry.field
+    def time_zone(self) -> str | None:
+        return self.model.time_zone
+
+    @strawberry.field
+    def roles(self) -> list[RoleEnum] | None:  # type: ignore[valid-type]
+        return [Role(role) for role in self.model.roles]
+
+    @strawberry.field
+    def status(self) -> UserStatusEnum | None:  # type: ignore[valid-type]
+        return UserStatus(self.model.status)
+
+    @strawberry.field(description="Where this record came from: self, a provider or a partner.")
+    def source(self) -> str | None:
+        return self.model.source
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+    @strawberry.field
+    async def payment_methods(self, info: Info) -> "list[PaymentMethodType] | None":
+        methods = await info.context.loaders.payment_methods.load(self.model.id)
+        return [PaymentMethodType(model=method, relation=self.relation) for method in methods]
+
+    @strawberry.field(description="Recent sign-ins and what they collected (P04).")
+    async def sign_ins(self, info: Info) -> "list[SignInType] | None":
+        records = await info.context.loaders.sign_ins.load(self.model.id)
+        current = info.context.principal.session_id
+        return [
+            SignInType(model=r, relation=self.relation, current_session=current) for r in records
+        ]
+
+
+@personal_data
+@strawberry.type(name="Ticket", description="A support ticket.")
+class TicketType(Node):
+    model: strawberry.Private[Ticket]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("Ticket", self.model.id)
+
+    @strawberry.field
+    def subject(self) -> str | None:
+        return self.model.subject
+
+    @strawberry.field
+    def status(self) -> TicketStatusEnum | None:  # type: ignore[valid-type]
+        return TicketStatus(self.model.status)
+
+    @strawberry.field
+    def priority(self) -> TicketPriorityEnum | None:  # type: ignore[valid-type]
+        return TicketPriority(self.model.priority)
+
+    @strawberry.field
+    def channel(self) -> ChannelEnum | None:  # type: ignore[valid-type]
+        return Channel(self.model.channel)
+
+    @strawberry.field(description="The registered account that opened the ticket, if any.")
+    async def requester(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.requester_id)  # type: ignore[attr-defined]
+
+    @strawberry.field(description="Name of a requester known only by email.")
+    def requester_name(self) -> str | None:
+        return self.model.requester_name
+
+    @strawberry.field(description="Email of a requester known only by email.")
+    def requester_email(self) -> str | None:
+        return self.model.requester_email
+
+    @strawberry.field
+    async def assignee(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.assignee_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime | None:
+        return self.model.updated_at
+
+    @strawberry.field
+    def closed_at(self) -> datetime | None:
+        return self.model.closed_at
+
+    @strawberry.field(description="Public replies, and internal notes for staff, oldest first.")
+    async def messages(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> "Connection[TicketMessageType] | None":
+        key = (self.model.id, first, after)
+        page = await info.context.loaders.message_pages.load(key)
+        nodes = [TicketMessageType(model=message, relation=Relation()) for message in page.items]
+        return connection(page, nodes)
+
+
+def ticket_node(principal_user: UUID | None, team: UUID | None, ticket: Ticket) -> TicketType:
+    """A ticket with the caller's relation to its requester, decided from the row alone."""
+    requester = ticket.requester_id  # type: ignore[attr-defined]
+    works_it = principal_user is not None and (
+        ticket.assignee_id == principal_user  # type: ignore[attr-defined]
+        or (
+            team is not None
+            and ticket.team_id == team  # type: ignore[attr-defined]
+            and ticket.status in QUEUE_STATUSES
+        )
+    )
+    relation = Relation(
+        is_self=requester is not None and requester == principal_user,
+        works_their_ticket=works_it,
+    )
+    return TicketType(model=ticket, relation=relation)
+
+
+@personal_data
+@strawberry.type(name="TicketMessage", description="A reply or an internal note.")
+class TicketMessageType(Node):
+    model: strawberry.Private[TicketMessage]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("TicketMessage", self.model.id)
+
+    @strawberry.field
+    def body(self) -> str | None:
+        return self.model.body
+
+    @strawberry.field(description="True for a staff-only note; customers never receive these.")
+    def internal(self) -> bool | None:
+        return self.model.internal
+
+    @strawberry.field
+    async def author(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.author_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+
+@personal_data
+@strawberry.type(name="SignIn", description="One sign-in and the metadata collected with it.")
+class SignInType(Node):
+    model: strawberry.Private[SignInSession]
+    relation: strawberry.Private[Relation]
+    current_session: strawberry.Private[UUID | None] = None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("SignIn", self.model.id)
+
+    @strawberry.field
+    def method(self) -> str | None:
+        return self.model.method
+
+    @strawberry.field
+    def ip_address(self) -> str | None:
+        return self.model.ip_address
+
+    @strawberry.field
+    def browser(self) -> str | None:
+        return self.model.browser
+
+    @strawberry.field
+    def browser_version(self) -> str | None:
+        return self.model.browser_version
+
+    @strawberry.field
+    def os(self) -> str | None:
+        return self.model.os
+
+    @strawberry.field
+    def device_type(self) -> str | None:
+        return self.model.device_type
+
+    @strawberry.field
+    def time_zone(self) -> str | None:
+        return self.model.time_zone
+
+    @strawberry.field
+    def referrer(self) -> str | None:
+        return self.model.referrer
+
+    @strawberry.field
+    def location(self) -> str | None:
+        return self.model.location
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+    @strawberry.field(description="True for the session making this request.")
+    def current(self) -> bool | None:
+        return self.model.id == self.current_session
+
+
+@personal_data
+@strawberry.type(name="PaymentMethod", description="A card known only by its gateway token.")
+class PaymentMethodType(Node):
+    model: strawberry.Private[PaymentMethod]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("PaymentMethod", self.model.id)
+
+    @strawberry.field
+    def brand(self) -> str | None:
+        return self.model.brand
+
+    @strawberry.field
+    def last4(self) -> str | None:
+        return self.model.last4
+
+    @strawberry.field
+    def exp_month(self) -> int | None:
+        return int(self.model.exp_month)
+
+    @strawberry.field
+    def exp_year(self) -> int | None:
+        return int(self.model.exp_year)
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+
+@personal_data
+@strawberry.type(name="PrivacyRequest", description="A request to exercise a GDPR right.")
+class PrivacyRequestType(Node):
+    model: strawberry.Private[PrivacyRequest]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("PrivacyRequest", self.model.id)
+
+    @strawberry.field
+    def kind(self) -> PrivacyRequestKindEnum | None:  # type: ignore[valid-type]
+        return PrivacyRequestKind(self.model.kind)
+
+    @strawberry.field
+    def status(self) -> PrivacyRequestStatusEnum | None:  # type: ignore[valid-type]
+        return PrivacyRequestStatus(self.model.status)
+
+    @strawberry.field
+    def details(self) -> str | None:
+        return self.model.details
+
+    @strawberry.field
+    def received_at(self) -> datetime | None:
+        return self.model.received_at
+
+    @strawberry.field(description="The date by which OCIS must answer (one month).")
+    def due_at(self) -> datetime | None:
+        return self.model.due_at
+
+    @strawberry.field
+    def closed_at(self) -> datetime | None:
+        return self.model.closed_at
+
+    @strawberry.field
+    def outcome(self) -> str | None:
+        return self.model.outcome
+
+
+@personal_data
+@strawberry.type(name="ConsentEntry", description="One line of the append-only consent ledger.")
+class ConsentEntryType:
+    model: strawberry.Private[ConsentEntry]
+    relation: strawberry.Private[Relation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("ConsentEntry", self.model.id)
+
+    @strawberry.field
+    def purpose(self) -> ConsentPurposeEnum | None:  # type: ignore[valid-type]
+        return ConsentPurpose(self.model.purpose)
+
+    @strawberry.field
+    def granted(self) -> bool | None:
+        return self.model.granted
+
+    @strawberry.field
+    def policy_version(self) -> str | None:
+        return self.model.policy_version
+
+    @strawberry.field
+    def source(self) -> str | None:
+        return self.model.source
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+
+@strawberry.type(description="The caller's current decision for one consent purpose.")
+class ConsentState:
+    purpose: ConsentPurposeEnum  # type: ignore[valid-type]
+    granted: bool
+    policy_version: str | None
+    updated_at: datetime | None

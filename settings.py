@@ -1,0 +1,120 @@
+"""One typed settings object, read from the environment (12-factor)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent
+
+# Published in the repository on purpose: it only ever protects development data.
+DEVELOPMENT_MASTER_KEY = b"ocis-development-only-master-key"
+
+Environment = Literal["development", "production"]
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a configuration OCIS may run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Environment = "development"
+    database_url: str = f"sqlite://{ROOT / 'var' / 'ocis.sqlite3'}"
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    master_key: bytes = DEVELOPMENT_MASTER_KEY
+    smtp_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    privacy_contact: str = "contact@ocis.app"
+    session_ttl_seconds: int = 7 * 24 * 3600
+    host: str = "127.0.0.1"
+    port: int = 8000
+    oidc: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset({self.public_origin, *self.cors_origins})
+
+
+def _master_key(raw: str | None) -> bytes:
+    if not raw:
+        return DEVELOPMENT_MASTER_KEY
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigurationError("OCIS_MASTER_KEY must be 32 random bytes, base64-encoded")
+    return key
+
+
+def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    providers: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if name.startswith("OIDC_") and name.endswith("_ISSUER"):
+            provider = name.removeprefix("OIDC_").removesuffix("_ISSUER")
+            providers[provider.lower()] = {
+                "issuer": value,
+                "client_id": environ.get(f"OIDC_{provider}_CLIENT_ID", ""),
+                "client_secret": environ.get(f"OIDC_{provider}_CLIENT_SECRET", ""),
+            }
+    return providers
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; production refuses development secrets."""
+    env = os.environ if environ is None else environ
+    mode = env.get("OCIS_ENV", "development")
+    if mode not in ("development", "production"):
+        raise ConfigurationError("OCIS_ENV must be 'development' or 'production'")
+    defaults = Settings()
+    settings = Settings(
+        env="production" if mode == "production" else "development",
+        database_url=env.get("DATABASE_URL") or defaults.database_url,
+        redis_url=env.get("REDIS_URL") or None,
+        public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
+        master_key=_master_key(env.get("OCIS_MASTER_KEY")),
+        smtp_url=env.get("SMTP_URL") or None,
+        cors_origins=tuple(
+            origin.strip().rstrip("/")
+            for origin in env.get("CORS_ORIGINS", "").split(",")
+            if origin.strip()
+        ),
+        privacy_contact=env.get("OCIS_PRIVACY_CONTACT") or defaults.privacy_contact,
+        host=env.get("HOST") or defaults.host,
+        port=int(env.get("PORT") or defaults.port),
+        oidc=_oidc(env),
+    )
+    if settings.is_production:
+        problems = []
+        if settings.master_key == DEVELOPMENT_MASTER_KEY:
+            problems.append("OCIS_MASTER_KEY is unset (the development key is refused)")
+        if settings.database_url.startswith("sqlite"):
+            problems.append("DATABASE_URL must name PostgreSQL")
+        if not settings.redis_url:
+            problems.append("REDIS_URL is required (sessions are shared across processes)")
+        if not settings.secure_cookies:
+            problems.append("PUBLIC_URL must be https")
+        if problems:
+            raise ConfigurationError("production refuses to start: " + "; ".join(problems))
+    return settings

@@ -1,0 +1,147 @@
+"""Shared fixtures: a migrated database per session, a clean state per test, a real app.
+
+The backend follows the environment: SQLite and the in-process store by default,
+PostgreSQL and Redis when DATABASE_URL / REDIS_URL point at them (CI sets both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from tortoise import Tortoise
+
+import settings as config
+from models import db
+from server import create_app
+from tests.helpers import ORIGIN, Api, StatementCounter, sign_in
+
+
+def _postgres_test_url(base: str) -> tuple[str, str, str]:
+    """(admin url, test url, test database name) next to the configured database."""
+    parts = urlsplit(base)
+    name = f"ocis_pytest_{os.getpid()}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    test = urlunsplit(parts._replace(path=f"/{name}"))
+    return admin, test, name
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated database for this session, dropped at the end."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured and configured.startswith("postgres"):
+        admin, test, name = _postgres_test_url(configured)
+
+        async def create() -> None:
+            connection = await asyncpg.connect(admin.replace("postgres://", "postgresql://", 1))
+            try:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                await connection.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await connection.close()
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(admin.replace("postgres://", "postgresql://", 1))
+            try:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await connection.close()
+
+        asyncio.run(create())
+        asyncio.run(db.migrate(test))
+        yield test
+        asyncio.run(drop())
+        return
+    path = tmp_path_factory.mktemp("db") / "ocis-test.sqlite3"
+    url = f"sqlite://{path}"
+    asyncio.run(db.migrate(url))
+    yield url
+
+
+@pytest.fixture
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgres")
+
+
+@pytest.fixture
+def app_settings(database_url: str) -> config.Settings:
+    return config.Settings(
+        env="development",
+        database_url=database_url,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        public_url=ORIGIN,
+        master_key=b"k" * 32,
+    )
+
+
+async def _clean(redis_url: str | None) -> None:
+    connection = Tortoise.get_connection("default")
+    tables = [model._meta.db_table for model in Tortoise.apps["ocis"].values()]
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_script(
+            "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " RESTART IDENTITY CASCADE"
+        )
+    else:
+        for table in tables:
+            await connection.execute_script(f'DELETE FROM "{table}"')  # noqa: S608 - ORM table names
+
+
+@pytest.fixture
+async def app(app_settings: config.Settings) -> AsyncIterator[Any]:
+    """The real application with its lifespan running and an empty database."""
+    application = create_app(app_settings)
+    async with application.router.lifespan_context(application):
+        await _clean(app_settings.redis_url)
+        store = application.state.store
+        async for key in store.scan_iter(match="ocis:*"):
+            await store.delete(key)
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=ORIGIN, headers={"origin": ORIGIN}
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def demo(app: Any) -> None:
+    """The demo data set of `ocis seed`."""
+    from resolvers.demo import seed_demo_data
+
+    assert await seed_demo_data()
+
+
+@pytest.fixture
+def as_user(client: httpx.AsyncClient, demo: None) -> Any:
+    async def factory(email: str | None) -> Api:
+        if email is None:
+            return Api(client)
+        return Api(client, await sign_in(client, email))
+
+    return factory
+
+
+@pytest.fixture
+def count_statements() -> Iterator[StatementCounter]:
+    logger = logging.getLogger("tortoise.db_client")
+    counter = StatementCounter()
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(previous)

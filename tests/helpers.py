@@ -1,0 +1,67 @@
+"""Helpers for tests: a GraphQL caller, sign-in, a SQL statement counter."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+import settings as config
+
+ORIGIN = "http://127.0.0.1:8000"
+DEMO_PASSWORD = "ocis-demo"
+
+
+@dataclass
+class Api:
+    """A signed-in (or anonymous) GraphQL caller."""
+
+    http: httpx.AsyncClient
+    cookie: str | None = None
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.post(query, variables)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
+        headers = {"cookie": f"ocis_session={self.cookie}"} if self.cookie else {}
+        self.http.cookies.clear()
+        return await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+
+
+async def sign_in(http: httpx.AsyncClient, email: str, password: str = DEMO_PASSWORD) -> str:
+    """Sign in with a password and return the raw session cookie value."""
+    http.cookies.clear()
+    response = await http.post("/auth/password", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    token = response.cookies.get("ocis_session")
+    assert token
+    http.cookies.clear()
+    return token
+
+
+class StatementCounter(logging.Handler):
+    """Counts SQL statements the ORM sends, on either backend."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "%s: %s" and record.args:
+            self.statements.append(str(record.args[0]))  # type: ignore[index]
+
+
+def https_settings(base: config.Settings) -> config.Settings:
+    return replace(base, public_url="https://ocis.example.com")
+
+
+def unique_email() -> str:
+    return f"person-{uuid.uuid4().hex[:10]}@example.com"

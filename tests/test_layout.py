@@ -1,0 +1,59 @@
+"""The layout contract: our top-level packages are ours, and imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["schema", "resolvers", "privacy", "auth", "models", "migrations"]
+
+
+@pytest.mark.parametrize("name", [*PACKAGES, "server", "settings"])
+def test_top_level_names_come_from_this_repository(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__file__ is not None
+    assert Path(module.__file__).resolve().is_relative_to(ROOT)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _project_files() -> list[Path]:
+    return [
+        path for package in [*PACKAGES, "tests", "bench"] for path in (ROOT / package).rglob("*.py")
+    ] + [ROOT / "settings.py"]
+
+
+def test_nothing_imports_server() -> None:
+    offenders = [
+        path.relative_to(ROOT)
+        for path in _project_files()
+        if "server" in _imports(path) and path.parent.name not in ("tests", "bench")
+    ]
+    assert offenders == []
+
+
+def test_settings_imports_no_project_package() -> None:
+    assert _imports(ROOT / "settings.py").isdisjoint({*PACKAGES, "server"})
+
+
+def test_only_schema_and_server_import_strawberry() -> None:
+    offenders = [
+        path.relative_to(ROOT)
+        for package in ["resolvers", "privacy", "auth", "models"]
+        for path in (ROOT / package).rglob("*.py")
+        if "strawberry" in _imports(path)
+    ]
+    assert offenders == []
