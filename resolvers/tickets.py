@@ -21,6 +21,7 @@ from models import (
     TicketStatus,
     User,
     UserStatus,
+    crypto,
 )
 from privacy import audit
 from resolvers import validation
@@ -64,6 +65,14 @@ async def get_ticket(principal: Principal, ticket_id: UUID) -> Ticket:
     return ticket
 
 
+@dataclass(frozen=True, slots=True)
+class OnBehalfOf:
+    """A requester known only by email, for tickets staff open from the email channel."""
+
+    email: str
+    name: str | None = None
+
+
 async def create_ticket(
     principal: Principal,
     *,
@@ -71,20 +80,38 @@ async def create_ticket(
     body: str,
     priority: TicketPriority = TicketPriority.NORMAL,
     channel: Channel = Channel.WEB,
+    on_behalf_of: OnBehalfOf | None = None,
 ) -> Ticket:
-    """Open a ticket as its requester; it joins the support team's queue."""
-    requester_id = require_user(principal)
+    """Open a ticket as its requester, or as staff for someone who wrote in by email."""
+    author_id = require_user(principal)
     subject = validation.text(subject, "subject", max_length=MAX_SUBJECT)
     body = validation.text(body, "body", max_length=MAX_BODY)
-    queue = await Team.all().order_by("created_at").only("id").first()
-    ticket = Ticket(
-        subject=subject,
-        priority=priority,
-        channel=channel,
-        requester_id=requester_id,
-        team_id=queue.id if queue else None,
-    )
-    message = TicketMessage(ticket=ticket, author_id=requester_id, body=body, internal=False)
+    ticket = Ticket(subject=subject, priority=priority, channel=channel)
+    if on_behalf_of is None:
+        ticket.requester_id = author_id
+    else:
+        if not principal.has(Scope.TICKETS_WORK):
+            raise NotAllowed("Only staff open tickets for someone else.", field="requesterEmail")
+        email = validation.email(on_behalf_of.email, "requesterEmail")
+        name = (
+            validation.text(on_behalf_of.name, "requesterName", max_length=200)
+            if on_behalf_of.name
+            else None
+        )
+        index = crypto.blind_index(email)
+        account = await User.get_or_none(email_index=index).only("id")
+        if account is not None:
+            ticket.requester_id = account.id
+        else:
+            ticket.requester_email = email
+            ticket.requester_name = name
+            ticket.requester_email_index = index
+    queue_id = principal.team_id
+    if queue_id is None:
+        queue = await Team.all().order_by("created_at").only("id").first()
+        queue_id = queue.id if queue else None
+    ticket.team_id = queue_id
+    message = TicketMessage(ticket=ticket, author_id=author_id, body=body, internal=False)
     async with in_transaction():
         await ticket.save()
         await message.save()
@@ -93,8 +120,8 @@ async def create_ticket(
             action="ticket.create",
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=requester_id,
-            field_names=["subject", "body"],
+            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            field_names=["subject", "body", *(["requesterEmail"] if on_behalf_of else [])],
         )
     return ticket
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
+from graphql import lexicographic_sort_schema, print_schema
 from graphql.error import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -55,12 +56,13 @@ schema = OcisSchema(
         ConsentEntryType,
     ],
     extensions=EXTENSIONS,
-    config=StrawberryConfig(disable_field_suggestions=True, sort_schema=True),
+    config=StrawberryConfig(disable_field_suggestions=True),
 )
 
 
 def sdl() -> str:
-    return schema.as_str() + "\n"
+    """The SDL, sorted so diffs stay small (sorting the live schema breaks union resolution)."""
+    return print_schema(lexicographic_sort_schema(schema._schema)) + "\n"
 
 
 __all__ = ["SDL_PATH", "Context", "Info", "Loaders", "schema", "sdl"]

@@ -13,6 +13,7 @@ from models import Ticket, User
 from resolvers import consents, payments, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.payments import CardReference
+from resolvers.tickets import OnBehalfOf
 from resolvers.users import ProfileChanges, Registration
 from schema.context import Info
 from schema.errors import (
@@ -103,6 +104,10 @@ class CreateTicketInput:
     body: str
     priority: TicketPriorityEnum = TicketPriorityEnum.NORMAL  # type: ignore[valid-type]
     channel: ChannelEnum = ChannelEnum.WEB  # type: ignore[valid-type]
+    requester_email: str | None = strawberry.field(
+        default=None, description="Staff only: open the ticket for someone who wrote in."
+    )
+    requester_name: str | None = None
 
 
 @strawberry.type
@@ -253,6 +258,9 @@ class Mutation:
                 body=input.body,
                 priority=input.priority,
                 channel=input.channel,
+                on_behalf_of=OnBehalfOf(input.requester_email, input.requester_name)
+                if input.requester_email is not None
+                else None,
             )
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]

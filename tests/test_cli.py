@@ -1,0 +1,162 @@
+"""The command line: migrate, seed, create-admin, audit-verify, and production's refusals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tortoise import Tortoise
+
+from auth.principal import Principal
+from models import AuditEvent, Role, User, crypto
+from privacy import audit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OCIS_", "DATABASE_URL", "REDIS_URL"))
+    }
+    environment.update(env or {})
+    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
+        [sys.executable, "server.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_and_seed_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite://{tmp_path / 'fresh.sqlite3'}"}
+    migrated = run_cli("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    first = run_cli("seed", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "demo data created" in first.stdout
+    for email in ("admin@example.com", "agent2@example.com", "customer2@example.com"):
+        assert email in first.stdout
+    again = run_cli("seed", env=env)
+    assert again.returncode == 0
+    assert "already present" in again.stdout
+    assert run_cli("migrate", env=env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"OCIS_ENV": "production"}, "OCIS_MASTER_KEY"),
+        ({"OCIS_ENV": "staging"}, "OCIS_ENV"),
+        ({"OCIS_MASTER_KEY": "too-short"}, "OCIS_MASTER_KEY"),
+        (
+            {
+                "OCIS_ENV": "production",
+                "OCIS_MASTER_KEY": "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "PUBLIC_URL": "http://ocis.example.com",
+            },
+            "https",
+        ),
+    ],
+)
+def test_bad_or_development_configuration_is_refused(env: dict[str, str], complaint: str) -> None:
+    result = run_cli("migrate", env=env)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert "migrations applied" not in result.stdout
+
+
+def test_seed_is_refused_in_production(tmp_path: Path) -> None:
+    env = {
+        "OCIS_ENV": "production",
+        "OCIS_MASTER_KEY": "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/no_such_database_for_ocis",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "PUBLIC_URL": "https://ocis.example.com",
+    }
+    result = run_cli("seed", env=env)
+    assert result.returncode == 2
+    assert "refuses" in result.stderr
+
+
+async def test_create_admin_creates_a_signable_administrator(
+    app: Any, database_url: str, app_settings: Any
+) -> None:
+    env = {
+        "DATABASE_URL": database_url,
+        "OCIS_MASTER_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+        "OCIS_ADMIN_PASSWORD": "a long admin passphrase",
+    }
+    assert app_settings.master_key == b"k" * 32
+    result = run_cli("create-admin", "--email", " Boss@Example.com ", "--name", "Bo", env=env)
+    assert result.returncode == 0, result.stderr
+    user = await User.get(email_index=crypto.blind_index("boss@example.com"))
+    assert user.roles == [Role.ADMINISTRATOR.value]
+    assert user.password_hash is not None
+    assert user.password_hash.startswith("$argon2id$")
+    weak = run_cli(
+        "create-admin", "--email", "x@example.com", env={**env, "OCIS_ADMIN_PASSWORD": "short"}
+    )
+    assert weak.returncode == 2
+    assert "password" in weak.stderr
+
+
+async def _write_chain(length: int) -> list[AuditEvent]:
+    actor = Principal(request_id="req-1")
+    return [
+        await audit.record(
+            actor, action="test.event", entity="Thing", entity_id=str(i), subject_id=None
+        )
+        for i in range(length)
+    ]
+
+
+def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("audit-verify", env={"DATABASE_URL": database_url})
+
+
+async def test_audit_verify_accepts_an_intact_chain(app: Any, database_url: str) -> None:
+    await _write_chain(4)
+    result = _verify(database_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "intact: 4 records" in result.stdout
+
+
+@pytest.mark.promise("P20")
+@pytest.mark.parametrize("tampering", ["update", "delete", "swap"])
+async def test_audit_verify_names_the_first_tampered_record(
+    app: Any, database_url: str, tampering: str
+) -> None:
+    events = await _write_chain(5)
+    third, fourth = events[2], events[3]
+    if tampering == "update":
+        await AuditEvent.filter(seq=third.seq).update(action="test.altered")
+        expected = third.seq
+    elif tampering == "delete":
+        await AuditEvent.filter(seq=third.seq).delete()
+        expected = fourth.seq
+    else:
+        # Exchange the positions of two records.
+        connection = Tortoise.get_connection("default")
+        move = (
+            "UPDATE audit_events SET seq = $1 WHERE seq = $2"
+            if connection.capabilities.dialect == "postgres"
+            else "UPDATE audit_events SET seq = ? WHERE seq = ?"
+        )
+        await connection.execute_query(move, [-1, third.seq])
+        await connection.execute_query(move, [third.seq, fourth.seq])
+        await connection.execute_query(move, [fourth.seq, -1])
+        expected = third.seq
+    result = _verify(database_url)
+    assert result.returncode == 1
+    assert f"broken at record {expected}:" in result.stdout

@@ -1,0 +1,160 @@
+"""Bad input on every mutation: a typed error from the result union, and nothing changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tortoise import Tortoise
+
+import schema
+from tests.helpers import Api
+
+GRAPHQL = schema.schema._schema
+
+
+async def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, so any write at all shows up."""
+    connection = Tortoise.get_connection("default")
+    state = {}
+    for model in Tortoise.apps["ocis"].values():
+        table = model._meta.db_table
+        rows = await connection.execute_query_dict(f'SELECT * FROM "{table}"')  # noqa: S608
+        state[table] = sorted(tuple(sorted((k, str(v)) for k, v in row.items())) for row in rows)
+    return state
+
+
+async def ticket_of(api: Api) -> str:
+    body = await api.gql("{ tickets(first: 1) { edges { node { id } } } }")
+    ticket_id: str = body["data"]["tickets"]["edges"][0]["node"]["id"]
+    return ticket_id
+
+
+SELECTION = "__typename ... on UserError { message code } ... on InvalidInputError { field }"
+
+# (mutation, who, arguments, expected error type, expected field)
+CASES: list[tuple[str, str | None, str, str, str | None]] = [
+    (
+        "register",
+        None,
+        'input: {name: "A", email: "not-an-email", password: "long enough pw",'
+        ' dateOfBirth: "1990-01-01"}',
+        "InvalidInputError",
+        "email",
+    ),
+    (
+        "register",
+        None,
+        'input: {name: "A", email: "young@example.com", password: "long enough pw",'
+        ' dateOfBirth: "2024-01-01"}',
+        "AgeRequirementError",
+        None,
+    ),
+    (
+        "updateProfile",
+        "customer@example.com",
+        'input: {timeZone: "Mars/Base"}',
+        "InvalidInputError",
+        "timeZone",
+    ),
+    ("updateProfile", None, 'input: {name: "Nobody"}', "AuthenticationRequiredError", None),
+    (
+        "createTicket",
+        "customer@example.com",
+        'input: {subject: "   ", body: "b"}',
+        "InvalidInputError",
+        "subject",
+    ),
+    (
+        "createTicket",
+        "customer@example.com",
+        'input: {subject: "s", body: "b", requesterEmail: "x@example.com"}',
+        "ForbiddenError",
+        None,
+    ),
+    (
+        "addMessage",
+        "customer@example.com",
+        'input: {ticketId: "bm9wZQ", body: "hi"}',
+        "InvalidInputError",
+        "ticketId",
+    ),
+    (
+        "addMessage",
+        "customer@example.com",
+        'input: {ticketId: "$TICKET", body: ""}',
+        "InvalidInputError",
+        "body",
+    ),
+    (
+        "assignTicket",
+        "agent@example.com",
+        'input: {ticketId: "$TICKET", assigneeId: null}',
+        "ForbiddenError",
+        None,
+    ),
+    (
+        "changeTicketStatus",
+        "customer@example.com",
+        'input: {ticketId: "$TICKET", status: PENDING}',
+        "ForbiddenError",
+        None,
+    ),
+    ("grantConsent", None, "input: {purpose: MARKETING}", "AuthenticationRequiredError", None),
+    ("withdrawConsent", None, "input: {purpose: STATISTICS}", "AuthenticationRequiredError", None),
+    (
+        "submitPrivacyRequest",
+        "customer@example.com",
+        'input: {kind: ACCESS, details: "' + "x" * 5001 + '"}',
+        "InvalidInputError",
+        "details",
+    ),
+    (
+        "addPaymentMethod",
+        "customer@example.com",
+        'input: {gatewayToken: "tok_abcdefgh", brand: "visa", last4: "42", expMonth: 1,'
+        " expYear: 2099}",
+        "InvalidInputError",
+        "last4",
+    ),
+    (
+        "removePaymentMethod",
+        "customer@example.com",
+        'id: "UGF5bWVudE1ldGhvZDpub3BlIQ"',
+        "InvalidInputError",
+        "id",
+    ),
+]
+
+
+def test_the_cases_cover_every_mutation() -> None:
+    mutation_type = GRAPHQL.mutation_type
+    assert mutation_type is not None
+    assert {case[0] for case in CASES} == set(mutation_type.fields)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "who", "arguments", "error_type", "field"),
+    CASES,
+    ids=[f"{case[0]}-{case[3]}" for case in CASES],
+)
+async def test_bad_input_gets_a_typed_error_and_changes_nothing(
+    as_user: Any,
+    mutation: str,
+    who: str | None,
+    arguments: str,
+    error_type: str,
+    field: str | None,
+) -> None:
+    api = await as_user(who)
+    if "$TICKET" in arguments:
+        arguments = arguments.replace("$TICKET", await ticket_of(api))
+    before = await snapshot()
+    body = await api.gql(f"mutation {{ result: {mutation}({arguments}) {{ {SELECTION} }} }}")
+    assert body.get("errors") is None, body
+    result = body["data"]["result"]
+    assert result["__typename"] == error_type
+    assert result["message"]
+    if error_type == "InvalidInputError":
+        assert result["field"] == field
+    assert await snapshot() == before
