@@ -137,7 +137,7 @@ async def _graphql(scope: Scope, receive: Receive, send: Send) -> None:
             await response(scope, receive, send)
             return
         principal = await resolve_session(store, token, state.get("request_id"))
-    state["principal"] = principal
+    state["principal"] = principal.with_request_id(state["request_id"])
     await graphql_app(scope, receive, send)
 
 

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Mapping
 # 13-19 digits, optionally grouped by single spaces or dashes, not part of a longer number
 # and not an international phone number (which starts with "+").
 _CARD_CANDIDATE = re.compile(r"(?<![\d+])(?:\d[ -]?){12,18}\d(?!\d)")
+# A security-code label, then at most three short words ("is", "code", "number"), then 3-4 digits.
 _SECURITY_CODE = re.compile(
     r"\b(?:cvv2?|cvc2?|cid|csc|card\s+(?:security|verification)\s+code|security\s+code)\b"
-    r"\W{0,5}\d{3,4}\b",
+    r"(?:\W{1,5}[a-z]{1,6}){0,3}\W{0,5}\d{3,4}\b",
     re.IGNORECASE,
 )
 _SECURITY_CODE_NAMES = frozenset({"cvv", "cvv2", "cvc", "cvc2", "csc", "cid", "securitycode"})

@@ -111,7 +111,7 @@ async def create_ticket(
         queue = await Team.all().order_by("created_at").only("id").first()
         queue_id = queue.id if queue else None
     ticket.team_id = queue_id
-    message = TicketMessage(ticket=ticket, author_id=author_id, body=body, internal=False)
+    message = TicketMessage(ticket_id=ticket.id, author_id=author_id, body=body, internal=False)
     async with in_transaction():
         await ticket.save()
         await message.save()

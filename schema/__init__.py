@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from schema.types import (
 )
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
+_SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
 logger = logging.getLogger("ocis.graphql")
 
 
@@ -34,10 +36,15 @@ class OcisSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log codes and paths only: messages may echo input, which may be personal data."""
+        """Log codes and paths only: messages may echo input, which may be personal data.
+
+        Also strips every "Did you mean" hint (arguments, input fields, enum values and
+        types too, not only fields) so the schema cannot be mapped by trial and error.
+        """
         context: Any = execution_context.context if execution_context else None
         request_id = getattr(context, "request_id", None)
         for error in errors:
+            error.message = _SUGGESTION.sub("", error.message)
             code = (error.extensions or {}).get("code", "GRAPHQL_ERROR")
             path = ".".join(str(part) for part in error.path or ())
             logger.info("graphql error %s at %s (request %s)", code, path or "-", request_id)

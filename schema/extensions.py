@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
 from graphql.error import GraphQLError
+from graphql.validation import ValidationContext, ValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.extensions.query_depth_limiter import create_validator
 
 from privacy.card_data import contains_card_data, value_holds_card_data
 from schema.errors import PublicError
@@ -24,9 +27,19 @@ MAX_TOKENS = 3000
 logger = logging.getLogger("ocis.graphql")
 
 
-class DepthLimit(QueryDepthLimiter):
+class DepthLimit(AddValidationRules):
+    """Strawberry's depth rule, tolerant of unknown fragments (graphql-core reports those)."""
+
     def __init__(self) -> None:
-        super().__init__(max_depth=MAX_DEPTH)
+        measure = create_validator(MAX_DEPTH, None)
+
+        class SafeDepthRule(ValidationRule):
+            def __init__(self, context: ValidationContext) -> None:
+                with contextlib.suppress(KeyError):
+                    measure(context)
+                super().__init__(context)
+
+        super().__init__([SafeDepthRule])
 
 
 class AliasLimit(MaxAliasesLimiter):
@@ -55,8 +68,11 @@ class CardDataGuard(SchemaExtension):
 
 
 def _is_public(error: GraphQLError) -> bool:
+    """Resolver failures are public only when raised on purpose; request-shape errors are."""
     original = error.original_error
-    return original is None or isinstance(original, PublicError)
+    if original is None or isinstance(original, PublicError):
+        return True
+    return not error.path and isinstance(original, (GraphQLError, ValueError, TypeError))
 
 
 class MaskUnexpectedErrors(MaskErrors):

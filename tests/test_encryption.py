@@ -1,0 +1,431 @@
+"""P10 and SECURITY 24/25: AES-256-GCM columns bound to their row, and a blind index."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tortoise import Tortoise
+
+from models import User, crypto
+from models.crypto import DecryptionError, Keyring
+from tests.helpers import DEMO_PASSWORD, Api, sign_in
+
+AsUser = Callable[[str | None], Awaitable[Api]]
+
+MASTER = b"m" * 32
+AAD = "users/name/0b6d1c4e-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def ring() -> Keyring:
+    return Keyring.from_master_key(MASTER)
+
+
+# --- the keyring -------------------------------------------------------------------------
+
+
+@pytest.mark.promise("P10")
+@pytest.mark.parametrize("plaintext", ["Ada Lovelace", "", "Zoë Ünïcode 😀", "x" * 5000])
+def test_a_sealed_value_opens_to_the_same_text(ring: Keyring, plaintext: str) -> None:
+    sealed = ring.seal(plaintext, AAD)
+
+    assert ring.open(sealed, AAD) == plaintext
+
+
+@pytest.mark.promise("P10")
+def test_every_ciphertext_names_its_format_and_key(ring: Keyring) -> None:
+    sealed = ring.seal("Ada Lovelace", AAD)
+
+    assert sealed.startswith("v1:k1:")
+    assert "Ada" not in sealed
+    # 12-byte nonce + 12 bytes of text + 16-byte tag.
+    payload = sealed.removeprefix("v1:k1:")
+    assert len(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))) == 12 + 12 + 16
+
+
+@pytest.mark.promise("P10")
+def test_the_same_plaintext_seals_differently_each_time(ring: Keyring) -> None:
+    first = ring.seal("Ada Lovelace", AAD)
+    second = ring.seal("Ada Lovelace", AAD)
+
+    assert first != second
+    assert ring.open(first, AAD) == ring.open(second, AAD) == "Ada Lovelace"
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "users/name/0b6d1c4e-0000-4000-8000-000000000002",
+        "users/email/0b6d1c4e-0000-4000-8000-000000000001",
+        "tickets/name/0b6d1c4e-0000-4000-8000-000000000001",
+        "",
+    ],
+    ids=["another-row", "another-column", "another-table", "no-binding"],
+)
+def test_a_ciphertext_moved_elsewhere_does_not_open(ring: Keyring, elsewhere: str) -> None:
+    sealed = ring.seal("Ada Lovelace", AAD)
+
+    with pytest.raises(DecryptionError):
+        ring.open(sealed, elsewhere)
+
+
+def _flip_payload_byte(sealed: str, index: int) -> str:
+    prefix, payload = sealed.rsplit(":", 1)
+    raw = bytearray(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    raw[index] ^= 0x01
+    return f"{prefix}:{base64.urlsafe_b64encode(bytes(raw)).decode().rstrip('=')}"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda s: _flip_payload_byte(s, 0),
+        lambda s: _flip_payload_byte(s, 14),
+        lambda s: _flip_payload_byte(s, -1),
+        lambda s: s[:-4],
+        lambda s: s.replace("v1:k1:", "v1:k2:", 1),
+        lambda s: s.replace("v1:k1:", "v2:k1:", 1),
+        lambda s: s.replace("v1:k1:", "", 1),
+        lambda s: "Ada Lovelace",
+    ],
+    ids=[
+        "nonce-bit",
+        "text-bit",
+        "tag-bit",
+        "truncated",
+        "unknown-key",
+        "unknown-format",
+        "no-header",
+        "plaintext",
+    ],
+)
+def test_a_tampered_ciphertext_does_not_open(ring: Keyring, tamper: Callable[[str], str]) -> None:
+    sealed = ring.seal("Ada Lovelace", AAD)
+
+    with pytest.raises(DecryptionError):
+        ring.open(tamper(sealed), AAD)
+
+
+def test_another_master_key_cannot_open(ring: Keyring) -> None:
+    sealed = ring.seal("Ada Lovelace", AAD)
+
+    with pytest.raises(DecryptionError):
+        Keyring.from_master_key(b"n" * 32).open(sealed, AAD)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "customer@example.com",
+        "Customer@Example.com",
+        "CUSTOMER@EXAMPLE.COM",
+        "  customer@example.com",
+        "customer@example.com \t\n",
+        "  CusTomer@EXAMPLE.com  ",
+    ],
+)
+def test_blind_index_ignores_case_and_surrounding_space(ring: Keyring, variant: str) -> None:
+    assert ring.blind_index(variant) == ring.blind_index("customer@example.com")
+
+
+def test_blind_index_separates_different_values(ring: Keyring) -> None:
+    index = ring.blind_index("customer@example.com")
+
+    assert index != ring.blind_index("customer2@example.com")
+    assert index != ring.blind_index("customer@example.co")
+    assert index != ring.blind_index("cust omer@example.com")
+    assert len(index) == 64
+    assert int(index, 16) >= 0
+    assert "customer" not in index
+
+
+def test_blind_index_depends_on_the_master_key(ring: Keyring) -> None:
+    other = Keyring.from_master_key(b"n" * 32)
+
+    assert other.blind_index("customer@example.com") != ring.blind_index("customer@example.com")
+
+
+def test_blind_index_key_is_not_a_data_key(ring: Keyring) -> None:
+    assert len(ring.blind_index_key) == 32
+    assert ring.blind_index_key != MASTER
+    # Were the index key the data key, a value sealed under it would open.
+    nonce = os.urandom(12)
+    forged = AESGCM(ring.blind_index_key).encrypt(nonce, b"Ada", f"v1|k1|{AAD}".encode())
+    payload = base64.urlsafe_b64encode(nonce + forged).decode().rstrip("=")
+
+    with pytest.raises(DecryptionError):
+        ring.open(f"v1:k1:{payload}", AAD)
+
+
+def test_blind_index_key_differs_under_another_master_key(ring: Keyring) -> None:
+    assert Keyring.from_master_key(b"n" * 32).blind_index_key != ring.blind_index_key
+
+
+# --- through the ORM ---------------------------------------------------------------------
+
+
+async def _person(name: str, email: str) -> User:
+    user = User(name=name, roles=["customer"])
+    user.set_email(email)
+    await user.save()
+    return user
+
+
+def _placeholders(is_postgres: bool) -> tuple[str, str]:
+    return ("$1", "$2") if is_postgres else ("?", "?")
+
+
+@pytest.mark.promise("P10")
+async def test_an_email_ciphertext_copied_to_another_row_does_not_decrypt(
+    app: Any, is_postgres: bool
+) -> None:
+    victim = await _person("Vera Victim", "vera@example.com")
+    other = await _person("Otto Other", "otto@example.com")
+    first, second = _placeholders(is_postgres)
+    connection = Tortoise.get_connection("default")
+
+    await connection.execute_query(
+        f'UPDATE "users" SET "email" = (SELECT "email" FROM "users" WHERE "id" = {first}) '  # noqa: S608
+        f'WHERE "id" = {second}',
+        [str(victim.id), str(other.id)],
+    )
+
+    _, rows = await connection.execute_query(
+        f'SELECT "email" FROM "users" WHERE "id" = {first}',  # noqa: S608
+        [str(other.id)],
+    )
+    assert str(rows[0]["email"]).startswith("v1:k1:")
+    with pytest.raises(DecryptionError):
+        await User.get(id=other.id)
+    assert (await User.get(id=victim.id)).email == "vera@example.com"
+
+
+@pytest.mark.promise("P10")
+async def test_a_name_ciphertext_copied_to_the_email_column_does_not_decrypt(
+    app: Any, is_postgres: bool
+) -> None:
+    person = await _person("Nina Name", "nina@example.com")
+    first, _ = _placeholders(is_postgres)
+
+    await Tortoise.get_connection("default").execute_query(
+        f'UPDATE "users" SET "email" = "name" WHERE "id" = {first}',  # noqa: S608
+        [str(person.id)],
+    )
+
+    with pytest.raises(DecryptionError):
+        await User.get(id=person.id)
+
+
+# --- the dump test -----------------------------------------------------------------------
+
+
+async def _select_everything() -> str:
+    connection = Tortoise.get_connection("default")
+    parts: list[str] = []
+    for model in Tortoise.apps["ocis"].values():
+        table = model._meta.db_table
+        _, rows = await connection.execute_query(f'SELECT * FROM "{table}"')  # noqa: S608
+        parts.extend(f"{table}: " + " | ".join(str(v) for v in dict(row).values()) for row in rows)
+    return "\n".join(parts)
+
+
+def _sqlite_file_text(database_url: str) -> str:
+    path = Path(database_url.removeprefix("sqlite://"))
+    chunks = [path.read_bytes()]
+    for suffix in ("-wal", "-journal"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            chunks.append(extra.read_bytes())
+    return b"\n".join(chunks).decode("latin-1")
+
+
+async def _pg_dump_text(database_url: str) -> str | None:
+    process = await asyncio.create_subprocess_exec(
+        "/usr/bin/pg_dump",
+        "--no-owner",
+        database_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    if process.returncode != 0:
+        return None
+    return stdout.decode()
+
+
+async def _database_dumps(database_url: str) -> dict[str, str]:
+    """The database as an attacker holding it would read it, by kind of dump."""
+    dumps = {"select": await _select_everything()}
+    if database_url.startswith("postgres"):
+        dumped = await _pg_dump_text(database_url)
+        if dumped is not None:
+            dumps["pg_dump"] = dumped
+    else:
+        dumps["sqlite-file"] = _sqlite_file_text(database_url)
+    return dumps
+
+
+REGISTER = """
+mutation Register($input: RegisterInput!) {
+  register(input: $input) { __typename ... on RegisterSuccess { user { id } } }
+}
+"""
+
+
+@pytest.mark.promise("P10")
+async def test_a_database_dump_holds_no_plaintext_personal_data(
+    client: httpx.AsyncClient, database_url: str, is_postgres: bool
+) -> None:
+    tag = uuid.uuid4().hex[:12]
+    canaries = {
+        "name": f"Quillon Canaryname{tag}",
+        "email": f"canarymail{tag}@example.com",
+        "phone": f"+1 555 {int(tag[:7], 16) % 10_000_000:07d}",
+        "username": f"canaryuser{tag}",
+        "password": f"canarypass{tag}",
+        "date_of_birth": "1961-07-23",
+        "user_agent": f"canaryagent{tag}",
+        "referrer": f"canaryref{tag}",
+        "subject": f"Canarysubject {tag}",
+        "body": f"Canarybody {tag} my parcel never arrived",
+        "gateway_token": f"tok_canary{tag}",
+        "details": f"Canarydetails {tag} please send me everything",
+        "ip_address": "203.0.113.7",
+    }
+    user_agent = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/124.0.0.0 Safari/537.36 {canaries['user_agent']}"
+    )
+    referrer = f"https://partner.example.org/landing?campaign={canaries['referrer']}"
+    client.headers["user-agent"] = user_agent
+    anonymous = Api(client)
+
+    registered = await anonymous.gql(
+        REGISTER,
+        {
+            "input": {
+                "name": canaries["name"],
+                "email": canaries["email"],
+                "password": canaries["password"],
+                "dateOfBirth": canaries["date_of_birth"],
+                "phone": canaries["phone"],
+                "username": canaries["username"],
+            }
+        },
+    )
+    assert registered["data"]["register"]["__typename"] == "RegisterSuccess"
+    client.cookies.clear()
+    signed_in = await client.post(
+        "/auth/password",
+        json={"email": canaries["email"], "password": canaries["password"]},
+        headers={"referer": referrer},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    token = signed_in.cookies.get("ocis_session")
+    assert token
+    person = Api(client, token)
+    ticket = await person.gql(
+        "mutation C($input: CreateTicketInput!) { createTicket(input: $input) { __typename } }",
+        {"input": {"subject": canaries["subject"], "body": canaries["body"]}},
+    )
+    assert ticket["data"]["createTicket"]["__typename"] == "TicketSuccess"
+    card = await person.gql(
+        "mutation P($input: AddPaymentMethodInput!) "
+        "{ addPaymentMethod(input: $input) { __typename } }",
+        {
+            "input": {
+                "gatewayToken": canaries["gateway_token"],
+                "brand": "visa",
+                "last4": "4242",
+                "expMonth": 12,
+                "expYear": datetime.now(UTC).year + 2,
+            }
+        },
+    )
+    assert card["data"]["addPaymentMethod"]["__typename"] == "AddPaymentMethodSuccess"
+    request = await person.gql(
+        "mutation R($input: SubmitPrivacyRequestInput!) "
+        "{ submitPrivacyRequest(input: $input) { __typename } }",
+        {"input": {"kind": "ACCESS", "details": canaries["details"]}},
+    )
+    assert request["data"]["submitPrivacyRequest"]["__typename"] == "PrivacyRequestSuccess"
+    consent = await person.gql(
+        "mutation { grantConsent(input: {purpose: STATISTICS}) { __typename } }"
+    )
+    assert consent["data"]["grantConsent"]["__typename"] == "ConsentSuccess"
+
+    # Everything was stored and reads back through the API ...
+    me = await person.gql(
+        "{ me { name email phone username dateOfBirth signIns { referrer ipAddress } } }"
+    )
+    assert me["data"]["me"] == {
+        "name": canaries["name"],
+        "email": canaries["email"],
+        "phone": canaries["phone"],
+        "username": canaries["username"],
+        "dateOfBirth": canaries["date_of_birth"],
+        "signIns": [{"referrer": referrer, "ipAddress": canaries["ip_address"]}],
+    }
+    counts = {
+        model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()
+    }
+    assert counts["users"] == 1
+    assert counts["sign_in_sessions"] == 1
+    assert counts["tickets"] == 1
+    assert counts["ticket_messages"] == 1
+    assert counts["payment_methods"] == 1
+    assert counts["privacy_requests"] == 1
+    assert counts["consent_entries"] == 1
+
+    # ... yet no dump of the database shows any of it.
+    dumps = await _database_dumps(database_url)
+    assert "sqlite-file" in dumps or is_postgres
+    for kind, dump in dumps.items():
+        lowered = dump.lower()
+        # The dump does hold the rows: plaintext columns, the blind index and ciphertexts.
+        assert "chrome" in lowered, f"{kind} dump misses the sign-in row"
+        assert crypto.blind_index(canaries["email"]) in lowered, f"{kind} dump misses the user"
+        assert lowered.count("v1:k1:") >= 13, f"{kind} dump misses the ciphertexts"
+        leaked = [name for name, value in canaries.items() if value.lower() in lowered]
+        assert leaked == [], f"{kind} dump shows plaintext: {leaked}"
+        assert tag not in lowered
+
+
+async def test_sign_in_finds_the_account_by_any_case_and_surrounding_space(
+    client: httpx.AsyncClient, as_user: AsUser
+) -> None:
+    token = await sign_in(client, "  CUSTOMER@Example.COM \t")
+
+    me = await Api(client, token).gql("{ me { email } }")
+
+    assert me["data"]["me"] == {"email": "customer@example.com"}
+
+
+async def test_registering_a_case_variant_of_a_known_email_is_refused(as_user: AsUser) -> None:
+    anonymous = await as_user(None)
+
+    body = await anonymous.gql(
+        "mutation R($input: RegisterInput!) { register(input: $input) "
+        "{ __typename ... on InvalidInputError { field } } }",
+        {
+            "input": {
+                "name": "Copy Cat",
+                "email": " Customer@EXAMPLE.com ",
+                "password": DEMO_PASSWORD + "-longer",
+                "dateOfBirth": "1990-05-05",
+            }
+        },
+    )
+
+    assert body["data"]["register"] == {"__typename": "InvalidInputError", "field": "email"}
+    assert await User.all().count() == 7
