@@ -27,9 +27,10 @@ from models import (
     User,
     UserStatus,
 )
-from resolvers.errors import InvalidInput
-from resolvers.pagination import Page
+from resolvers.errors import DomainError, InvalidInput
+from resolvers.pagination import Page, decode_cursor, page_size
 from schema.context import Info
+from schema.errors import from_domain
 from schema.need_to_know import personal_data
 
 TicketStatusEnum = strawberry.enum(TicketStatus, name="TicketStatus")
@@ -244,6 +245,12 @@ class TicketType(Node):
     async def messages(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> "Connection[TicketMessageType] | None":
+        try:
+            page_size(first)
+            if after is not None:
+                decode_cursor(after)
+        except DomainError as error:
+            raise from_domain(error) from None
         key = (self.model.id, first, after)
         page = await info.context.loaders.message_pages.load(key)
         nodes = [TicketMessageType(model=message, relation=Relation()) for message in page.items]
