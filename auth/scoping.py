@@ -15,6 +15,7 @@ from models import (
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestStatus,
+    Role,
     SignInSession,
     Ticket,
     TicketMessage,
@@ -70,6 +71,15 @@ def readable_users(principal: Principal) -> QuerySet[User]:
         | Q(id__in=Subquery(tickets.filter(requester_id__not_isnull=True).values("requester_id")))
         | Q(id__in=Subquery(tickets.filter(assignee_id__not_isnull=True).values("assignee_id")))
     )
+
+
+async def with_role(query: QuerySet[User], role: Role) -> QuerySet[User]:
+    """Narrow accounts to one role: JSON containment on PostgreSQL, a scan on SQLite."""
+    if User._choose_db().capabilities.dialect == "postgres":
+        return query.filter(roles__contains=[role.value])
+    # SQLite has no JSON containment lookup in Tortoise; the embedded directory is small.
+    rows = await User.all().values_list("id", "roles")
+    return query.filter(id__in=[ident for ident, roles in rows if role.value in roles])
 
 
 def readable_privacy_requests(principal: Principal) -> QuerySet[PrivacyRequest]:

@@ -145,8 +145,7 @@ async def list_users(
     if status is not None:
         query = query.filter(status=status)
     if role is not None:
-        # Roles are a short JSON list; the directory is small enough to filter it here.
-        query = query.filter(roles__contains=[role.value])
+        query = await scoping.with_role(query, role)
     items, more = await paginate(query, first=first, after=after, newest_first=False)
     return Page(items, more)
 

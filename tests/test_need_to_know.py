@@ -678,3 +678,21 @@ def test_scopes_of_several_roles_are_their_union() -> None:
     assert Principal.for_user(uuid4(), frozenset({C}), None).is_staff is False
     assert Principal.for_user(uuid4(), frozenset({P}), None).is_staff is True
     assert ANONYMOUS.scopes == frozenset()
+
+
+async def test_directory_filters_by_role_and_status(as_user: Any) -> None:
+    admin = await as_user("admin@example.com")
+    query = (
+        "query($role: Role) { users(first: 100, filter: {role: $role})"
+        " { edges { node { email } } } }"
+    )
+    agents = await admin.gql(query, {"role": "AGENT"})
+    assert agents.get("errors") is None, agents
+    emails = sorted(edge["node"]["email"] for edge in agents["data"]["users"]["edges"])
+    assert emails == ["agent2@example.com", "agent@example.com"]
+    everyone = await admin.gql(query, {"role": None})
+    assert len(everyone["data"]["users"]["edges"]) == 7
+    restricted = await admin.gql(
+        "{ users(first: 100, filter: {status: RESTRICTED}) { edges { node { email } } } }"
+    )
+    assert restricted["data"]["users"]["edges"] == []
