@@ -29,6 +29,7 @@ from auth.principal import ANONYMOUS, Principal
 from auth.sessions import end_session, resolve_session
 from auth.store import connect_store
 from models import db
+from privacy import audit
 from schema import Context, schema
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -102,6 +103,7 @@ class OcisGraphQL(GraphQL[Context, None]):
             client_ip=_client_ip(request),
             user_agent=request.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
+            audit_reads=settings.audit_reads,
         )
 
 
@@ -226,6 +228,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.connect(settings.database_url, settings.master_key)
+        await audit.prime_head()
         app.state.store = connect_store(settings.redis_url)
         try:
             yield
@@ -256,7 +259,6 @@ def __getattr__(name: str) -> Any:
 
 
 async def _run_with_db(settings: config.Settings, action: str, args: argparse.Namespace) -> int:
-    from privacy.audit import verify_chain
     from resolvers.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_demo_data
     from resolvers.errors import DomainError
     from resolvers.users import create_staff_account
@@ -284,7 +286,7 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
             print(f"administrator ready: {user.id}")  # noqa: T201
             return 0
         if action == "audit-verify":
-            report = await verify_chain()
+            report = await audit.verify_chain()
             if report.intact:
                 print(f"audit chain intact: {report.checked} records")  # noqa: T201
                 return 0

@@ -34,6 +34,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     privacy_contact: str = "contact@ocis.app"
     session_ttl_seconds: int = 7 * 24 * 3600
+    audit_reads: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
     oidc: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -101,6 +102,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
             if origin.strip()
         ),
         privacy_contact=env.get("OCIS_PRIVACY_CONTACT") or defaults.privacy_contact,
+        audit_reads=env.get("OCIS_AUDIT_READS", "true").lower() not in ("0", "false", "off"),
         host=env.get("HOST") or defaults.host,
         port=int(env.get("PORT") or defaults.port),
         oidc=_oidc(env),
@@ -115,6 +117,10 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append("REDIS_URL is required (sessions are shared across processes)")
         if not settings.secure_cookies:
             problems.append("PUBLIC_URL must be https")
+        if not settings.audit_reads:
+            problems.append(
+                "OCIS_AUDIT_READS cannot be turned off (the policy promises audit logs)"
+            )
         if problems:
             raise ConfigurationError("production refuses to start: " + "; ".join(problems))
     return settings

@@ -73,6 +73,11 @@ def staff(principal: Principal, relation: Relation) -> bool:
     return principal.is_staff
 
 
+def privacy_officer(principal: Principal, relation: Relation) -> bool:
+    """The privacy officer only."""
+    return principal.has(Scope.PRIVACY_REQUESTS)
+
+
 FIELD_POLICY: dict[str, dict[str, Rule]] = {
     "User": {
         "id": reachable,
@@ -152,6 +157,30 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "source": owner,
         "createdAt": owner,
     },
+    "AuditEntry": {
+        "id": reachable,
+        "occurredAt": owner_or_privacy_officer,
+        "action": owner_or_privacy_officer,
+        "fieldNames": owner_or_privacy_officer,
+        "actorRoles": owner_or_privacy_officer,
+        "purpose": owner_or_privacy_officer,
+        "actor": privacy_officer,
+        "requestId": privacy_officer,
+    },
+}
+
+# Fields whose values are personal data: reading another person's is written to the audit trail.
+PERSONAL_FIELDS: dict[str, frozenset[str]] = {
+    "User": frozenset({"name", "email", "phone", "username", "dateOfBirth", "locale", "timeZone"}),
+    "Ticket": frozenset({"subject", "requesterName", "requesterEmail"}),
+    "TicketMessage": frozenset({"body"}),
+    "SignIn": frozenset(
+        {"ipAddress", "browser", "browserVersion", "os", "deviceType", "timeZone", "referrer"}
+        | {"location"}
+    ),
+    "PaymentMethod": frozenset({"brand", "last4", "expMonth", "expYear"}),
+    "PrivacyRequest": frozenset({"kind", "details", "outcome"}),
+    "ConsentEntry": frozenset({"purpose", "granted"}),
 }
 
 

@@ -12,6 +12,7 @@ from auth.policy import Relation
 from auth.principal import Principal
 from auth.scopes import STAFF_ROLES, Scope
 from models import (
+    AuditEvent,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestStatus,
@@ -88,6 +89,15 @@ def readable_privacy_requests(principal: Principal) -> QuerySet[PrivacyRequest]:
     if principal.user_id is None:
         return PrivacyRequest.filter(_NOTHING)
     return PrivacyRequest.filter(subject_id=principal.user_id)
+
+
+def readable_audit_events(principal: Principal) -> QuerySet[AuditEvent]:
+    """The privacy officer reads the whole trail; everyone else the records about themselves."""
+    if principal.has(Scope.PRIVACY_REQUESTS):
+        return AuditEvent.all()
+    if principal.user_id is None:
+        return AuditEvent.filter(seq__in=[])
+    return AuditEvent.filter(subject_id=principal.user_id)
 
 
 def readable_sign_ins(principal: Principal) -> QuerySet[SignInSession]:

@@ -68,13 +68,16 @@ class AuditEvent(Model):
     seq = fields.BigIntField(primary_key=True)
     occurred_at = fields.DatetimeField()
     actor_id = fields.UUIDField(null=True)
+    actor_roles = fields.JSONField[list[str]](default=list)
     subject_id = fields.UUIDField(null=True, db_index=True)
     action = fields.CharField(max_length=40)
     entity = fields.CharField(max_length=40)
     entity_id = fields.CharField(max_length=64, null=True)
     field_names = fields.JSONField[list[str]](default=list)
+    purpose = fields.CharField(max_length=100, null=True)
     request_id = fields.CharField(max_length=64, null=True)
-    prev_hash = fields.CharField(max_length=64)
+    # Unique: two writers appending after the same record collide instead of forking the chain.
+    prev_hash = fields.CharField(max_length=64, unique=True)
     hash = fields.CharField(max_length=64, unique=True)
 
     class Meta:

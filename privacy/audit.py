@@ -1,37 +1,110 @@
-"""The audit trail: hash-chained records of references and field names, never values."""
+"""The audit trail: hash-chained records of references and field names, never values.
+
+Each record's hash covers its content and the hash of the record before it. The
+``prev_hash`` column is unique, so two writers that append after the same record collide
+instead of forking the chain; the loser reads the new head and tries again. Reads of
+personal data are batched into one insert per request, appended after a head cached in
+this process, which costs one statement unless another writer got there first.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
+
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from auth.principal import Principal
 from models import AuditEvent
 
 GENESIS = "0" * 64
-_CHAIN_LOCK = 0x0C15A0D1
+MAX_ATTEMPTS = 8
+READ_ACTION = "personal_data.read"
 
 
-def _digest(prev_hash: str, event: AuditEvent) -> str:
-    body = json.dumps(
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One thing to record: what was done, to which object, about whom, which fields."""
+
+    action: str
+    entity: str
+    entity_id: str | None
+    subject_id: UUID | None
+    field_names: Sequence[str] = field(default_factory=tuple)
+    purpose: str | None = None
+
+
+def _content(event: AuditEvent) -> str:
+    return json.dumps(
         [
-            prev_hash,
             event.occurred_at.astimezone(UTC).isoformat(),
             str(event.actor_id) if event.actor_id else None,
+            sorted(event.actor_roles),
             str(event.subject_id) if event.subject_id else None,
             event.action,
             event.entity,
             event.entity_id,
             sorted(event.field_names),
+            event.purpose,
             event.request_id,
         ],
         separators=(",", ":"),
     )
-    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def link_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256(f"{prev_hash}|{_content(event)}".encode()).hexdigest()
+
+
+class _Head:
+    """The last hash this process appended outside a transaction (so it surely committed)."""
+
+    value: str | None = None
+
+
+def forget_head() -> None:
+    """Drop the cached head; the next append reads it from the database."""
+    _Head.value = None
+
+
+async def prime_head() -> None:
+    """Read the chain's head once (at startup) so reads cost one statement from the first."""
+    _Head.value = await _read_head()
+
+
+async def _read_head() -> str:
+    last = await AuditEvent.all().order_by("-seq").only("seq", "hash").first()
+    return last.hash if last else GENESIS
+
+
+def _events(principal: Principal, entries: Iterable[Entry], head: str) -> list[AuditEvent]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    roles = sorted(role.value for role in principal.roles)
+    events = []
+    for entry in entries:
+        event = AuditEvent(
+            occurred_at=now,
+            actor_id=principal.user_id,
+            actor_roles=roles,
+            subject_id=entry.subject_id,
+            action=entry.action,
+            entity=entry.entity,
+            entity_id=entry.entity_id,
+            field_names=sorted(set(entry.field_names)),
+            purpose=entry.purpose,
+            request_id=principal.request_id,
+            prev_hash=head,
+        )
+        event.hash = link_hash(head, event)
+        head = event.hash
+        events.append(event)
+    return events
 
 
 async def record(
@@ -42,26 +115,48 @@ async def record(
     entity_id: UUID | str | None,
     subject_id: UUID | None,
     field_names: Iterable[str] = (),
+    purpose: str | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain; call inside the transaction of the change it records."""
-    connection = AuditEvent._choose_db(for_write=True)
-    if connection.capabilities.dialect == "postgres":
-        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_CHAIN_LOCK])
-    last = await AuditEvent.all().order_by("-seq").only("seq", "hash").first()
-    event = AuditEvent(
-        occurred_at=datetime.now(UTC).replace(microsecond=0),
-        actor_id=principal.user_id,
-        subject_id=subject_id,
+    """Append one change record; call it inside the transaction of the change it records."""
+    entry = Entry(
         action=action,
         entity=entity,
         entity_id=str(entity_id) if entity_id is not None else None,
-        field_names=sorted(set(field_names)),
-        request_id=principal.request_id,
-        prev_hash=last.hash if last else GENESIS,
+        subject_id=subject_id,
+        field_names=tuple(field_names),
+        purpose=purpose,
     )
-    event.hash = _digest(event.prev_hash, event)
-    await event.save()
-    return event
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            async with in_transaction():
+                (event,) = _events(principal, [entry], await _read_head())
+                await event.save()
+        except IntegrityError:
+            continue
+        # The surrounding transaction may still roll back: never cache this head.
+        forget_head()
+        return event
+    raise RuntimeError("audit chain stayed contended; the change was not recorded")
+
+
+async def record_many(principal: Principal, entries: Sequence[Entry]) -> None:
+    """Append a batch in one statement after the cached head; refresh it on collision."""
+    if not entries:
+        return
+    connection = AuditEvent._choose_db(for_write=True)
+    cacheable = not isinstance(connection, TransactionalDBClient)
+    for _ in range(MAX_ATTEMPTS):
+        head = _Head.value if cacheable and _Head.value else await _read_head()
+        events = _events(principal, entries, head)
+        try:
+            async with in_transaction():
+                await AuditEvent.bulk_create(events)
+        except IntegrityError:
+            forget_head()
+            continue
+        _Head.value = events[-1].hash if cacheable else None
+        return
+    raise RuntimeError("audit chain stayed contended; the reads were not recorded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +182,7 @@ async def verify_chain(batch_size: int = 1000) -> ChainReport:
         for event in batch:
             if event.prev_hash != prev_hash:
                 return ChainReport(checked, event.seq, "does not follow the previous record")
-            if _digest(prev_hash, event) != event.hash:
+            if link_hash(prev_hash, event) != event.hash:
                 return ChainReport(checked, event.seq, "content does not match its hash")
             prev_hash = event.hash
             last_seq = event.seq

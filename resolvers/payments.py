@@ -13,13 +13,18 @@ from auth import scoping
 from auth.principal import Principal
 from models import PaymentMethod
 from privacy import audit
-from privacy.card_data import contains_card_data
+from privacy.card_data import contains_card_data, value_holds_card_data
 from resolvers.errors import CardDataRefused, InvalidInput, NotFound
 from resolvers.users import require_user
 
 BRANDS = frozenset({"visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay"})
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-:.]{8,128}$")
 MAX_METHODS = 10
+
+
+def holds_card_data(document: str, variables: object) -> bool:
+    """True when a request's text or variables carry a card number or security code (P03)."""
+    return contains_card_data(document) or value_holds_card_data(variables)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from schema.extensions import EXTENSIONS
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.types import (
+    AuditEntryType,
     ConsentEntryType,
     PaymentMethodType,
     PrivacyRequestType,
@@ -54,6 +55,7 @@ schema = OcisSchema(
     query=Query,
     mutation=Mutation,
     types=[
+        AuditEntryType,
         UserType,
         TicketType,
         TicketMessageType,

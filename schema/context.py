@@ -56,10 +56,16 @@ class Context:
     client_ip: str | None = None
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
+    audit_reads: bool = True
     loaders: Loaders = field(init=False)
+    reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders.for_principal(self.principal)
+
+    def note_read(self, subject_id: UUID, type_name: str, field_name: str) -> None:
+        """Remember that this request read a field of another person's personal data."""
+        self.reads.setdefault(subject_id, set()).add(f"{type_name}.{field_name}")
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

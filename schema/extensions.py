@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql.error import GraphQLError
 from graphql.validation import ValidationContext, ValidationRule
@@ -17,7 +17,8 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.query_depth_limiter import create_validator
 
-from privacy.card_data import contains_card_data, value_holds_card_data
+from resolvers.audit_trail import record_reads
+from resolvers.payments import holds_card_data
 from schema.errors import PublicError
 
 MAX_DEPTH = 10
@@ -57,14 +58,26 @@ class CardDataGuard(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
-        if contains_card_data(context.query or "") or value_holds_card_data(
-            context.variables or {}
-        ):
+        if holds_card_data(context.query or "", context.variables or {}):
             raise PublicError(
                 "Card numbers and security codes are never accepted; nothing was stored.",
                 "CARD_DATA_REFUSED",
             )
         yield
+
+
+class AccessAudit(SchemaExtension):
+    """Write one audit record per person whose personal data this request read (P20).
+
+    It runs before the response leaves: if the trail cannot be written, the data is
+    withheld and the caller gets an error instead.
+    """
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        yield
+        context = self.execution_context.context
+        if getattr(context, "audit_reads", False) and context.reads:
+            await record_reads(context.principal, context.reads)
 
 
 def _is_public(error: GraphQLError) -> bool:
@@ -99,4 +112,11 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
-EXTENSIONS = [CardDataGuard, DepthLimit, AliasLimit, TokenLimit, MaskUnexpectedErrors]
+EXTENSIONS = [
+    CardDataGuard,
+    DepthLimit,
+    AliasLimit,
+    TokenLimit,
+    AccessAudit,
+    MaskUnexpectedErrors,
+]

@@ -5,27 +5,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from inspect import isawaitable
 from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from strawberry.extensions import FieldExtension
 from strawberry.types.base import get_object_definition
 
-from auth.policy import FIELD_POLICY, Relation, Rule
+from auth.policy import FIELD_POLICY, PERSONAL_FIELDS, Relation, Rule
 from schema.errors import forbidden
 
 
 class Guarded(Protocol):
     relation: Relation
 
+    @property
+    def subject_id(self) -> UUID | None: ...
+
 
 class NeedToKnow(FieldExtension):
-    """Resolve the field only if its rule allows this caller; otherwise null + FORBIDDEN."""
+    """Resolve the field only if its rule allows this caller; otherwise null + FORBIDDEN.
 
-    def __init__(self, rule: Rule) -> None:
+    An allowed read of another person's personal-data field is noted in the request
+    context; the audit extension writes those notes once, at the end of the request.
+    """
+
+    def __init__(self, type_name: str, field_name: str, rule: Rule) -> None:
+        self.type_name = type_name
+        self.field_name = field_name
         self.rule = rule
+        self.personal = field_name in PERSONAL_FIELDS.get(type_name, frozenset())
 
     def _check(self, source: Guarded, info: Any) -> None:
-        if not self.rule(info.context.principal, source.relation):
+        context = info.context
+        if not self.rule(context.principal, source.relation):
             raise forbidden()
+        if self.personal and not source.relation.is_self:
+            subject = source.subject_id
+            if subject is not None and subject != context.principal.user_id:
+                context.note_read(subject, self.type_name, self.field_name)
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
         self._check(source, info)
@@ -60,7 +76,7 @@ def personal_data(cls: T) -> T:
         rule = rules.get(camel)
         if rule is None:
             raise MissingPolicyError(f"{definition.name}.{camel} has no need-to-know rule")
-        field.extensions.append(NeedToKnow(rule))
+        field.extensions.append(NeedToKnow(definition.name, camel, rule))
         note = f"Need-to-know: {rule.__name__} ({(rule.__doc__ or '').strip()})"
         field.description = f"{field.description} {note}" if field.description else note
     PERSONAL_DATA_TYPES.append(cls)

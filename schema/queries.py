@@ -5,12 +5,13 @@ from __future__ import annotations
 import strawberry
 
 from models import PaymentMethod, PrivacyRequest, SignInSession, Ticket, TicketMessage, User
-from resolvers import consents, nodes, privacy_requests, tickets, users
+from resolvers import audit_trail, consents, nodes, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.tickets import TicketFilter
 from schema.context import Info
 from schema.errors import from_domain, not_found
 from schema.types import (
+    AuditEntryType,
     Connection,
     ConsentEntryType,
     ConsentState,
@@ -24,6 +25,7 @@ from schema.types import (
     TicketType,
     UserStatusEnum,
     UserType,
+    audit_entry,
     connection,
     from_global_id,
     relation_to_self,
@@ -182,6 +184,29 @@ class Query:
             raise from_domain(error) from None
         mine = relation_to_self(principal.user_id, principal.user_id)
         return [PrivacyRequestType(model=request, relation=mine) for request in requests]
+
+    @strawberry.field(
+        description="Who accessed or changed your personal data: roles and times, newest first."
+    )
+    async def my_data_accesses(self, info: Info, first: int = 50) -> list[AuditEntryType]:
+        principal = info.context.principal
+        try:
+            events = await audit_trail.accesses_to_my_data(principal, first)
+        except DomainError as error:
+            raise from_domain(error) from None
+        return [audit_entry(principal.user_id, event) for event in events]
+
+    @strawberry.field(description="Every audit record about one person (privacy officer).")
+    async def audit_trail(
+        self, info: Info, subject_id: strawberry.ID, first: int = 50
+    ) -> list[AuditEntryType]:
+        principal = info.context.principal
+        try:
+            _, subject = from_global_id(subject_id, "User", "subjectId")
+            events = await audit_trail.audit_trail(principal, subject, first)
+        except DomainError as error:
+            raise from_domain(error) from None
+        return [audit_entry(principal.user_id, event) for event in events]
 
     @strawberry.field(description="Where to write to exercise your privacy rights.")
     def privacy_contact(self, info: Info) -> str:

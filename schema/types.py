@@ -11,6 +11,7 @@ import strawberry
 from auth.policy import Relation
 from auth.scoping import QUEUE_STATUSES
 from models import (
+    AuditEvent,
     Channel,
     ConsentEntry,
     ConsentPurpose,
@@ -124,6 +125,10 @@ class UserType(Node):
     model: strawberry.Private[User]
     relation: strawberry.Private[Relation]
 
+    @property
+    def subject_id(self) -> UUID | None:
+        return self.model.id
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("User", self.model.id)
@@ -192,6 +197,11 @@ class UserType(Node):
 class TicketType(Node):
     model: strawberry.Private[Ticket]
     relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        requester: UUID | None = self.model.requester_id  # type: ignore[attr-defined]
+        return requester
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -281,6 +291,11 @@ class TicketMessageType(Node):
     model: strawberry.Private[TicketMessage]
     relation: strawberry.Private[Relation]
 
+    @property
+    def subject_id(self) -> UUID | None:
+        author: UUID | None = self.model.author_id  # type: ignore[attr-defined]
+        return author
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("TicketMessage", self.model.id)
@@ -307,6 +322,12 @@ class TicketMessageType(Node):
 class SignInType(Node):
     model: strawberry.Private[SignInSession]
     relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        owner: UUID | None = self.model.user_id  # type: ignore[attr-defined]
+        return owner
+
     current_session: strawberry.Private[UUID | None] = None
 
     @strawberry.field
@@ -364,6 +385,11 @@ class PaymentMethodType(Node):
     model: strawberry.Private[PaymentMethod]
     relation: strawberry.Private[Relation]
 
+    @property
+    def subject_id(self) -> UUID | None:
+        owner: UUID | None = self.model.user_id  # type: ignore[attr-defined]
+        return owner
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("PaymentMethod", self.model.id)
@@ -394,6 +420,11 @@ class PaymentMethodType(Node):
 class PrivacyRequestType(Node):
     model: strawberry.Private[PrivacyRequest]
     relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        subject: UUID | None = self.model.subject_id  # type: ignore[attr-defined]
+        return subject
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -434,6 +465,11 @@ class ConsentEntryType:
     model: strawberry.Private[ConsentEntry]
     relation: strawberry.Private[Relation]
 
+    @property
+    def subject_id(self) -> UUID | None:
+        owner: UUID | None = self.model.user_id  # type: ignore[attr-defined]
+        return owner
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("ConsentEntry", self.model.id)
@@ -457,6 +493,57 @@ class ConsentEntryType:
     @strawberry.field
     def created_at(self) -> datetime | None:
         return self.model.created_at
+
+
+@personal_data
+@strawberry.type(
+    name="AuditEntry",
+    description="One audit record: who did what with whose data (field names, never values).",
+)
+class AuditEntryType:
+    model: strawberry.Private[AuditEvent]
+    relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return self.model.subject_id
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.model.seq))
+
+    @strawberry.field
+    def occurred_at(self) -> datetime | None:
+        return self.model.occurred_at
+
+    @strawberry.field(description="What happened, e.g. personal_data.read or ticket.reply.")
+    def action(self) -> str | None:
+        return self.model.action
+
+    @strawberry.field(description="Type.field names that were read or changed.")
+    def field_names(self) -> list[str] | None:
+        return list(self.model.field_names)
+
+    @strawberry.field(description="The roles the actor held at the time.")
+    def actor_roles(self) -> list[RoleEnum] | None:  # type: ignore[valid-type]
+        return [Role(role) for role in self.model.actor_roles if role in Role.__members__.values()]
+
+    @strawberry.field
+    def purpose(self) -> str | None:
+        return self.model.purpose
+
+    @strawberry.field(description="Who acted (privacy officer only).")
+    async def actor(self, info: Info) -> "UserType | None":
+        return await user_node(info, self.model.actor_id)
+
+    @strawberry.field
+    def request_id(self) -> str | None:
+        return self.model.request_id
+
+
+def audit_entry(principal_user: UUID | None, event: AuditEvent) -> AuditEntryType:
+    relation = Relation(is_self=event.subject_id is not None and event.subject_id == principal_user)
+    return AuditEntryType(model=event, relation=relation)
 
 
 @strawberry.type(description="The caller's current decision for one consent purpose.")

@@ -65,3 +65,28 @@ def https_settings(base: config.Settings) -> config.Settings:
 
 def unique_email() -> str:
     return f"person-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def bypass_append_only(statements: list[str]) -> None:
+    """Run statements as someone with direct database access would, past the audit triggers.
+
+    PostgreSQL: superuser replica mode. SQLite: drop the triggers and put them back.
+    """
+    import importlib
+
+    from tortoise import Tortoise
+
+    migration = importlib.import_module("migrations.0002_audit_access")
+    connection = Tortoise.get_connection("default")
+    body = "; ".join(statements)
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_script(
+            f"SET session_replication_role = replica; {body}; "
+            "SET session_replication_role = origin;"
+        )
+    else:
+        await connection.execute_script(migration.SQLITE_DROP_APPEND_ONLY_SQL)
+        try:
+            await connection.execute_script(body)
+        finally:
+            await connection.execute_script(migration.SQLITE_APPEND_ONLY_SQL)

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from tortoise import Tortoise
+from tortoise.exceptions import OperationalError
 
 from auth.principal import Principal
 from models import AuditEvent, Role, User, crypto
 from privacy import audit
+from tests.helpers import bypass_append_only
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,23 +142,55 @@ async def test_audit_verify_names_the_first_tampered_record(
     events = await _write_chain(5)
     third, fourth = events[2], events[3]
     if tampering == "update":
-        await AuditEvent.filter(seq=third.seq).update(action="test.altered")
+        statements = [f"UPDATE audit_events SET action = 'test.altered' WHERE seq = {third.seq}"]
         expected = third.seq
     elif tampering == "delete":
-        await AuditEvent.filter(seq=third.seq).delete()
+        statements = [f"DELETE FROM audit_events WHERE seq = {third.seq}"]
         expected = fourth.seq
     else:
         # Exchange the positions of two records.
-        connection = Tortoise.get_connection("default")
-        move = (
-            "UPDATE audit_events SET seq = $1 WHERE seq = $2"
-            if connection.capabilities.dialect == "postgres"
-            else "UPDATE audit_events SET seq = ? WHERE seq = ?"
-        )
-        await connection.execute_query(move, [-1, third.seq])
-        await connection.execute_query(move, [third.seq, fourth.seq])
-        await connection.execute_query(move, [fourth.seq, -1])
+        statements = [
+            f"UPDATE audit_events SET seq = -1 WHERE seq = {third.seq}",
+            f"UPDATE audit_events SET seq = {third.seq} WHERE seq = {fourth.seq}",
+            f"UPDATE audit_events SET seq = {fourth.seq} WHERE seq = -1",
+        ]
         expected = third.seq
+    await bypass_append_only(statements)
     result = _verify(database_url)
     assert result.returncode == 1
     assert f"broken at record {expected}:" in result.stdout
+
+
+@pytest.mark.promise("P20")
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET action = 'x'",
+        "DELETE FROM audit_events",
+        "DELETE FROM audit_events WHERE seq = {first}",
+    ],
+)
+async def test_the_application_cannot_change_or_remove_audit_records(
+    app: Any, statement: str
+) -> None:
+    events = await _write_chain(2)
+    connection = Tortoise.get_connection("default")
+    with pytest.raises(OperationalError, match="append-only"):
+        await connection.execute_script(statement.format(first=events[0].seq))
+    assert [event.seq for event in await AuditEvent.all().order_by("seq")] == [
+        event.seq for event in events
+    ]
+    assert (await AuditEvent.get(seq=events[0].seq)).action == "test.event"
+
+
+async def test_postgresql_refuses_truncating_the_audit_trail(app: Any, is_postgres: bool) -> None:
+    await _write_chain(1)
+    connection = Tortoise.get_connection("default")
+    if is_postgres:
+        with pytest.raises(OperationalError, match="append-only"):
+            await connection.execute_script("TRUNCATE audit_events")
+    else:
+        # SQLite has no TRUNCATE; its DELETE without WHERE is refused (test above).
+        with pytest.raises(OperationalError):
+            await connection.execute_script("TRUNCATE audit_events")
+    assert await AuditEvent.all().count() == 1
