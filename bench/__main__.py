@@ -141,12 +141,13 @@ def verify(ocis: bytes, raw: bytes, in_process: bytes) -> int:
     return messages
 
 
-def _distinct_ports() -> tuple[int, int]:
-    first = free_port()
-    second = free_port()
-    while second == first:
-        second = free_port()
-    return first, second
+def _distinct_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 async def measure(
@@ -157,7 +158,7 @@ async def measure(
 ) -> dict[str, Any]:
     request_body = json.dumps({"query": QUERY}).encode()
     redis_url = os.environ.get("REDIS_URL") or None
-    ocis_port, raw_port = _distinct_ports()
+    ocis_port, raw_port, quiet_port = _distinct_ports(3)
     origin = f"http://127.0.0.1:{ocis_port}"
     in_process = await count_statements(
         config.Settings(
@@ -185,6 +186,16 @@ async def measure(
             "PUBLIC_URL": origin,
         }
     )
+    # The same app with the read audit off, to show what the audit costs.
+    quiet_env = server_env(
+        {
+            "DATABASE_URL": database_url,
+            "OCIS_ENV": "development",
+            "OCIS_MASTER_KEY": key,
+            "PUBLIC_URL": origin,
+            "OCIS_AUDIT_READS": "false",
+        }
+    )
     raw_env = server_env(
         {
             "BENCH_DATABASE_URL": database_url,
@@ -198,22 +209,32 @@ async def measure(
     async with (
         uvicorn_server("OCIS", "server:create_app", ocis_port, ocis_env) as ocis_url,
         uvicorn_server("raw", "bench.raw_app:create_app", raw_port, raw_env) as raw_url,
+        uvicorn_server("no-audit", "server:create_app", quiet_port, quiet_env) as quiet_url,
         httpx.AsyncClient(base_url=ocis_url, limits=limits, timeout=30.0) as ocis_client,
         httpx.AsyncClient(base_url=raw_url, limits=limits, timeout=30.0) as raw_client,
+        httpx.AsyncClient(base_url=quiet_url, limits=limits, timeout=30.0) as quiet_client,
     ):
         say(f"serving OCIS at {ocis_url} and the raw endpoint at {raw_url} (uvicorn, 1 worker)")
         token = await sign_in(ocis_client, COOKIE, AGENT_EMAIL, AGENT_PASSWORD, origin)
         headers = graphql_headers(COOKIE, token, origin)
+        quiet_token = await sign_in(quiet_client, COOKIE, AGENT_EMAIL, AGENT_PASSWORD, origin)
+        quiet_headers = graphql_headers(COOKIE, quiet_token, origin)
         ocis_first = await ocis_client.post("/graphql", content=request_body, headers=headers)
         raw_first = await raw_client.post("/graphql", content=request_body, headers=headers)
-        for name, response in (("OCIS", ocis_first), ("raw", raw_first)):
+        quiet_first = await quiet_client.post(
+            "/graphql", content=request_body, headers=quiet_headers
+        )
+        for name, response in (("OCIS", ocis_first), ("raw", raw_first), ("no-audit", quiet_first)):
             if response.status_code != 200:
                 raise BenchError(f"{name} answered {response.status_code}: {response.text[:300]}")
         verify(ocis_first.content, raw_first.content, in_process.body)
+        if quiet_first.content != ocis_first.content:
+            raise BenchError("OCIS with the read audit off answered differently")
 
         targets = [
             Target("OCIS", ocis_client, request_body, headers, ocis_first.content),
             Target("raw", raw_client, request_body, headers, raw_first.content),
+            Target("no-audit", quiet_client, request_body, quiet_headers, quiet_first.content),
         ]
         say(
             f"load: {args.concurrency} concurrent requests, warm-up {args.warmup:.1f} s each,"
@@ -229,7 +250,8 @@ async def measure(
             )
         tallies = {target.name: Tally() for target in targets}
         for number in range(args.rounds):
-            for target in targets if number % 2 == 0 else targets[::-1]:
+            shift = number % len(targets)
+            for target in targets[shift:] + targets[:shift]:
                 tally = tallies[target.name]
                 count, elapsed = len(tally.latencies), tally.elapsed
                 await run_round(
@@ -241,15 +263,18 @@ async def measure(
                 )
                 count, elapsed = len(tally.latencies) - count, tally.elapsed - elapsed
                 say(
-                    f"  round {number + 1} {target.name:4}: {count:6d} requests in"
+                    f"  round {number + 1} {target.name:8}: {count:6d} requests in"
                     f" {elapsed:4.1f} s = {count / elapsed:7.1f} req/s"
                 )
     failures = {name: tally.failures for name, tally in tallies.items() if tally.failures}
     if failures:
         raise BenchError(f"answers that were not 200 with the verified body: {failures}")
-    ocis, raw = tallies["OCIS"], tallies["raw"]
+    ocis, raw, quiet = tallies["OCIS"], tallies["raw"], tallies["no-audit"]
     return {
         "ratio": round(ocis.rps / raw.rps, 4),
+        "audit_off_rps": round(quiet.rps, 1),
+        "audit_off_p50_ms": round(quiet.percentile_ms(50), 2),
+        "audit_throughput_share": round(ocis.rps / quiet.rps, 4),
         "rps": round(ocis.rps, 1),
         "raw_rps": round(raw.rps, 1),
         "p50_ms": round(ocis.percentile_ms(50), 2),
@@ -326,7 +351,12 @@ def report(result: dict[str, Any]) -> None:
         f"raw endpoint : {result['raw_rps']:8.1f} req/s   p50 {result['raw_p50_ms']:7.2f} ms"
         f"   p99 {result['raw_p99_ms']:7.2f} ms   ({result['raw_requests']} requests)"
     )
+    say(
+        f"audit off    : {result['audit_off_rps']:8.1f} req/s   p50"
+        f" {result['audit_off_p50_ms']:7.2f} ms   (same app, OCIS_AUDIT_READS=false)"
+    )
     say(f"ratio        : {result['ratio']:.3f} (OCIS throughput / raw throughput)")
+    say(f"audit        : {result['audit_throughput_share']:.3f} (throughput with / without it)")
     say(f"statements   : {result['statements_per_request']} SQL statements per GraphQL request")
     say(f"total        : {result['total_s']:.1f} s (load generator shares the machine)")
     say(json.dumps(result, separators=(",", ":")))

@@ -18,9 +18,11 @@ from resolvers.errors import (
 class PublicError(Exception):
     """An error whose message is safe to show; it carries a machine-readable code."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: str, request_id: str | None = None) -> None:
         super().__init__(message)
         self.extensions = {"code": code}
+        if request_id is not None:
+            self.extensions["requestId"] = request_id
 
 
 def forbidden() -> PublicError:

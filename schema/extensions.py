@@ -76,8 +76,17 @@ class AccessAudit(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         yield
         context = self.execution_context.context
-        if getattr(context, "audit_reads", False) and context.reads:
+        if not getattr(context, "audit_reads", False) or not context.reads:
+            return
+        try:
             await record_reads(context.principal, context.reads)
+        except Exception as exc:
+            logger.error(
+                "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
+            )
+            raise PublicError(
+                "Unexpected error.", "INTERNAL_SERVER_ERROR", context.request_id
+            ) from None
 
 
 def _is_public(error: GraphQLError) -> bool:
