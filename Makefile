@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The real OpenID provider (npm oidc-provider) that the federated sign-in tests run on loopback.
+OIDC_PROVIDER := tests/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --prefix $(OIDC_PROVIDER)
+	@touch $@
+
 run: $(STAMP)
 	$(BIN)/python server.py migrate
 	$(BIN)/python server.py seed
@@ -26,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

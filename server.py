@@ -8,28 +8,39 @@ import getpass
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Any
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from tortoise.transactions import in_transaction
 
 import settings as config
+from auth import rate_limit, tokens
 from auth.client_info import describe_client
+from auth.client_ip import client_ip
 from auth.csrf import cookie_request_allowed
+from auth.identities import MappingRefused, TooYoung, principal_of, take_pending
 from auth.login import sign_in_with_password
+from auth.oidc import TRANSACTION_TTL, Gateway, SignInRefused, configured_providers
 from auth.principal import ANONYMOUS, Principal
-from auth.sessions import end_session, resolve_session
+from auth.redirects import mobile_intent, same_origin_path
+from auth.sessions import end_session, resolve_session, start_session
 from auth.store import connect_store
 from models import db
+from models.keys import CACHE_TTL_SECONDS
 from privacy import audit
+from privacy import keys as key_management
+from resolvers import federated
 from schema import Context, schema
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -90,7 +101,18 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    settings: config.Settings = request.app.state.settings
+    forwarded_for = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+    peer = request.client.host if request.client else None
+    return client_ip(peer, forwarded_for, settings.trusted_proxies)
+
+
+def _too_many_attempts(decision: rate_limit.Decision) -> Response:
+    return JSONResponse(
+        {"error": "Too many attempts. Try again later.", "retryAfterSeconds": decision.retry_after},
+        status_code=429,
+        headers={"Retry-After": str(decision.retry_after)},
+    )
 
 
 class OcisGraphQL(GraphQL[Context, None]):
@@ -104,6 +126,8 @@ class OcisGraphQL(GraphQL[Context, None]):
             user_agent=request.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
             audit_reads=settings.audit_reads,
+            store=request.app.state.store,
+            response=response,
         )
 
 
@@ -124,7 +148,23 @@ async def _graphql(scope: Scope, receive: Receive, send: Send) -> None:
     state = scope.setdefault("state", {})
     token = request.cookies.get(cookie_name(settings))
     principal: Principal = ANONYMOUS
-    if token:
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        # Browsers never attach a bearer token by themselves: no CSRF check. An invalid one
+        # is refused, not downgraded to anonymous, so the app knows to refresh or sign in.
+        bearer = await tokens.authenticate_bearer(
+            store, settings, authorization, state.get("request_id")
+        )
+        if bearer is None:
+            response = JSONResponse(
+                {"error": "invalid_token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+            await response(scope, receive, send)
+            return
+        principal = bearer
+    elif token:
         if not cookie_request_allowed(
             method=request.method,
             content_type=request.headers.get("content-type"),
@@ -161,6 +201,11 @@ async def password_sign_in(request: Request) -> Response:
     login, password = body.get("email"), body.get("password")
     if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
         return JSONResponse({"error": "Send email and password."}, status_code=400)
+    decision = await rate_limit.password_attempt(
+        request.app.state.store, login=login, ip=_client_ip(request)
+    )
+    if not decision.allowed:
+        return _too_many_attempts(decision)
     time_zone = body.get("timeZone")
     client = describe_client(
         ip_address=_client_ip(request),
@@ -176,16 +221,15 @@ async def password_sign_in(request: Request) -> Response:
     old_token = request.cookies.get(cookie_name(settings))
     if old_token:
         await end_session(request.app.state.store, old_token)
-    response = JSONResponse({"ok": True})
-    response.set_cookie(
-        cookie_name(settings),
-        session.token,
-        max_age=settings.session_ttl_seconds,
-        path="/",
-        secure=settings.secure_cookies,
-        httponly=True,
-        samesite="lax",
-    )
+    answer: dict[str, Any] = {"ok": True}
+    link_token = body.get("linkToken")
+    if isinstance(link_token, str):
+        # Signing in to the account proves control of it: now the pending identity may link.
+        pending = await take_pending(request.app.state.store, link_token, "link")
+        owner = principal_of(session.sign_in.user, request.scope["state"]["request_id"])
+        answer["linked"] = bool(pending) and await federated.link_after_password(owner, pending)
+    response = JSONResponse(answer)
+    _set_session_cookie(response, settings, session.token)
     return response
 
 
@@ -208,6 +252,222 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+def _login_cookie(settings: config.Settings) -> str:
+    return "__Host-ocis_oidc" if settings.secure_cookies else "ocis_oidc"
+
+
+def _set_session_cookie(response: Response, settings: config.Settings, token: str) -> None:
+    response.set_cookie(
+        cookie_name(settings),
+        token,
+        max_age=settings.session_ttl_seconds,
+        path="/",
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+async def federated_login(request: Request) -> Response:
+    """Start the code flow with a provider (web, mobile, or linking while signed in)."""
+    settings: config.Settings = request.app.state.settings
+    gateway: Gateway = request.app.state.gateway
+    provider = gateway.provider(request.path_params["provider"])
+    if provider is None:
+        return JSONResponse({"error": "Unknown sign-in provider."}, status_code=404)
+    params = request.query_params
+    intent: dict[str, Any] = {"client": "web", "next": same_origin_path(params.get("next"))}
+    if params.get("link") == "1":
+        principal = await resolve_session(
+            request.app.state.store, request.cookies.get(cookie_name(settings)), None
+        )
+        if principal.user_id is None:
+            return JSONResponse({"error": "Sign in first to link an account."}, 401)
+        intent["link_user_id"] = str(principal.user_id)
+    if params.get("client") == "mobile":
+        mobile = mobile_intent(params)
+        if mobile is None:
+            return JSONResponse({"error": "Unknown mobile client or redirect."}, 400)
+        intent.update(mobile)
+    redirect_uri = f"{settings.public_url}/auth/callback/{provider.name}"
+    url, binding = await gateway.begin(provider, redirect_uri=redirect_uri, intent=intent)
+    response = RedirectResponse(url, status_code=302)
+    response.set_cookie(
+        _login_cookie(settings),
+        binding,
+        max_age=TRANSACTION_TTL,
+        path="/",
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+async def federated_callback(request: Request) -> Response:
+    """Finish the code flow: verify, map the identity, then sign in, link or ask for more."""
+    settings: config.Settings = request.app.state.settings
+    gateway: Gateway = request.app.state.gateway
+    store: Redis = request.app.state.store
+    request_id: str = request.scope["state"]["request_id"]
+    provider = gateway.provider(request.path_params["provider"])
+    if provider is None:
+        return JSONResponse({"error": "Unknown sign-in provider."}, status_code=404)
+    params = request.query_params
+    try:
+        if params.get("error"):
+            raise SignInRefused("the provider reported an error")
+        transaction = await gateway.take_transaction(
+            params.get("state"), request.cookies.get(_login_cookie(settings))
+        )
+        identity = await gateway.complete(provider, transaction, params.get("code") or "")
+        intent = transaction.intent
+        signed_in = None
+        if intent.get("link_user_id"):
+            signed_in = await resolve_session(
+                store, request.cookies.get(cookie_name(settings)), request_id
+            )
+            if str(signed_in.user_id) != intent["link_user_id"]:
+                raise SignInRefused("linking session changed during the flow")
+        mapped = await federated.map_identity(
+            store,
+            identity,
+            signed_in=signed_in,
+            linking=signed_in is not None,
+            request_id=request_id,
+            intent=intent,
+        )
+    except (SignInRefused, MappingRefused) as refusal:
+        logger.warning(
+            "sign-in with %s refused: %s (request %s)", provider.name, refusal, request_id
+        )
+        await federated.record_refusal(request_id, provider.name, str(refusal))
+        response: Response = JSONResponse({"error": "Sign-in failed."}, status_code=401)
+        response.delete_cookie(_login_cookie(settings), path="/")
+        return response
+    if mapped.user is None:
+        fragment = "link" if mapped.step == "needs_password_to_link" else "signup"
+        target = "/signin/link" if fragment == "link" else "/signup/complete"
+        response = RedirectResponse(f"{target}#{fragment}={mapped.pending}", status_code=302)
+    else:
+        response = await _finish_sign_in(request, mapped.user, intent, f"oidc:{provider.name}")
+    response.delete_cookie(_login_cookie(settings), path="/")
+    return response
+
+
+async def _finish_sign_in(
+    request: Request, user: Any, intent: dict[str, Any], method: str
+) -> Response:
+    settings: config.Settings = request.app.state.settings
+    store: Redis = request.app.state.store
+    if intent.get("client") == "mobile":
+        from auth.tokens import issue_mobile_code
+
+        code = await issue_mobile_code(
+            store,
+            user.id,
+            intent["redirect_uri"],
+            intent["code_challenge"],
+            intent["client_id"],
+        )
+        return RedirectResponse(f"{intent['redirect_uri']}?code={code}", status_code=302)
+    old_token = request.cookies.get(cookie_name(settings))
+    if old_token:
+        await end_session(store, old_token)
+    client = describe_client(
+        ip_address=_client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        referrer=request.headers.get("referer"),
+        time_zone=None,
+    )
+    session = await start_session(store, user, client, settings.session_ttl_seconds, method)
+    response = RedirectResponse(intent.get("next") or "/", status_code=302)
+    _set_session_cookie(response, settings, session.token)
+    return response
+
+
+async def complete_signup(request: Request) -> Response:
+    """The date of birth a provider did not give; under 16 is refused and nothing is kept."""
+    store: Redis = request.app.state.store
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "Send pending and dateOfBirth."}, status_code=400)
+    try:
+        birth = date.fromisoformat(str(body.get("dateOfBirth")))
+    except ValueError:
+        return JSONResponse({"error": "dateOfBirth must be YYYY-MM-DD."}, status_code=400)
+    pending = await take_pending(store, body.get("pending"), "signup")
+    if pending is None:
+        return JSONResponse({"error": "This sign-up step expired; sign in again."}, 400)
+    try:
+        user = await federated.complete_signup(pending, birth, request.scope["state"]["request_id"])
+    except TooYoung:
+        return JSONResponse({"error": "OCIS is not for anyone under 16."}, status_code=403)
+    except MappingRefused:
+        return JSONResponse({"error": "Sign-in failed."}, status_code=401)
+    intent = pending.get("intent") or {}
+    return await _finish_sign_in(request, user, intent, f"oidc:{pending['provider']}")
+
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def _token_params(request: Request) -> dict[str, str] | None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media_type == "application/json":
+            body = await request.json()
+            items = list(body.items()) if isinstance(body, dict) else None
+        else:
+            items = list((await request.form()).multi_items())
+    except ValueError:
+        return None
+    if items is None:
+        return None
+    params: dict[str, str] = {}
+    for name, value in items:
+        # RFC 6749 3.2: every parameter at most once, and only text.
+        if not isinstance(value, str) or name in params:
+            return None
+        params[name] = value
+    return params
+
+
+async def token_endpoint(request: Request) -> Response:
+    """The mobile app's code exchange and refresh; errors as RFC 6749 says, no details."""
+    received_at = time.time()  # before any await: tells a parallel refresh from a replay
+    params = await _token_params(request)
+    try:
+        if params is None:
+            raise tokens.InvalidRequest
+        grant = await tokens.token_request(
+            request.app.state.store, request.app.state.settings, params, received_at=received_at
+        )
+    except tokens.CredentialReuse as reuse:
+        request_id = request.scope["state"]["request_id"]
+        logger.warning("%s: family revoked (request %s)", reuse.action, request_id)
+        async with in_transaction():
+            await audit.record(
+                ANONYMOUS.with_request_id(request_id),
+                action=reuse.action,
+                entity="RefreshTokenFamily",
+                entity_id=reuse.family_id,
+                subject_id=reuse.user_id,
+            )
+        return JSONResponse({"error": reuse.code}, status_code=400, headers=NO_STORE)
+    except tokens.TokenError as error:
+        return JSONResponse({"error": error.code}, status_code=400, headers=NO_STORE)
+    return JSONResponse(grant.response(), headers=NO_STORE)
+
+
+async def jwks(request: Request) -> Response:
+    keys = tokens.jwks(request.app.state.settings)
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=300"})
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -227,9 +487,11 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, settings.master_key)
+        await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+        await db.load_keys()
         await audit.prime_head()
         app.state.store = connect_store(settings.redis_url)
+        app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
         try:
             yield
         finally:
@@ -241,6 +503,11 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
             Route("/auth/password", password_sign_in, methods=["POST"]),
             Route("/auth/logout", sign_out, methods=["POST"]),
+            Route("/auth/token", token_endpoint, methods=["POST"]),
+            Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+            Route("/auth/login/{provider}", federated_login, methods=["GET"]),
+            Route("/auth/callback/{provider}", federated_callback, methods=["GET"]),
+            Route("/auth/complete-signup", complete_signup, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
@@ -258,23 +525,58 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+async def _rotate_keys(args: argparse.Namespace) -> int:
+    """Re-wrap every key under the current master key, then rotate the data keys."""
+
+    def show(step: key_management.Step) -> None:
+        if step.phase == "settle":
+            print(f"  waiting {step.count} s for serving processes' key caches", flush=True)  # noqa: T201
+            return
+        where = f" ({step.table})" if step.table else ""
+        print(f"  {step.phase}{where}: {step.count}", flush=True)  # noqa: T201
+
+    print("re-wrapping keys under the current master key", flush=True)  # noqa: T201
+    rewrapped = await key_management.rotate_master_key(args.batch_size, show)
+    print(f"re-wrapped {rewrapped} keys", flush=True)  # noqa: T201
+    print("rotating data keys", flush=True)  # noqa: T201
+    result = await key_management.rotate_data_keys(
+        args.batch_size, settle_seconds=args.settle_seconds, progress=show
+    )
+    print(  # noqa: T201
+        f"new data keys: {result.new_keys}; rows re-encrypted: {result.rows_reencrypted};"
+        f" old keys retired: {result.retired}"
+    )
+    if args.delete_retired:
+        print(f"deleted {await key_management.delete_retired_keys()} retired keys")  # noqa: T201
+    if result.still_referenced or result.unreadable_rows:
+        print(  # noqa: T201
+            f"not finished: {result.still_referenced} old keys are still named by"
+            f" {result.unreadable_rows} unreadable rows or by writes during rotation; run again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 async def _run_with_db(settings: config.Settings, action: str, args: argparse.Namespace) -> int:
     from resolvers.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_demo_data
     from resolvers.errors import DomainError
     from resolvers.users import create_staff_account
 
-    await db.connect(settings.database_url, settings.master_key)
+    await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
     try:
         if action == "seed":
             if settings.is_production:
                 print("seed refuses to run in production", file=sys.stderr)  # noqa: T201
                 return 2
+            await db.load_keys()
             created = await seed_demo_data()
             print("demo data created" if created else "demo data already present")  # noqa: T201
             for account in DEMO_ACCOUNTS:
                 print(f"  {account.email:24} {account.role.value:16} password: {DEMO_PASSWORD}")  # noqa: T201
             return 0
         if action == "create-admin":
+            await db.load_keys()
             password = os.environ.get("OCIS_ADMIN_PASSWORD") or getpass.getpass("Password: ")
             try:
                 user = await create_staff_account(
@@ -285,6 +587,9 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
                 return 2
             print(f"administrator ready: {user.id}")  # noqa: T201
             return 0
+        if action == "rotate-keys":
+            await db.load_keys()
+            return await _rotate_keys(args)
         if action == "audit-verify":
             report = await audit.verify_chain()
             if report.intact:
@@ -310,6 +615,19 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", default="Administrator")
     commands.add_parser("audit-verify", help="verify the audit hash chain")
+    rotate = commands.add_parser(
+        "rotate-keys",
+        help="re-wrap keys under OCIS_MASTER_KEY, give every subject a new data key, re-encrypt",
+    )
+    rotate.add_argument("--batch-size", type=int, default=key_management.DEFAULT_BATCH_SIZE)
+    rotate.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=CACHE_TTL_SECONDS,
+        help="how long serving processes may keep sealing under a superseded key (their key"
+        " cache lifetime); old keys are retired only after it",
+    )
+    rotate.add_argument("--delete-retired", action="store_true", help="delete retired keys")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

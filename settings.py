@@ -7,6 +7,7 @@ import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ class Settings:
     redis_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     master_key: bytes = DEVELOPMENT_MASTER_KEY
+    # Master keys that wrapped data keys before the current one (rotate-keys re-wraps them).
+    previous_master_keys: tuple[bytes, ...] = ()
     smtp_url: str | None = None
     cors_origins: tuple[str, ...] = ()
     privacy_contact: str = "contact@ocis.app"
@@ -38,6 +41,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     oidc: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Peers whose X-Forwarded-For is believed (auth/client_ip.py); empty: none.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
     @property
     def is_production(self) -> bool:
@@ -69,6 +74,37 @@ def _master_key(raw: str | None) -> bytes:
     return key
 
 
+def _trusted_proxies(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks: list[IPv4Network | IPv6Network] = []
+    for entry in (item.strip() for item in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"OCIS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
+            ) from None
+    return tuple(networks)
+
+
+def _previous_master_keys(raw: str) -> tuple[bytes, ...]:
+    keys = []
+    for entry in (item.strip() for item in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            key = base64.b64decode(entry, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            raise ConfigurationError(
+                "OCIS_PREVIOUS_MASTER_KEYS must be comma-separated 32-byte keys, base64-encoded"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
 def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     providers: dict[str, dict[str, str]] = {}
     for name, value in environ.items():
@@ -78,6 +114,8 @@ def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
                 "issuer": value,
                 "client_id": environ.get(f"OIDC_{provider}_CLIENT_ID", ""),
                 "client_secret": environ.get(f"OIDC_{provider}_CLIENT_SECRET", ""),
+                # Optional comma-separated tenant ids (Microsoft multi-tenant endpoints).
+                "tenants": environ.get(f"OIDC_{provider}_TENANTS", ""),
             }
     return providers
 
@@ -95,6 +133,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=env.get("REDIS_URL") or None,
         public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
         master_key=_master_key(env.get("OCIS_MASTER_KEY")),
+        previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
         smtp_url=env.get("SMTP_URL") or None,
         cors_origins=tuple(
             origin.strip().rstrip("/")
@@ -106,6 +145,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         host=env.get("HOST") or defaults.host,
         port=int(env.get("PORT") or defaults.port),
         oidc=_oidc(env),
+        trusted_proxies=_trusted_proxies(env.get("OCIS_TRUSTED_PROXIES", "")),
     )
     if settings.is_production:
         problems = []

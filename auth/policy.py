@@ -94,6 +94,14 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "createdAt": owner_or_account_admin,
         "paymentMethods": owner,
         "signIns": owner_or_security,
+        "identities": owner_or_account_admin,
+    },
+    "LinkedIdentity": {
+        "id": reachable,
+        "provider": owner_or_account_admin,
+        "email": owner,
+        "emailVerified": owner,
+        "linkedAt": owner_or_account_admin,
     },
     "Ticket": {
         "id": reachable,
@@ -157,6 +165,12 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "source": owner,
         "createdAt": owner,
     },
+    "ConsentState": {
+        "purpose": owner,
+        "granted": owner,
+        "policyVersion": owner,
+        "updatedAt": owner,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,
@@ -181,6 +195,8 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
     "PaymentMethod": frozenset({"brand", "last4", "expMonth", "expYear"}),
     "PrivacyRequest": frozenset({"kind", "details", "outcome"}),
     "ConsentEntry": frozenset({"purpose", "granted"}),
+    "ConsentState": frozenset({"purpose", "granted"}),
+    "LinkedIdentity": frozenset({"email"}),
 }
 
 

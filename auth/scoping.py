@@ -13,6 +13,7 @@ from auth.principal import Principal
 from auth.scopes import STAFF_ROLES, Scope
 from models import (
     AuditEvent,
+    ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestStatus,
@@ -108,6 +109,15 @@ def readable_sign_ins(principal: Principal) -> QuerySet[SignInSession]:
     return SignInSession.filter(user_id=principal.user_id)
 
 
+def readable_identities(principal: Principal) -> QuerySet[ExternalIdentity]:
+    """Linked identities: one's own, or any for account administrators."""
+    if principal.has(Scope.USERS_PERSONAL_DATA):
+        return ExternalIdentity.all()
+    if principal.user_id is None:
+        return ExternalIdentity.filter(_NOTHING)
+    return ExternalIdentity.filter(user_id=principal.user_id)
+
+
 def readable_payment_methods(principal: Principal) -> QuerySet[PaymentMethod]:
     if principal.user_id is None:
         return PaymentMethod.filter(_NOTHING)
@@ -148,3 +158,18 @@ async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUI
         )
         for person in people
     }
+
+
+async def worked_walk_ins(principal: Principal, email_indexes: list[str]) -> set[str]:
+    """Which email-only requesters (by blind index) have a ticket the caller works."""
+    if principal.user_id is None or not principal.has(Scope.CONTACT_NEED_TO_KNOW):
+        return set()
+    work = Q(assignee_id=principal.user_id)
+    if principal.team_id is not None:
+        work |= Q(team_id=principal.team_id, status__in=QUEUE_STATUSES)
+    rows = (
+        await Ticket.filter(work, requester_email_index__in=email_indexes)
+        .distinct()
+        .values_list("requester_email_index", flat=True)
+    )
+    return {str(row) for row in rows}

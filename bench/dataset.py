@@ -1,8 +1,10 @@
 """The benchmark data set: realistic rows, sealed with the real keyring, bulk-copied.
 
-Rows are what the ORM writes (``models/users.py``, ``models/tickets.py``): UUID keys, enums
-as their values, roles as a compact JSON list, personal data sealed by ``Keyring.seal`` with
-``associated_data(table, column, pk)``, emails indexed by ``Keyring.blind_index``.
+Rows are what the ORM writes (``models/users.py``, ``models/tickets.py``, ``models/keys.py``):
+UUID keys, enums as their values, roles as a compact JSON list, personal data sealed under the
+data key of the row's subject (``Entity.key_subject``) with ``associated_data(table, column,
+pk)``, those data keys wrapped by the keyring's master key in ``data_keys``, emails indexed by
+``Keyring.blind_index``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,27 @@ from uuid import UUID
 import asyncpg
 
 from bench.raw_app import asyncpg_dsn
-from models.crypto import Keyring
+from models.crypto import DataCipher, KeyPurpose, Keyring
 from models.enums import Channel, Role, TicketPriority, TicketStatus, UserStatus
 from models.fields import associated_data
+from models.keys import KeyState
 
 BENCH_DATABASE = "ocis_bench"
 AGENT_EMAIL = "bench-agent@example.com"
 AGENT_PASSWORD = "ocis-bench-agent-password"  # noqa: S105 - a throwaway database's account
 TEAM_NAME = "Support"
 
+DATA_KEY_COLUMNS = (
+    "id",
+    "purpose",
+    "subject_id",
+    "version",
+    "state",
+    "wrapped_key",
+    "kek_id",
+    "created_at",
+    "updated_at",
+)
 TEAM_COLUMNS = ("id", "name", "created_at")
 USER_COLUMNS = (
     "id",
@@ -142,17 +156,42 @@ class Dataset:
 
 
 class _Generator:
-    def __init__(self, ring: Keyring, seed: int) -> None:
+    def __init__(self, ring: Keyring, seed: int, created: datetime) -> None:
         self.ring = ring
         self.rng = random.Random(seed)
+        self.created = created
+        self.ciphers: dict[UUID, DataCipher] = {}
+        self.keys: list[tuple[Any, ...]] = []
 
     def uuid(self) -> UUID:
         return UUID(int=self.rng.getrandbits(128), version=4)
 
-    def seal(self, table: str, column: str, pk: UUID, value: str | None) -> str | None:
+    def cipher(self, subject: UUID) -> DataCipher:
+        """The subject's data key, made (and recorded wrapped) on first use."""
+        if subject not in self.ciphers:
+            cipher, wrapped = self.ring.new_data_key(subject)
+            self.ciphers[subject] = cipher
+            self.keys.append(
+                (
+                    wrapped.key_id,
+                    KeyPurpose.DATA.value,
+                    subject,
+                    1,
+                    KeyState.ACTIVE.value,
+                    wrapped.wrapped_key,
+                    wrapped.kek_id,
+                    self.created,
+                    self.created,
+                )
+            )
+        return self.ciphers[subject]
+
+    def seal(
+        self, table: str, column: str, pk: UUID, value: str | None, subject: UUID
+    ) -> str | None:
         if value is None:
             return None
-        return self.ring.seal(value, associated_data(table, column, pk))
+        return self.cipher(subject).seal(value, associated_data(table, column, pk))
 
     def text(self, templates: tuple[str, ...], product: str) -> str:
         return self.rng.choice(templates).format(p=product)
@@ -165,9 +204,9 @@ def generate(
     sizes = sizes or Sizes()
     if not 1 <= sizes.agents < sizes.users:
         raise ValueError("need at least one agent and one customer")
-    gen = _Generator(ring, seed)
-    rng = gen.rng
     start = now - timedelta(days=180)
+    gen = _Generator(ring, seed, start - timedelta(days=800))
+    rng = gen.rng
 
     team_id = gen.uuid()
     teams = Table("teams", TEAM_COLUMNS, [(team_id, TEAM_NAME, start - timedelta(days=400))])
@@ -198,14 +237,14 @@ def generate(
         users.append(
             (
                 ident,
-                gen.seal("users", "name", ident, name),
-                gen.seal("users", "email", ident, email),
+                gen.seal("users", "name", ident, name, ident),
+                gen.seal("users", "email", ident, email, ident),
                 ring.blind_index(email),
-                gen.seal("users", "phone", ident, phone),
-                gen.seal("users", "username", ident, username),
+                gen.seal("users", "phone", ident, phone, ident),
+                gen.seal("users", "username", ident, username, ident),
                 ring.blind_index(username) if username else None,
                 password_hash,
-                gen.seal("users", "date_of_birth", ident, birth),
+                gen.seal("users", "date_of_birth", ident, birth, ident),
                 locale,
                 time_zone,
                 json.dumps([role.value], separators=(",", ":")),
@@ -253,7 +292,7 @@ def generate(
             messages.append(
                 (
                     message_id,
-                    gen.seal("ticket_messages", "body", message_id, body),
+                    gen.seal("ticket_messages", "body", message_id, body, author or ident),
                     internal,
                     when,
                     author,
@@ -265,12 +304,14 @@ def generate(
         tickets.append(
             (
                 ident,
-                gen.seal("tickets", "subject", ident, gen.text(PROBLEMS, product)),
+                gen.seal(
+                    "tickets", "subject", ident, gen.text(PROBLEMS, product), requester or ident
+                ),
                 status.value,
                 rng.choices(list(TicketPriority), weights=(15, 60, 20, 5))[0].value,
                 (Channel.EMAIL if email_only else rng.choice(list(Channel))).value,
-                gen.seal("tickets", "requester_name", ident, requester_name),
-                gen.seal("tickets", "requester_email", ident, requester_email),
+                gen.seal("tickets", "requester_name", ident, requester_name, requester or ident),
+                gen.seal("tickets", "requester_email", ident, requester_email, requester or ident),
                 ring.blind_index(requester_email) if requester_email else None,
                 created,
                 when,
@@ -282,6 +323,7 @@ def generate(
         )
     return Dataset(
         tables=(
+            Table("data_keys", DATA_KEY_COLUMNS, gen.keys),
             teams,
             Table("users", USER_COLUMNS, users),
             Table("tickets", TICKET_COLUMNS, tickets),

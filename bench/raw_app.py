@@ -7,7 +7,8 @@ It answers one query only, for one configured caller,
 
 and returns the bytes OCIS's GraphQL endpoint returns for it: the same scoping
 (``auth.scoping.readable_tickets``), order (newest first, then oldest message first), the
-same need-to-know rules (``auth.policy``), the same ``Keyring`` and the same JSON encoding.
+same need-to-know rules (``auth.policy``), the same data keys (``data_keys``, unwrapped with
+the same ``Keyring``) and the same JSON encoding.
 
 Authentication: the caller's account id comes from configuration (``BENCH_AGENT_ID``), not
 from a session cookie, because without ``REDIS_URL`` OCIS keeps its sessions inside its own
@@ -41,7 +42,8 @@ from auth.policy import Relation, contact_need_to_know, display_name
 from auth.principal import Principal, parse_roles
 from auth.scopes import STAFF_ROLES, Scope
 from auth.scoping import QUEUE_STATUSES
-from models.crypto import Keyring
+from models import crypto
+from models.crypto import DataCipher, Keyring
 from models.enums import TicketStatus
 from models.fields import associated_data
 
@@ -197,7 +199,44 @@ def _works(principal: Principal, ticket: Row) -> bool:
     )
 
 
-def render(page: TicketPage, ring: Keyring) -> bytes:
+class DataKeys:
+    """The data keys ciphertexts name, read from ``data_keys`` and unwrapped once per process.
+
+    OCIS keeps unwrapped keys in a process cache too (``models.keys``), so both sides pay for
+    unwrapping once, not per request.
+    """
+
+    def __init__(self, ring: Keyring) -> None:
+        self.ring = ring
+        self.ciphers: dict[str, DataCipher] = {}
+
+    async def load(self, fetch: Fetch, dialect: Dialect, page: TicketPage) -> None:
+        sealed = [ticket["subject"] for ticket in page.tickets]
+        for person in page.requesters.values():
+            sealed += [person["name"], person["email"]]
+        for thread in page.messages.values():
+            sealed += [message["body"] for message in thread[: page.messages_first]]
+        missing = sorted(
+            {crypto.key_id_of(value) for value in sealed if value is not None} - self.ciphers.keys()
+        )
+        if not missing:
+            return
+        params = _Params(dialect)
+        rows = await fetch(
+            "SELECT id, subject_id, wrapped_key, kek_id FROM data_keys"  # noqa: S608 - placeholders only
+            f" WHERE id IN ({params.many(missing)}) AND purpose = 'data'",
+            params.values,
+        )
+        for row in rows:
+            self.ciphers[row["id"]] = self.ring.open_data_key(
+                row["id"], UUID(str(row["subject_id"])), row["wrapped_key"], row["kek_id"]
+            )
+
+    def open(self, ciphertext: str, associated_data: str) -> str:
+        return self.ciphers[crypto.key_id_of(ciphertext)].open(ciphertext, associated_data)
+
+
+def render(page: TicketPage, ring: DataKeys) -> bytes:
     """The GraphQL response body, byte for byte (Strawberry's compact ``json.dumps``)."""
     principal = page.principal
     me = str(principal.user_id)
@@ -282,7 +321,7 @@ def create_app(
 ) -> Starlette:
     """The raw endpoint at POST /graphql; with no ``fetch`` it opens its own asyncpg pool."""
     raw = raw or RawConfig.from_environ()
-    ring = Keyring.from_master_key(raw.master_key)
+    ring = DataKeys(Keyring.from_master_key(raw.master_key))
     state: dict[str, Fetch] = {"fetch": fetch} if fetch is not None else {}
 
     @asynccontextmanager
@@ -315,6 +354,7 @@ def create_app(
         )
         if page is None:
             return JSONResponse({"error": "The configured caller does not exist."}, 401)
+        await ring.load(state["fetch"], dialect, page)
         return Response(render(page, ring), media_type="application/json")
 
     async def healthz(request: Request) -> Response:

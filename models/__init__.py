@@ -10,6 +10,7 @@ from models.enums import (
     TicketStatus,
     UserStatus,
 )
+from models.keys import DataKey, KeyRotation, KeyState
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
 from models.tickets import Ticket, TicketMessage
 from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
@@ -19,7 +20,10 @@ __all__ = [
     "Channel",
     "ConsentEntry",
     "ConsentPurpose",
+    "DataKey",
     "ExternalIdentity",
+    "KeyRotation",
+    "KeyState",
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",

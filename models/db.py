@@ -8,10 +8,10 @@ from typing import Any
 from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate as run_migrations
 
-from models import crypto
+from models import crypto, keys
 
 APP = "ocis"
-MODEL_MODULES = ["models.users", "models.tickets", "models.privacy"]
+MODEL_MODULES = ["models.users", "models.tickets", "models.privacy", "models.keys"]
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -37,9 +37,18 @@ async def migrate(database_url: str) -> None:
     await Tortoise.close_connections()
 
 
-async def connect(database_url: str, master_key: bytes) -> None:
-    crypto.configure(master_key)
+async def connect(
+    database_url: str, master_key: bytes, previous_master_keys: tuple[bytes, ...] = ()
+) -> None:
+    """Open the database with these master keys (current first); no query is sent yet."""
+    crypto.configure(master_key, previous_master_keys)
+    keys.forget()
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def load_keys() -> None:
+    """Read the stored blind-index key (storing it on a fresh database)."""
+    await keys.load_blind_index_key()
 
 
 async def disconnect() -> None:

@@ -6,10 +6,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from tortoise.fields.base import Field
 
-from models import crypto
-
 if TYPE_CHECKING:
     from tortoise.models import Model
+
+    from models.crypto import DataCipher
+
+# The instance attribute holding the data key its next write seals under (models.base.Entity).
+SEALING_CIPHER = "_sealing_cipher"
 
 
 def associated_data(table: str, column: str, pk: object) -> str:
@@ -23,9 +26,9 @@ T_TEXT = TypeVar("T_TEXT", str, str | None)
 class EncryptedField(Field[T_TEXT]):
     """A text value stored as AES-256-GCM ciphertext bound to its table, column and row.
 
-    Values are sealed when written through a model instance and opened when a row is
-    loaded (see ``models.base.Entity``); query-level ``update()`` cannot bind the row
-    and is refused.
+    Values are sealed under the row's subject's data key when written through a model
+    instance and opened when a row is loaded (see ``models.base.Entity``); query-level
+    ``update()`` cannot bind the row and is refused.
     """
 
     SQL_TYPE = "TEXT"
@@ -50,6 +53,12 @@ class EncryptedField(Field[T_TEXT]):
             return None
         if isinstance(instance, type):
             raise TypeError("encrypted columns are written through a model instance only")
+        cipher: DataCipher | None = instance.__dict__.get(SEALING_CIPHER)
+        if cipher is None:
+            raise RuntimeError(
+                f"{type(instance).__name__} has no data key for this write: save it with"
+                " save() or the model's bulk_create/bulk_update, which provision one"
+            )
         column = self.source_field or self.model_field_name
         aad = associated_data(instance._meta.db_table, column, instance.pk)
-        return crypto.keyring().seal(str(value), aad)
+        return cipher.seal(str(value), aad)

@@ -21,7 +21,8 @@ class Team(Entity):
 class User(Entity):
     name = EncryptedField()
     email = EncryptedField()
-    email_index = fields.CharField(max_length=64, unique=True)
+    # Null when the email must not find this account (an unverified provider email).
+    email_index = fields.CharField(max_length=64, unique=True, null=True)
     phone = EncryptedField(null=True)
     username = EncryptedField(null=True)
     username_index = fields.CharField(max_length=64, unique=True, null=True)

@@ -18,6 +18,7 @@ _SCOPES: dict[str, Callable[[Principal], QuerySet[Model]]] = {
     "PrivacyRequest": scoping.readable_privacy_requests,  # type: ignore[dict-item]
     "SignIn": scoping.readable_sign_ins,  # type: ignore[dict-item]
     "PaymentMethod": scoping.readable_payment_methods,  # type: ignore[dict-item]
+    "LinkedIdentity": scoping.readable_identities,  # type: ignore[dict-item]
 }
 
 NODE_TYPES = frozenset(_SCOPES)

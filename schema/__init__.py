@@ -20,6 +20,7 @@ from schema.queries import Query
 from schema.types import (
     AuditEntryType,
     ConsentEntryType,
+    LinkedIdentityType,
     PaymentMethodType,
     PrivacyRequestType,
     SignInType,
@@ -56,6 +57,7 @@ schema = OcisSchema(
     mutation=Mutation,
     types=[
         AuditEntryType,
+        LinkedIdentityType,
         UserType,
         TicketType,
         TicketMessageType,

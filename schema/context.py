@@ -8,12 +8,15 @@ from typing import TypeAlias
 from uuid import UUID
 
 import strawberry
+from redis.asyncio import Redis
+from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from auth.policy import Relation
 from auth.principal import Principal
-from auth.scoping import relations_to
-from models import PaymentMethod, SignInSession, TicketMessage, User
+from auth.scoping import relations_to, worked_walk_ins
+from models import ExternalIdentity, PaymentMethod, SignInSession, TicketMessage, User
+from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
 from resolvers.sign_ins import load_sign_ins
@@ -30,6 +33,8 @@ class Loaders:
     message_pages: DataLoader[MessagePageKey, Page[TicketMessage]]
     payment_methods: DataLoader[UUID, list[PaymentMethod]]
     sign_ins: DataLoader[UUID, list[SignInSession]]
+    identities: DataLoader[UUID, list[ExternalIdentity]]
+    walk_ins: DataLoader[str, bool]
 
     @classmethod
     def for_principal(cls, principal: Principal) -> Loaders:
@@ -40,12 +45,18 @@ class Loaders:
             known = await relations_to(principal, people)
             return [known.get(ident, Relation()) for ident in ids]
 
+        async def load_walk_ins(indexes: list[str]) -> list[bool]:
+            worked = await worked_walk_ins(principal, indexes)
+            return [index in worked for index in indexes]
+
         return cls(
             users=users,
             relations=DataLoader(load_fn=load_relations),
             message_pages=DataLoader(load_fn=partial(load_message_pages, principal)),
             payment_methods=DataLoader(load_fn=partial(load_payment_methods, principal)),
             sign_ins=DataLoader(load_fn=partial(load_sign_ins, principal)),
+            identities=DataLoader(load_fn=partial(load_identities, principal)),
+            walk_ins=DataLoader(load_fn=load_walk_ins),
         )
 
 
@@ -57,6 +68,9 @@ class Context:
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
     audit_reads: bool = True
+    # The shared store (rate limits) and the response whose status and headers the view sends.
+    store: Redis | None = None
+    response: Response | None = None
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 

@@ -73,6 +73,19 @@ class CardDataRefusedError(UserError):
     field: str | None
 
 
+@strawberry.type(description="Too many attempts; nothing was done. Try again after a while.")
+class RateLimitedError(UserError):
+    retry_after_seconds: int
+
+
+def rate_limited(retry_after_seconds: int) -> RateLimitedError:
+    return RateLimitedError(
+        message="Too many attempts. Try again later.",
+        code="RATE_LIMITED",
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
 MutationError = (
     InvalidInputError
     | NotFoundError

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import strawberry
 
+from auth import rate_limit
 from auth.policy import Relation
 from auth.scopes import STAFF_ROLES
 from models import Ticket, User
-from resolvers import consents, payments, privacy_requests, tickets, users
+from resolvers import consents, federated, payments, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.payments import CardReference
 from resolvers.tickets import OnBehalfOf
@@ -23,6 +24,8 @@ from schema.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
+    rate_limited,
     user_error,
 )
 from schema.types import (
@@ -38,7 +41,7 @@ from schema.types import (
     TicketType,
     UserType,
     from_global_id,
-    ticket_node,
+    ticket_nodes,
 )
 
 Errors = (
@@ -76,7 +79,8 @@ class RegisterSuccess:
 
 
 RegisterResult = Annotated[
-    RegisterSuccess | AgeRequirementError | Errors, strawberry.union("RegisterResult")
+    RegisterSuccess | AgeRequirementError | RateLimitedError | Errors,
+    strawberry.union("RegisterResult"),
 ]
 
 
@@ -176,7 +180,8 @@ class PrivacyRequestSuccess:
 
 
 SubmitPrivacyRequestResult = Annotated[
-    PrivacyRequestSuccess | Errors, strawberry.union("SubmitPrivacyRequestResult")
+    PrivacyRequestSuccess | RateLimitedError | Errors,
+    strawberry.union("SubmitPrivacyRequestResult"),
 ]
 
 
@@ -209,15 +214,43 @@ RemovePaymentMethodResult = Annotated[
 ]
 
 
-def _ticket(info: Info, ticket: Ticket) -> TicketSuccess:
-    principal = info.context.principal
-    return TicketSuccess(ticket=ticket_node(principal.user_id, principal.team_id, ticket))
+def _refusal(info: Info, decision: rate_limit.Decision) -> RateLimitedError | None:
+    """The typed error for an attempt over its limit; the HTTP answer becomes 429 too."""
+    if decision.allowed:
+        return None
+    response = info.context.response
+    if response is not None:
+        response.status_code = 429
+        response.headers["Retry-After"] = str(decision.retry_after)
+    return rate_limited(decision.retry_after)
+
+
+async def _ticket(info: Info, ticket: Ticket) -> TicketSuccess:
+    (node,) = await ticket_nodes(info, [ticket])
+    return TicketSuccess(ticket=node)
+
+
+@strawberry.type
+class UnlinkIdentitySuccess:
+    removed_id: strawberry.ID
+
+
+UnlinkIdentityResult = Annotated[
+    UnlinkIdentitySuccess | Errors, strawberry.union("UnlinkIdentityResult")
+]
 
 
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Open a customer account (16 or over).")
     async def register(self, info: Info, input: RegisterInput) -> RegisterResult:
+        context = info.context
+        if context.store is not None:
+            decision = await rate_limit.registration_attempt(
+                context.store, email=input.email, ip=context.client_ip
+            )
+            if (refusal := _refusal(info, decision)) is not None:
+                return refusal
         form = Registration(
             name=input.name,
             email=input.email,
@@ -264,7 +297,7 @@ class Mutation:
             )
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]
-        return _ticket(info, ticket)
+        return await _ticket(info, ticket)
 
     @strawberry.mutation(description="Reply on a ticket, or add a staff-only internal note.")
     async def add_message(self, info: Info, input: AddMessageInput) -> AddMessageResult:
@@ -294,7 +327,7 @@ class Mutation:
             )
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]
-        return _ticket(info, ticket)
+        return await _ticket(info, ticket)
 
     @strawberry.mutation(description="Move a ticket to another status.")
     async def change_ticket_status(
@@ -307,7 +340,7 @@ class Mutation:
             )
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]
-        return _ticket(info, ticket)
+        return await _ticket(info, ticket)
 
     @strawberry.mutation(description="Grant consent for a purpose; recorded in the ledger.")
     async def grant_consent(self, info: Info, input: ConsentInput) -> ConsentResult:
@@ -321,7 +354,16 @@ class Mutation:
     async def submit_privacy_request(
         self, info: Info, input: SubmitPrivacyRequestInput
     ) -> SubmitPrivacyRequestResult:
-        principal = info.context.principal
+        context = info.context
+        principal = context.principal
+        if context.store is not None:
+            decision = await rate_limit.privacy_request_attempt(
+                context.store,
+                account=str(principal.user_id) if principal.user_id else None,
+                ip=context.client_ip,
+            )
+            if (refusal := _refusal(info, decision)) is not None:
+                return refusal
         try:
             request = await privacy_requests.submit_privacy_request(
                 principal, input.kind, input.details
@@ -350,6 +392,15 @@ class Mutation:
         return AddPaymentMethodSuccess(
             payment_method=PaymentMethodType(model=method, relation=Relation(is_self=True))
         )
+
+    @strawberry.mutation(description="Unlink a provider account (never your last way in).")
+    async def unlink_identity(self, info: Info, id: strawberry.ID) -> UnlinkIdentityResult:
+        try:
+            _, identity_id = from_global_id(id, "LinkedIdentity")
+            await federated.unlink_identity(info.context.principal, identity_id)
+        except DomainError as error:
+            return user_error(error)  # type: ignore[return-value]
+        return UnlinkIdentitySuccess(removed_id=id)
 
     @strawberry.mutation(description="Forget one of your payment methods.")
     async def remove_payment_method(
@@ -382,5 +433,6 @@ async def _consent(info: Info, input: ConsentInput, *, granted: bool) -> Consent
             granted=state.granted,
             policy_version=state.policy_version,
             updated_at=state.updated_at,
+            owner=context.principal.user_id,
         )
     )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import strawberry
 
-from models import PaymentMethod, PrivacyRequest, SignInSession, Ticket, TicketMessage, User
+from models import (
+    ExternalIdentity,
+    PaymentMethod,
+    PrivacyRequest,
+    SignInSession,
+    Ticket,
+    TicketMessage,
+    User,
+)
 from resolvers import audit_trail, consents, nodes, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.tickets import TicketFilter
@@ -15,6 +23,7 @@ from schema.types import (
     Connection,
     ConsentEntryType,
     ConsentState,
+    LinkedIdentityType,
     Node,
     PaymentMethodType,
     PrivacyRequestType,
@@ -29,7 +38,7 @@ from schema.types import (
     connection,
     from_global_id,
     relation_to_self,
-    ticket_node,
+    ticket_nodes,
     user_node,
 )
 
@@ -85,7 +94,8 @@ class Query:
         if isinstance(found, User):
             return await user_node(info, found.id)
         if isinstance(found, Ticket):
-            return ticket_node(me, principal.team_id, found)
+            (ticket,) = await ticket_nodes(info, [found])
+            return ticket
         if isinstance(found, TicketMessage):
             return TicketMessageType(model=found, relation=relation_to_self(me, None))
         if isinstance(found, PrivacyRequest):
@@ -98,6 +108,9 @@ class Query:
                 relation=relation_to_self(me, owner),
                 current_session=principal.session_id,
             )
+        if isinstance(found, ExternalIdentity):
+            owner = found.user_id  # type: ignore[attr-defined]
+            return LinkedIdentityType(model=found, relation=relation_to_self(me, owner))
         if isinstance(found, PaymentMethod):
             owner = found.user_id  # type: ignore[attr-defined]
             return PaymentMethodType(model=found, relation=relation_to_self(me, owner))
@@ -117,7 +130,7 @@ class Query:
             page = await tickets.list_tickets(principal, first=first, after=after, where=where)
         except DomainError as error:
             raise from_domain(error) from None
-        nodes_ = [ticket_node(principal.user_id, principal.team_id, t) for t in page.items]
+        nodes_ = await ticket_nodes(info, page.items)
         return connection(page, nodes_)
 
     @strawberry.field(description="The account directory (staff with the directory scope).")
@@ -161,6 +174,7 @@ class Query:
                 granted=state.granted,
                 policy_version=state.policy_version,
                 updated_at=state.updated_at,
+                owner=info.context.principal.user_id,
             )
             for state in states
         ]

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -9,12 +10,12 @@ from uuid import UUID
 import strawberry
 
 from auth.policy import Relation
-from auth.scoping import QUEUE_STATUSES
 from models import (
     AuditEvent,
     Channel,
     ConsentEntry,
     ConsentPurpose,
+    ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestKind,
@@ -183,6 +184,11 @@ class UserType(Node):
         methods = await info.context.loaders.payment_methods.load(self.model.id)
         return [PaymentMethodType(model=method, relation=self.relation) for method in methods]
 
+    @strawberry.field(description="Provider accounts that sign in to this account.")
+    async def identities(self, info: Info) -> "list[LinkedIdentityType] | None":
+        linked = await info.context.loaders.identities.load(self.model.id)
+        return [LinkedIdentityType(model=row, relation=self.relation) for row in linked]
+
     @strawberry.field(description="Recent sign-ins and what they collected (P04).")
     async def sign_ins(self, info: Info) -> "list[SignInType] | None":
         records = await info.context.loaders.sign_ins.load(self.model.id)
@@ -190,6 +196,38 @@ class UserType(Node):
         return [
             SignInType(model=r, relation=self.relation, current_session=current) for r in records
         ]
+
+
+@personal_data
+@strawberry.type(name="LinkedIdentity", description="A provider account linked for sign-in.")
+class LinkedIdentityType(Node):
+    model: strawberry.Private[ExternalIdentity]
+    relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        owner: UUID | None = self.model.user_id  # type: ignore[attr-defined]
+        return owner
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("LinkedIdentity", self.model.id)
+
+    @strawberry.field(description="google, microsoft, linkedin or another configured name.")
+    def provider(self) -> str | None:
+        return self.model.provider
+
+    @strawberry.field
+    def email(self) -> str | None:
+        return self.model.email
+
+    @strawberry.field(description="Whether the provider vouched for the email.")
+    def email_verified(self) -> bool | None:
+        return self.model.email_verified
+
+    @strawberry.field
+    def linked_at(self) -> datetime | None:
+        return self.model.linked_at
 
 
 @personal_data
@@ -267,22 +305,31 @@ class TicketType(Node):
         return connection(page, nodes)
 
 
-def ticket_node(principal_user: UUID | None, team: UUID | None, ticket: Ticket) -> TicketType:
-    """A ticket with the caller's relation to its requester, decided from the row alone."""
-    requester = ticket.requester_id  # type: ignore[attr-defined]
-    works_it = principal_user is not None and (
-        ticket.assignee_id == principal_user  # type: ignore[attr-defined]
-        or (
-            team is not None
-            and ticket.team_id == team  # type: ignore[attr-defined]
-            and ticket.status in QUEUE_STATUSES
+async def ticket_nodes(info: Info, tickets: Sequence[Ticket]) -> list[TicketType]:
+    """Tickets with the caller's relation to each requester.
+
+    A requester is judged as a person: any ticket of theirs the caller works, found by
+    account for registered requesters and by the email's blind index for the others.
+    """
+    requesters = [ticket.requester_id for ticket in tickets]  # type: ignore[attr-defined]
+    known = [ident for ident in dict.fromkeys(requesters) if ident is not None]
+    loaders = info.context.loaders
+    relations = dict(zip(known, await loaders.relations.load_many(known), strict=True))
+    walk_ins = list(
+        dict.fromkeys(
+            t.requester_email_index for t in tickets if t.requester_email_index is not None
         )
     )
-    relation = Relation(
-        is_self=requester is not None and requester == principal_user,
-        works_their_ticket=works_it,
-    )
-    return TicketType(model=ticket, relation=relation)
+    worked = dict(zip(walk_ins, await loaders.walk_ins.load_many(walk_ins), strict=True))
+    nodes = []
+    for ticket, requester in zip(tickets, requesters, strict=True):
+        if requester is not None:
+            relation = relations[requester]
+        else:
+            index = ticket.requester_email_index
+            relation = Relation(works_their_ticket=bool(index and worked.get(index)))
+        nodes.append(TicketType(model=ticket, relation=relation))
+    return nodes
 
 
 @personal_data
@@ -546,9 +593,21 @@ def audit_entry(principal_user: UUID | None, event: AuditEvent) -> AuditEntryTyp
     return AuditEntryType(model=event, relation=relation)
 
 
-@strawberry.type(description="The caller's current decision for one consent purpose.")
+@personal_data
+@strawberry.type(
+    name="ConsentState", description="The caller's current decision for one consent purpose."
+)
 class ConsentState:
-    purpose: ConsentPurposeEnum  # type: ignore[valid-type]
-    granted: bool
+    purpose: ConsentPurposeEnum | None  # type: ignore[valid-type]
+    granted: bool | None
     policy_version: str | None
     updated_at: datetime | None
+    owner: strawberry.Private[UUID | None]
+
+    @property
+    def relation(self) -> Relation:
+        return Relation(is_self=True)
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return self.owner

@@ -38,6 +38,7 @@ from bench.raw_app import (
     global_id,
 )
 from models import Team, Ticket, TicketMessage, TicketStatus, User, crypto
+from models.keys import DataKey
 from tests.helpers import ORIGIN, Api, sign_in
 
 
@@ -257,7 +258,13 @@ async def test_bench_rows_have_exactly_the_orm_columns(app: Any) -> None:
         Sizes(users=4, agents=1, tickets=2),
         now=datetime.now(UTC),
     )
-    models = {"teams": Team, "users": User, "tickets": Ticket, "ticket_messages": TicketMessage}
+    models = {
+        "teams": Team,
+        "users": User,
+        "tickets": Ticket,
+        "ticket_messages": TicketMessage,
+        "data_keys": DataKey,
+    }
 
     for table in dataset.tables:
         model = models[table.name]

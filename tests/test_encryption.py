@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
+import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tortoise import Tortoise
 
 from models import User, crypto
-from models.crypto import DecryptionError, Keyring
+from models.crypto import DataCipher, DecryptionError, Keyring
+from models.keys import DataKey
 from tests.helpers import DEMO_PASSWORD, Api, sign_in
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
 MASTER = b"m" * 32
+SUBJECT = uuid.UUID("0b6d1c4e-0000-4000-8000-0000000000aa")
 AAD = "users/name/0b6d1c4e-0000-4000-8000-000000000001"
 
 
@@ -31,35 +34,53 @@ def ring() -> Keyring:
     return Keyring.from_master_key(MASTER)
 
 
-# --- the keyring -------------------------------------------------------------------------
+@pytest.fixture
+def cipher(ring: Keyring) -> DataCipher:
+    return ring.new_data_key(SUBJECT)[0]
+
+
+# --- data keys -----------------------------------------------------------------------------
 
 
 @pytest.mark.promise("P10")
 @pytest.mark.parametrize("plaintext", ["Ada Lovelace", "", "Zoë Ünïcode 😀", "x" * 5000])
-def test_a_sealed_value_opens_to_the_same_text(ring: Keyring, plaintext: str) -> None:
-    sealed = ring.seal(plaintext, AAD)
+def test_a_sealed_value_opens_to_the_same_text(cipher: DataCipher, plaintext: str) -> None:
+    sealed = cipher.seal(plaintext, AAD)
 
-    assert ring.open(sealed, AAD) == plaintext
+    assert cipher.open(sealed, AAD) == plaintext
 
 
 @pytest.mark.promise("P10")
-def test_every_ciphertext_names_its_format_and_key(ring: Keyring) -> None:
-    sealed = ring.seal("Ada Lovelace", AAD)
+def test_every_ciphertext_names_its_format_and_key(cipher: DataCipher) -> None:
+    sealed = cipher.seal("Ada Lovelace", AAD)
 
-    assert sealed.startswith("v1:k1:")
+    assert len(cipher.key_id) == 12
+    assert sealed.startswith(f"v2:{cipher.key_id}:")
+    assert crypto.key_id_of(sealed) == cipher.key_id
     assert "Ada" not in sealed
     # 12-byte nonce + 12 bytes of text + 16-byte tag.
-    payload = sealed.removeprefix("v1:k1:")
+    payload = sealed.removeprefix(f"v2:{cipher.key_id}:")
     assert len(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))) == 12 + 12 + 16
 
 
 @pytest.mark.promise("P10")
-def test_the_same_plaintext_seals_differently_each_time(ring: Keyring) -> None:
-    first = ring.seal("Ada Lovelace", AAD)
-    second = ring.seal("Ada Lovelace", AAD)
+def test_the_same_plaintext_seals_differently_each_time(cipher: DataCipher) -> None:
+    first = cipher.seal("Ada Lovelace", AAD)
+    second = cipher.seal("Ada Lovelace", AAD)
 
     assert first != second
-    assert ring.open(first, AAD) == ring.open(second, AAD) == "Ada Lovelace"
+    assert cipher.open(first, AAD) == cipher.open(second, AAD) == "Ada Lovelace"
+
+
+@pytest.mark.promise("P10")
+def test_every_data_key_is_its_own(ring: Keyring) -> None:
+    first, _ = ring.new_data_key(SUBJECT)
+    second, _ = ring.new_data_key(SUBJECT)
+
+    assert first.key_id != second.key_id
+    with pytest.raises(DecryptionError):
+        # Even relabelled with the other key's id, a value sealed under one key does not open.
+        second.open(first.seal("Ada", AAD).replace(first.key_id, second.key_id, 1), AAD)
 
 
 @pytest.mark.parametrize(
@@ -72,11 +93,11 @@ def test_the_same_plaintext_seals_differently_each_time(ring: Keyring) -> None:
     ],
     ids=["another-row", "another-column", "another-table", "no-binding"],
 )
-def test_a_ciphertext_moved_elsewhere_does_not_open(ring: Keyring, elsewhere: str) -> None:
-    sealed = ring.seal("Ada Lovelace", AAD)
+def test_a_ciphertext_moved_elsewhere_does_not_open(cipher: DataCipher, elsewhere: str) -> None:
+    sealed = cipher.seal("Ada Lovelace", AAD)
 
     with pytest.raises(DecryptionError):
-        ring.open(sealed, elsewhere)
+        cipher.open(sealed, elsewhere)
 
 
 def _flip_payload_byte(sealed: str, index: int) -> str:
@@ -86,6 +107,10 @@ def _flip_payload_byte(sealed: str, index: int) -> str:
     return f"{prefix}:{base64.urlsafe_b64encode(bytes(raw)).decode().rstrip('=')}"
 
 
+def _header(sealed: str) -> str:
+    return sealed[: sealed.rindex(":") + 1]
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -93,9 +118,10 @@ def _flip_payload_byte(sealed: str, index: int) -> str:
         lambda s: _flip_payload_byte(s, 14),
         lambda s: _flip_payload_byte(s, -1),
         lambda s: s[:-4],
-        lambda s: s.replace("v1:k1:", "v1:k2:", 1),
-        lambda s: s.replace("v1:k1:", "v2:k1:", 1),
-        lambda s: s.replace("v1:k1:", "", 1),
+        lambda s: s.replace(_header(s), "v2:AAAAAAAAAAAA:", 1),
+        lambda s: s.replace("v2:", "v1:", 1),
+        lambda s: s.replace("v2:", "v3:", 1),
+        lambda s: s.replace(_header(s), "", 1),
         lambda s: "Ada Lovelace",
     ],
     ids=[
@@ -103,24 +129,65 @@ def _flip_payload_byte(sealed: str, index: int) -> str:
         "text-bit",
         "tag-bit",
         "truncated",
-        "unknown-key",
+        "other-key-id",
+        "old-format",
         "unknown-format",
         "no-header",
         "plaintext",
     ],
 )
-def test_a_tampered_ciphertext_does_not_open(ring: Keyring, tamper: Callable[[str], str]) -> None:
-    sealed = ring.seal("Ada Lovelace", AAD)
+def test_a_tampered_ciphertext_does_not_open(
+    cipher: DataCipher, tamper: Callable[[str], str]
+) -> None:
+    sealed = cipher.seal("Ada Lovelace", AAD)
 
     with pytest.raises(DecryptionError):
-        ring.open(tamper(sealed), AAD)
+        cipher.open(tamper(sealed), AAD)
 
 
-def test_another_master_key_cannot_open(ring: Keyring) -> None:
-    sealed = ring.seal("Ada Lovelace", AAD)
+@pytest.mark.promise("P10")
+def test_a_data_key_is_stored_wrapped_and_only_its_master_key_unwraps_it(ring: Keyring) -> None:
+    cipher, wrapped = ring.new_data_key(SUBJECT)
+    sealed = cipher.seal("Ada Lovelace", AAD)
+
+    assert wrapped.key_id == cipher.key_id
+    assert wrapped.kek_id == ring.current.kek_id
+    reopened = ring.open_data_key(wrapped.key_id, SUBJECT, wrapped.wrapped_key, wrapped.kek_id)
+    assert reopened.open(sealed, AAD) == "Ada Lovelace"
+    other = Keyring.from_master_key(b"n" * 32)
+    assert other.current.kek_id != ring.current.kek_id
+    with pytest.raises(DecryptionError):
+        other.open_data_key(wrapped.key_id, SUBJECT, wrapped.wrapped_key, wrapped.kek_id)
+    # Told the other master key's id, it still cannot unwrap.
+    forged = Keyring(replace(other.current, kek_id=ring.current.kek_id), (), b"")
+    with pytest.raises(DecryptionError):
+        forged.open_data_key(wrapped.key_id, SUBJECT, wrapped.wrapped_key, wrapped.kek_id)
+
+
+@pytest.mark.promise("P10")
+@pytest.mark.parametrize("moved", ["another-key-id", "another-subject"])
+def test_a_wrapped_data_key_moved_to_another_key_or_subject_does_not_unwrap(
+    ring: Keyring, moved: str
+) -> None:
+    _, wrapped = ring.new_data_key(SUBJECT)
+    key_id = "BBBBBBBBBBBB" if moved == "another-key-id" else wrapped.key_id
+    subject = SUBJECT if moved == "another-key-id" else uuid.uuid4()
 
     with pytest.raises(DecryptionError):
-        Keyring.from_master_key(b"n" * 32).open(sealed, AAD)
+        ring.open_data_key(key_id, subject, wrapped.wrapped_key, wrapped.kek_id)
+
+
+def test_a_previous_master_key_still_unwraps(ring: Keyring) -> None:
+    cipher, wrapped = ring.new_data_key(SUBJECT)
+    rotated = Keyring.from_master_key(b"n" * 32, previous=(MASTER,))
+
+    reopened = rotated.open_data_key(wrapped.key_id, SUBJECT, wrapped.wrapped_key, wrapped.kek_id)
+
+    assert reopened.open(cipher.seal("Ada", AAD), AAD) == "Ada"
+    with pytest.raises(crypto.UnknownMasterKey):
+        Keyring.from_master_key(b"n" * 32).open_data_key(
+            wrapped.key_id, SUBJECT, wrapped.wrapped_key, wrapped.kek_id
+        )
 
 
 @pytest.mark.parametrize(
@@ -155,20 +222,25 @@ def test_blind_index_depends_on_the_master_key(ring: Keyring) -> None:
     assert other.blind_index("customer@example.com") != ring.blind_index("customer@example.com")
 
 
-def test_blind_index_key_is_not_a_data_key(ring: Keyring) -> None:
+def test_blind_index_key_is_not_a_data_key(ring: Keyring, cipher: DataCipher) -> None:
     assert len(ring.blind_index_key) == 32
     assert ring.blind_index_key != MASTER
     # Were the index key the data key, a value sealed under it would open.
-    nonce = os.urandom(12)
-    forged = AESGCM(ring.blind_index_key).encrypt(nonce, b"Ada", f"v1|k1|{AAD}".encode())
-    payload = base64.urlsafe_b64encode(nonce + forged).decode().rstrip("=")
+    forged = DataCipher(cipher.key_id, AESGCM(ring.blind_index_key)).seal("Ada", AAD)
 
     with pytest.raises(DecryptionError):
-        ring.open(f"v1:k1:{payload}", AAD)
+        cipher.open(forged, AAD)
 
 
 def test_blind_index_key_differs_under_another_master_key(ring: Keyring) -> None:
     assert Keyring.from_master_key(b"n" * 32).blind_index_key != ring.blind_index_key
+
+
+def test_the_stored_blind_index_key_replaces_the_initial_one(ring: Keyring) -> None:
+    stored = ring.with_blind_index_key(b"s" * 32)
+
+    assert stored.blind_index("customer@example.com") != ring.blind_index("customer@example.com")
+    assert stored.current == ring.current
 
 
 # --- through the ORM ---------------------------------------------------------------------
@@ -204,7 +276,10 @@ async def test_an_email_ciphertext_copied_to_another_row_does_not_decrypt(
         f'SELECT "email" FROM "users" WHERE "id" = {first}',  # noqa: S608
         [str(other.id)],
     )
-    assert str(rows[0]["email"]).startswith("v1:k1:")
+    moved = str(rows[0]["email"])
+    # The copy names the victim's data key, which exists; only the binding to its row fails.
+    assert moved.startswith("v2:")
+    assert await DataKey.filter(id=crypto.key_id_of(moved), subject_id=victim.id).exists()
     with pytest.raises(DecryptionError):
         await User.get(id=other.id)
     assert (await User.get(id=victim.id)).email == "vera@example.com"
@@ -390,12 +465,17 @@ async def test_a_database_dump_holds_no_plaintext_personal_data(
     # ... yet no dump of the database shows any of it.
     dumps = await _database_dumps(database_url)
     assert "sqlite-file" in dumps or is_postgres
+    # Every ciphertext names a data key that is stored (wrapped) in the database.
+    named = set(re.findall(r"v2:([A-Za-z0-9_-]{12}):", dumps["select"]))
+    stored = set(await DataKey.all().values_list("id", flat=True))
+    assert named
+    assert named <= stored
     for kind, dump in dumps.items():
         lowered = dump.lower()
         # The dump does hold the rows: plaintext columns, the blind index and ciphertexts.
         assert "chrome" in lowered, f"{kind} dump misses the sign-in row"
         assert crypto.blind_index(canaries["email"]) in lowered, f"{kind} dump misses the user"
-        assert lowered.count("v1:k1:") >= 13, f"{kind} dump misses the ciphertexts"
+        assert lowered.count("v2:") >= 13, f"{kind} dump misses the ciphertexts"
         leaked = [name for name, value in canaries.items() if value.lower() in lowered]
         assert leaked == [], f"{kind} dump shows plaintext: {leaked}"
         assert tag not in lowered

@@ -124,6 +124,13 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "InvalidInputError",
         "id",
     ),
+    (
+        "unlinkIdentity",
+        "customer@example.com",
+        'id: "TGlua2VkSWRlbnRpdHk6MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAw"',
+        "NotFoundError",
+        None,
+    ),
 ]
 
 

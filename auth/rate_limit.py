@@ -1,0 +1,129 @@
+"""Attempt counters per IP and per account, kept in the shared store so every process agrees.
+
+Each counter is a fixed window: the first attempt creates the key with the window as its TTL,
+later attempts only increment it, so the window never slides and `Retry-After` is the key's
+remaining TTL. Creating, incrementing and reading the TTL run in one MULTI/EXEC transaction,
+which real Redis and fakeredis both run atomically (fakeredis has no Lua without `lupa`).
+
+Keys never hold a raw email, login or IP: the identifier is normalised as for the blind index,
+then hashed again under a key derived from the blind-index key for this purpose only, so a
+counter key cannot be matched against the `email_index` column of a database dump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+
+from redis.asyncio import Redis
+
+from auth.client_ip import parse_ip
+from models import crypto
+
+KEY_PREFIX = "ocis:rl:"
+MAX_LOGIN = 320  # as auth/login.py: longer logins cannot name an account
+IPV6_PREFIX = 64  # one IPv6 subscriber usually holds a whole /64, so count it as one client
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `limit` attempts per `window_seconds` for one key in `bucket`."""
+
+    bucket: str
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether to go on; if not, seconds until the (longest) exceeded window ends."""
+
+    allowed: bool
+    retry_after: int = 0
+
+
+# Password sign-in (POST /auth/password). Per account: a person mistyping their password a few
+# times stays well under 10, an online guesser gets 40 tries an hour on one account. Per IP: 50
+# leaves room for an office behind one NAT address while capping password spraying across
+# accounts from one address. Every attempt counts, whether it succeeds or not.
+PASSWORD_PER_ACCOUNT = Limit("password:account", 10, 15 * 60)
+PASSWORD_PER_IP = Limit("password:ip", 50, 15 * 60)
+# Registration: the email being registered (which also limits probing which emails exist) and
+# the caller's IP.
+REGISTER_PER_ACCOUNT = Limit("register:account", 5, 60 * 60)
+REGISTER_PER_IP = Limit("register:ip", 10, 60 * 60)
+# Privacy requests: generous for a data subject exercising several rights in one sitting, but a
+# script cannot flood the privacy team's queue. The account is the signed-in user.
+PRIVACY_REQUEST_PER_ACCOUNT = Limit("privacy-request:account", 10, 24 * 60 * 60)
+PRIVACY_REQUEST_PER_IP = Limit("privacy-request:ip", 30, 60 * 60)
+
+
+def ip_key(ip: str | None) -> str:
+    """What to count an IP under: the address, an IPv6 /64, or one shared bucket for none."""
+    address = parse_ip(ip) if ip else None
+    if address is None:
+        return "unknown"
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def counter_key(bucket: str, key: str) -> str:
+    """The store key counting `key` in `bucket`; the identifier appears only as a keyed hash."""
+    secret = crypto.keyring().blind_index_key
+    purpose_key = hmac.new(secret, b"ocis/rate-limit", hashlib.sha256).digest()
+    subject = f"{bucket}\x00{crypto.blind_index(key)}".encode()
+    return f"{KEY_PREFIX}{bucket}:{hmac.new(purpose_key, subject, hashlib.sha256).hexdigest()}"
+
+
+def _seconds_left(pttl: int, window_seconds: int) -> int:
+    if pttl < 0:
+        return window_seconds
+    return max(1, math.ceil(pttl / 1000))
+
+
+async def hit_all(store: Redis, attempts: Sequence[tuple[Limit, str]]) -> Decision:
+    """Count one attempt against every (limit, key); refused if any limit is exceeded."""
+    names = [counter_key(limit.bucket, key) for limit, key in attempts]
+    async with store.pipeline(transaction=True) as pipe:
+        for (limit, _), name in zip(attempts, names, strict=True):
+            pipe.set(name, 0, ex=limit.window_seconds, nx=True)
+            pipe.incr(name)
+            pipe.pttl(name)
+        results = await pipe.execute()
+    retry_after = 0
+    for index, ((limit, _), name) in enumerate(zip(attempts, names, strict=True)):
+        count, pttl = int(results[3 * index + 1]), int(results[3 * index + 2])
+        if pttl == -1:  # a counter without expiry would lock its key out for good
+            await store.expire(name, limit.window_seconds)
+        if count > limit.limit:
+            retry_after = max(retry_after, _seconds_left(pttl, limit.window_seconds))
+    return Decision(allowed=retry_after == 0, retry_after=retry_after)
+
+
+async def hit(store: Redis, bucket: str, key: str, *, limit: int, window_seconds: int) -> Decision:
+    """Count one attempt for `key` (an account identifier, or `ip_key(ip)`) in `bucket`."""
+    return await hit_all(store, [(Limit(bucket, limit, window_seconds), key)])
+
+
+async def password_attempt(store: Redis, *, login: str, ip: str | None) -> Decision:
+    return await hit_all(
+        store, [(PASSWORD_PER_ACCOUNT, login[:MAX_LOGIN]), (PASSWORD_PER_IP, ip_key(ip))]
+    )
+
+
+async def registration_attempt(store: Redis, *, email: str, ip: str | None) -> Decision:
+    return await hit_all(
+        store, [(REGISTER_PER_ACCOUNT, email[:MAX_LOGIN]), (REGISTER_PER_IP, ip_key(ip))]
+    )
+
+
+async def privacy_request_attempt(store: Redis, *, account: str | None, ip: str | None) -> Decision:
+    attempts = [(PRIVACY_REQUEST_PER_IP, ip_key(ip))]
+    if account is not None:
+        attempts.append((PRIVACY_REQUEST_PER_ACCOUNT, account))
+    return await hit_all(store, attempts)

@@ -1,0 +1,214 @@
+"""Federated sign-in use cases: external identities mapped to local accounts.
+
+Identities are keyed by (issuer, subject, tenant), never by email. A provider's word on an
+email that belongs to an existing account only *suggests* linking: the link is made once
+the person proves control of that account (the signed-in session that started the flow,
+or a password sign-in that presents the pending-link token).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from redis.asyncio import Redis
+from tortoise.transactions import in_transaction
+
+from auth.identities import (
+    MINIMUM_AGE,
+    Mapped,
+    MappingRefused,
+    TooYoung,
+    age_on,
+    identity_record,
+    parse_birthdate,
+    remember,
+)
+from auth.oidc import VerifiedIdentity
+from auth.principal import Principal
+from auth.scopes import Scope
+from models import ExternalIdentity, Role, User, UserStatus, crypto
+from privacy import audit
+from resolvers.errors import NotAllowed, NotAuthenticated, NotFound
+
+
+async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) -> None:
+    await audit.record(
+        actor,
+        action=action,
+        entity="ExternalIdentity",
+        entity_id=provider,
+        subject_id=user_id,
+        field_names=["issuer", "subject", "email"],
+    )
+
+
+async def link(actor: Principal, user_id: UUID, record: dict[str, Any]) -> ExternalIdentity:
+    """Attach an identity to an account whose owner has proved control of it."""
+    async with in_transaction():
+        existing = await ExternalIdentity.get_or_none(
+            issuer=record["issuer"], subject=record["subject"], tenant_id=record["tenant_id"]
+        )
+        if existing is not None:
+            if existing.user_id != user_id:  # type: ignore[attr-defined]
+                raise MappingRefused("this identity already signs in to another account")
+            return existing
+        identity = ExternalIdentity(
+            user_id=user_id,
+            issuer=record["issuer"],
+            subject=record["subject"],
+            tenant_id=record["tenant_id"],
+            provider=record["provider"],
+            email=record["email"],
+            email_verified=bool(record["email_trusted"]),
+        )
+        await identity.save()
+        await _audit(actor, "identity.link", user_id, record["provider"])
+    return identity
+
+
+async def map_identity(
+    store: Redis,
+    identity: VerifiedIdentity,
+    *,
+    signed_in: Principal | None,
+    linking: bool,
+    request_id: str | None,
+    intent: dict[str, Any] | None = None,
+) -> Mapped:
+    """Decide which account this identity reaches, creating or linking where it may."""
+    actor = signed_in or Principal(request_id=request_id)
+    existing = await ExternalIdentity.get_or_none(
+        issuer=identity.issuer, subject=identity.subject, tenant_id=identity.tenant_id
+    )
+    if existing is not None:
+        owner_id: UUID = existing.user_id  # type: ignore[attr-defined]
+        if linking and signed_in is not None and signed_in.user_id != owner_id:
+            raise MappingRefused("this identity already signs in to another account")
+        user = await User.get_or_none(id=owner_id)
+        if user is None or user.status == UserStatus.ERASED:
+            raise MappingRefused("the account of this identity is gone")
+        if existing.email != identity.email or existing.email_verified != identity.email_trusted:
+            existing.email = identity.email
+            existing.email_verified = identity.email_trusted
+            await existing.save(update_fields=["email", "email_verified"])
+        return Mapped("signed_in", user=user)
+    record = {**identity_record(identity), "intent": intent or {}}
+    if linking:
+        if signed_in is None or signed_in.user_id is None:
+            raise MappingRefused("linking needs the signed-in session that started it")
+        await link(actor, signed_in.user_id, record)
+        user = await User.get(id=signed_in.user_id)
+        return Mapped("linked", user=user)
+    holder = None
+    if identity.email:
+        holder = await User.get_or_none(email_index=crypto.blind_index(identity.email))
+    if holder is not None and identity.email_trusted:
+        token = await remember(store, "link", {**record, "user_id": str(holder.id)})
+        return Mapped("needs_password_to_link", pending=token)
+    birth = parse_birthdate(identity.birthdate)
+    if birth is None:
+        token = await remember(store, "signup", record)
+        return Mapped("needs_birthdate", pending=token)
+    user = await create_account(actor, record, birth)
+    return Mapped("signed_in", user=user)
+
+
+async def create_account(actor: Principal, record: dict[str, Any], birth: date) -> User:
+    """A new customer account for a first federated sign-in (16 or over only, P29)."""
+    today = datetime.now(UTC).date()
+    if birth > today or age_on(birth, today) < MINIMUM_AGE:
+        raise TooYoung("OCIS is not for anyone under 16")
+    email = record["email"]
+    # The email is indexed for lookups only when the provider vouches for it and no
+    # account holds it; otherwise this is a separate account that email cannot reach.
+    indexed = None
+    if email and record["email_trusted"]:
+        candidate = crypto.blind_index(email)
+        if not await User.exists(email_index=candidate):
+            indexed = candidate
+    name = (record.get("name") or (email.split("@")[0] if email else "") or "OCIS user")[:200]
+    user = User(
+        name=name,
+        email=email or "",
+        email_index=indexed,
+        date_of_birth=birth.isoformat(),
+        roles=[Role.CUSTOMER.value],
+        source=f"provider:{record['provider']}",
+    )
+    async with in_transaction():
+        await user.save()
+        await audit.record(
+            actor,
+            action="account.create",
+            entity="User",
+            entity_id=user.id,
+            subject_id=user.id,
+            field_names=["name", "email", "dateOfBirth"],
+        )
+        await link(actor, user.id, record)
+    return user
+
+
+async def complete_signup(pending: dict[str, Any], birth: date, request_id: str | None) -> User:
+    """The second step of a first federated sign-in: the date of birth the provider lacked."""
+    return await create_account(Principal(request_id=request_id), pending, birth)
+
+
+async def link_after_password(principal: Principal, pending: dict[str, Any] | None) -> bool:
+    """Link a pending identity to the account its holder just proved by password."""
+    if pending is None or principal.user_id is None:
+        return False
+    if pending.get("user_id") != str(principal.user_id):
+        return False
+    await link(principal, principal.user_id, pending)
+    return True
+
+
+async def record_refusal(request_id: str | None, provider: str, reason: str) -> None:
+    """Refused sign-ins are audited: which provider, why (a fixed phrase), never who."""
+    async with in_transaction():
+        await audit.record(
+            Principal(request_id=request_id),
+            action="sign_in.refused",
+            entity="Provider",
+            entity_id=provider,
+            subject_id=None,
+            purpose=reason[:100],
+        )
+
+
+async def load_identities(
+    principal: Principal, user_ids: list[UUID]
+) -> list[list[ExternalIdentity]]:
+    """Batch: linked identities per account, for the account itself or an administrator."""
+    visible = [
+        ident
+        for ident in user_ids
+        if ident == principal.user_id or principal.has(Scope.USERS_PERSONAL_DATA)
+    ]
+    grouped: dict[UUID, list[ExternalIdentity]] = {ident: [] for ident in user_ids}
+    if visible:
+        rows = await ExternalIdentity.filter(user_id__in=visible).order_by("linked_at")
+        for row in rows:
+            grouped[row.user_id].append(row)  # type: ignore[attr-defined]
+    return [grouped[ident] for ident in user_ids]
+
+
+async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
+    """Remove one of one's own identities, never the last way to sign in."""
+    if principal.user_id is None:
+        raise NotAuthenticated("Sign in first.")
+    async with in_transaction():
+        identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=principal.user_id)
+        if identity is None:
+            raise NotFound("No such linked identity.", field="id")
+        user = await User.get(id=principal.user_id)
+        others = (
+            await ExternalIdentity.filter(user_id=principal.user_id).exclude(id=identity_id).count()
+        )
+        if others == 0 and not user.password_hash:
+            raise NotAllowed("This is your only way to sign in; add another first.")
+        await identity.delete()
+        await _audit(principal, "identity.unlink", principal.user_id, identity.provider)

@@ -1,0 +1,459 @@
+"""Federated sign-in end to end, against real `oidc-provider` processes on 127.0.0.1 (P06)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+import settings as config
+from models import AuditEvent, ExternalIdentity, SignInSession, User, crypto
+from tests.helpers import ORIGIN, Api, sign_in
+from tests.oidc_harness import (
+    OidcClient,
+    OidcProvider,
+    ProviderConfig,
+    SabotageMode,
+    authorize,
+    check_installed,
+)
+
+TENANT_A = "11111111-1111-4111-8111-111111111111"
+TENANT_B = "22222222-2222-4222-8222-222222222222"
+SECRET = "test-client-secret-not-for-production"
+
+
+def _client(name: str) -> OidcClient:
+    return OidcClient("ocis-" + name, SECRET, (f"{ORIGIN}/auth/callback/{name}",))
+
+
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "alice": {"email": "alice@example.com", "name": "Alice Federated", "birthdate": "1990-04-01"},
+    "young": {"email": "young@example.com", "name": "Young One", "birthdate": "2015-01-01"},
+    "nobirth": {"email": "nobirth@example.com", "name": "No Birthdate"},
+    # Claims a demo customer's email: the provider vouches for it.
+    "carla": {
+        "email": "customer@example.com",
+        "name": "Carla Elsewhere",
+        "birthdate": "1991-01-01",
+    },
+}
+
+FLAVOURS = {
+    "google": ProviderConfig(flavour="google", clients=[_client("google")], accounts=ACCOUNTS),
+    "linkedin": ProviderConfig(
+        flavour="linkedin", clients=[_client("linkedin")], accounts=ACCOUNTS
+    ),
+    "acme": ProviderConfig(flavour="generic", clients=[_client("acme")], accounts=ACCOUNTS),
+    "microsoft": ProviderConfig(
+        flavour="microsoft",
+        clients=[_client("microsoft")],
+        tenants=[TENANT_A, TENANT_B],
+        accounts={
+            **ACCOUNTS,
+            # Tenant B's admin can put any email on a user, without xms_edov.
+            "mallory": {
+                "email": "customer@example.com",
+                "name": "Mallory",
+                "tid": TENANT_B,
+                "xms_edov": None,
+                "birthdate": "1985-05-05",
+            },
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def providers() -> Iterator[dict[str, OidcProvider]]:
+    check_installed()
+    started: dict[str, OidcProvider] = {}
+    try:
+        for name, flavour in FLAVOURS.items():
+            provider = OidcProvider(flavour)
+            provider.start_sync()
+            started[name] = provider
+        yield started
+    finally:
+        for provider in started.values():
+            provider.stop_sync()
+
+
+@pytest.fixture
+def app_settings(app_settings: config.Settings, providers: dict[str, OidcProvider]) -> Any:
+    oidc: dict[str, dict[str, str]] = {}
+    for name, provider in providers.items():
+        issuer = provider.info.issuer
+        if name == "microsoft":
+            # The multi-tenant endpoint: its discovery names the {tenantid} issuer template.
+            issuer = f"{provider.info.origin}/common/v2.0"
+        oidc[name] = {
+            "issuer": issuer,
+            "client_id": provider.info.client_id,
+            "client_secret": provider.info.client_secret,
+            "tenants": "",
+        }
+    return replace(app_settings, oidc=oidc)
+
+
+@pytest.fixture
+async def browser(providers: dict[str, OidcProvider]) -> AsyncIterator[httpx.AsyncClient]:
+    """The browser's side of the provider (a real HTTP client on loopback)."""
+    for provider in providers.values():
+        await provider.clear_sabotage()
+    async with httpx.AsyncClient(timeout=20) as http:
+        yield http
+
+
+async def start(client: httpx.AsyncClient, provider: str, query: str = "") -> str:
+    response = await client.get(f"/auth/login/{provider}{query}")
+    assert response.status_code == 302, response.text
+    location = response.headers["location"]
+    params = parse_qs(urlsplit(location).query)
+    assert params["redirect_uri"] == [f"{ORIGIN}/auth/callback/{provider}"]
+    assert params["state"]
+    assert params["nonce"]
+    if provider != "linkedin":
+        assert params["code_challenge_method"] == ["S256"]
+        assert len(params["code_challenge"][0]) >= 43
+    assert "ocis_oidc" in response.cookies
+    return location
+
+
+async def callback(client: httpx.AsyncClient, redirect: str) -> httpx.Response:
+    parts = urlsplit(redirect)
+    return await client.get(f"{parts.path}?{parts.query}")
+
+
+async def sign_in_with(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, provider: str, account: str
+) -> httpx.Response:
+    redirect = await authorize(browser, await start(client, provider, "?next=/tickets"), account)
+    return await callback(client, redirect)
+
+
+def session_of(response: httpx.Response) -> str | None:
+    return response.cookies.get("ocis_session")
+
+
+async def me(client: httpx.AsyncClient, token: str) -> dict[str, Any] | None:
+    body = await Api(client, token).gql("{ me { id name email source } }")
+    result: dict[str, Any] | None = body["data"]["me"]
+    return result
+
+
+@pytest.mark.promise("P06")
+@pytest.mark.parametrize("provider", ["google", "microsoft", "linkedin", "acme"])
+async def test_a_first_sign_in_creates_the_account_and_the_second_reaches_it(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None, provider: str
+) -> None:
+    first = await sign_in_with(client, browser, provider, "alice")
+    assert first.status_code == 302, first.text
+    assert first.headers["location"] == "/tickets"
+    token = session_of(first)
+    assert token
+    account = await me(client, token)
+    assert account is not None
+    assert account["name"] == "Alice Federated"
+    assert account["email"] == "alice@example.com"
+    assert account["source"] == f"provider:{provider}"
+    client.cookies.clear()
+    second = await sign_in_with(client, browser, provider, "alice")
+    again = await me(client, session_of(second) or "")
+    assert again is not None
+    assert again["id"] == account["id"]
+    assert session_of(second) != token
+    identity = await ExternalIdentity.get(provider=provider)
+    user = await User.get(id=identity.user_id)  # type: ignore[attr-defined]
+    assert user.name == "Alice Federated"
+    # Only a provider that vouches for the email makes it a way to find the account.
+    indexed = await User.filter(email_index=crypto.blind_index("alice@example.com")).exists()
+    assert indexed is (provider != "acme")
+    sessions = await SignInSession.filter(user_id=user.id).order_by("created_at")
+    assert [session.method for session in sessions] == [f"oidc:{provider}"] * 2
+
+
+@pytest.mark.promise("P29")
+async def test_a_provider_without_a_birthdate_asks_for_one_and_refuses_under_16(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    response = await sign_in_with(client, browser, "acme", "nobirth")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert location.path == "/signup/complete"
+    pending = location.fragment.removeprefix("signup=")
+    assert session_of(response) is None
+    before = await User.all().count()
+    young = await client.post(
+        "/auth/complete-signup", json={"pending": pending, "dateOfBirth": "2015-06-01"}
+    )
+    assert young.status_code == 403
+    assert await User.all().count() == before
+    assert not await ExternalIdentity.filter(provider="acme").exists()
+    reused = await client.post(
+        "/auth/complete-signup", json={"pending": pending, "dateOfBirth": "1990-01-01"}
+    )
+    assert reused.status_code == 400
+    again = await sign_in_with(client, browser, "acme", "nobirth")
+    pending = urlsplit(again.headers["location"]).fragment.removeprefix("signup=")
+    done = await client.post(
+        "/auth/complete-signup", json={"pending": pending, "dateOfBirth": "1990-01-01"}
+    )
+    assert done.status_code == 302
+    account = await me(client, session_of(done) or "")
+    assert account is not None
+    assert account["email"] == "nobirth@example.com"
+
+
+@pytest.mark.promise("P29")
+async def test_a_provider_birthdate_under_16_is_refused_and_nothing_kept(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    before = await User.all().count()
+    response = await sign_in_with(client, browser, "google", "young")
+    assert response.status_code == 401
+    assert session_of(response) is None
+    assert await User.all().count() == before
+    assert not await ExternalIdentity.all().exists()
+
+
+async def refused(response: httpx.Response, sessions_before: int = 0) -> None:
+    """Refused: the same answer, no session cookie, no new session row, and audited."""
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "Sign-in failed."}
+    assert session_of(response) is None
+    assert await SignInSession.filter(method__startswith="oidc:").count() == sessions_before
+    assert await AuditEvent.filter(action="sign_in.refused").exists()
+
+
+async def test_a_callback_without_state_or_with_another_state_is_refused(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    redirect = await authorize(browser, await start(client, "google"), "alice")
+    parts = urlsplit(redirect)
+    params = parse_qs(parts.query)
+    await refused(await client.get(f"{parts.path}?code={params['code'][0]}"))
+    await refused(await client.get(f"{parts.path}?code={params['code'][0]}&state=not-the-state"))
+
+
+async def test_a_replayed_callback_is_refused(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    redirect = await authorize(browser, await start(client, "google"), "alice")
+    first = await callback(client, redirect)
+    assert first.status_code == 302
+    await client.get("/auth/login/google")  # a fresh binding cookie, as a browser would hold
+    replay = await callback(client, redirect)
+    assert replay.status_code == 401
+    assert session_of(replay) is None
+
+
+async def test_a_replayed_code_with_a_fresh_state_is_refused(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    old = await authorize(browser, await start(client, "google"), "alice")
+    assert (await callback(client, old)).status_code == 302
+    client.cookies.clear()
+    fresh = await start(client, "google")
+    state = parse_qs(urlsplit(fresh).query)["state"][0]
+    code = parse_qs(urlsplit(old).query)["code"][0]
+    await refused(await client.get(f"/auth/callback/google?code={code}&state={state}"), 1)
+
+
+async def test_a_callback_from_another_browser_is_refused(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    redirect = await authorize(browser, await start(client, "google"), "alice")
+    client.cookies.clear()  # the victim's browser never started this flow
+    await refused(await callback(client, redirect))
+
+
+@pytest.mark.parametrize(
+    ("provider", "mode"),
+    [
+        ("google", "wrong_nonce"),
+        ("google", "missing_nonce"),
+        ("google", "aud_other"),
+        ("google", "aud_list_without_us"),
+        ("google", "azp_other"),
+        ("google", "wrong_iss"),
+        ("microsoft", "ms_iss_tid_mismatch"),
+        ("microsoft", "ms_tenantid_literal"),
+        ("microsoft", "ms_v1_issuer"),
+        ("google", "alg_none"),
+        ("google", "hs256_public_pem"),
+        ("google", "hs256_public_der"),
+        ("google", "forged_signature"),
+        ("google", "embedded_jwk"),
+        ("google", "jku_header"),
+        ("google", "x5u_header"),
+        ("google", "crit_unknown"),
+        ("google", "expired"),
+        ("google", "oversized"),
+        ("acme", "unknown_kid"),
+    ],
+)
+async def test_a_bad_id_token_is_refused_leaves_no_session_and_is_audited(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+    provider: str,
+    mode: SabotageMode,
+) -> None:
+    location = await start(client, provider)
+    redirect = await authorize(browser, location, "alice")
+    await providers[provider].sabotage(mode)
+    await refused(await callback(client, redirect))
+    assert not await User.filter(email_index=crypto.blind_index("alice@example.com")).exists()
+    audit = await AuditEvent.get(action="sign_in.refused")
+    assert audit.entity_id == provider
+    assert "alice" not in repr(audit.__dict__)
+
+
+@pytest.mark.promise("P06")
+async def test_an_unverified_email_of_an_existing_account_gives_no_access_to_it(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+) -> None:
+    await providers["acme"].set_claims("carla", {"email_verified": False})
+    response = await sign_in_with(client, browser, "acme", "carla")
+    assert response.status_code == 302
+    token = session_of(response)
+    assert token
+    account = await me(client, token)
+    victim = await User.get(email_index=crypto.blind_index("customer@example.com"))
+    assert account is not None
+    assert account["name"] == "Carla Elsewhere"
+    assert not await ExternalIdentity.filter(user_id=victim.id).exists()
+    tickets = await Api(client, token).gql("{ tickets(first: 10) { edges { node { id } } } }")
+    assert tickets["data"]["tickets"]["edges"] == []
+    assert not await ExternalIdentity.filter(user_id=victim.id).exists()
+
+
+@pytest.mark.promise("P06")
+async def test_a_microsoft_token_of_another_tenant_with_a_victims_email_is_a_new_identity(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    response = await sign_in_with(client, browser, "microsoft", "mallory")
+    victim = await User.get(email_index=crypto.blind_index("customer@example.com"))
+    account = await me(client, session_of(response) or "")
+    assert account is not None
+    assert account["name"] == "Mallory"
+    identity = await ExternalIdentity.get(provider="microsoft")
+    assert identity.tenant_id == TENANT_B
+    assert identity.user_id != victim.id  # type: ignore[attr-defined]
+
+
+@pytest.mark.promise("P06")
+async def test_a_verified_email_links_only_after_signing_in_to_that_account(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    response = await sign_in_with(client, browser, "google", "carla")
+    assert response.status_code == 302
+    assert session_of(response) is None
+    location = urlsplit(response.headers["location"])
+    assert location.path == "/signin/link"
+    link_token = location.fragment.removeprefix("link=")
+    victim = await User.get(email_index=crypto.blind_index("customer@example.com"))
+    assert not await ExternalIdentity.filter(user_id=victim.id).exists()
+    # Someone else's password does not link it.
+    wrong = await client.post(
+        "/auth/password",
+        json={"email": "customer2@example.com", "password": "ocis-demo", "linkToken": link_token},
+    )
+    assert wrong.json() == {"ok": True, "linked": False}
+    assert not await ExternalIdentity.filter(user_id=victim.id).exists()
+    again = await sign_in_with(client, browser, "google", "carla")
+    link_token = urlsplit(again.headers["location"]).fragment.removeprefix("link=")
+    proved = await client.post(
+        "/auth/password",
+        json={"email": "customer@example.com", "password": "ocis-demo", "linkToken": link_token},
+    )
+    assert proved.json() == {"ok": True, "linked": True}
+    assert await ExternalIdentity.filter(user_id=victim.id, provider="google").exists()
+    assert await AuditEvent.filter(action="identity.link", subject_id=victim.id).exists()
+    client.cookies.clear()
+    later = await sign_in_with(client, browser, "google", "carla")
+    account = await me(client, session_of(later) or "")
+    assert account is not None
+    assert account["name"] == "Carla Customer"
+
+
+async def test_a_changed_email_with_the_same_subject_reaches_the_same_account(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+) -> None:
+    first = await me(client, session_of(await sign_in_with(client, browser, "acme", "alice")) or "")
+    await providers["acme"].set_claims("alice", {"email": "alice.new@example.com"})
+    client.cookies.clear()
+    second = await me(
+        client, session_of(await sign_in_with(client, browser, "acme", "alice")) or ""
+    )
+    assert first is not None
+    assert second is not None
+    assert second["id"] == first["id"]
+    identity = await ExternalIdentity.get(provider="acme")
+    assert identity.email == "alice.new@example.com"
+
+
+async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    token = await sign_in(client, "customer2@example.com")
+    client.cookies.set("ocis_session", token)
+    location = await start(client, "linkedin", "?link=1")
+    response = await callback(client, await authorize(browser, location, "alice"))
+    assert response.status_code == 302
+    api = Api(client, session_of(response) or token)
+    body = await api.gql("{ me { email identities { id provider email } } }")
+    identities = body["data"]["me"]["identities"]
+    assert [(i["provider"], i["email"]) for i in identities] == [("linkedin", "alice@example.com")]
+    unlink = "mutation($id: ID!) { unlinkIdentity(id: $id) { __typename } }"
+    result = await api.gql(unlink, {"id": identities[0]["id"]})
+    assert result["data"]["unlinkIdentity"]["__typename"] == "UnlinkIdentitySuccess"
+    assert await AuditEvent.filter(action="identity.unlink").exists()
+    # A federated-only account cannot drop its only identity.
+    client.cookies.clear()
+    federated = await sign_in_with(client, browser, "acme", "alice")
+    only = Api(client, session_of(federated) or "")
+    mine = await only.gql("{ me { identities { id } } }")
+    last = mine["data"]["me"]["identities"][0]["id"]
+    refusal = await only.gql(unlink, {"id": last})
+    assert refusal["data"]["unlinkIdentity"]["__typename"] == "ForbiddenError"
+
+
+async def test_next_pointing_off_origin_is_ignored(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    location = await start(client, "google", "?next=https://evil.example.com/")
+    response = await callback(client, await authorize(browser, location, "alice"))
+    assert response.headers["location"] == "/"
+
+
+async def test_a_rotated_provider_key_is_accepted_after_one_key_set_fetch(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+) -> None:
+    provider = providers["acme"]
+    assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
+    await provider.rotate_key(keep_old=False)
+    await provider.reset_stats()
+    client.cookies.clear()
+    assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
+    assert await provider.jwks_fetches() == 1
+    # A token naming an unknown key again does not fetch the key set again (one a minute).
+    redirect = await authorize(browser, await start(client, "acme"), "alice")
+    await provider.sabotage("unknown_kid")
+    await refused(await callback(client, redirect), 2)
+    assert await provider.jwks_fetches() == 1
