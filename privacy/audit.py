@@ -9,8 +9,10 @@ this process, which costs one statement unless another writer got there first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from auth.principal import Principal
 from models import AuditEvent
 
 GENESIS = "0" * 64
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 20
 READ_ACTION = "personal_data.read"
 
 
@@ -66,6 +68,17 @@ class _Head:
     """The last hash this process appended outside a transaction (so it surely committed)."""
 
     value: str | None = None
+    # Requests in this process append one at a time; collisions are then only across processes.
+    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def lock(cls) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if loop not in cls.locks:
+            cls.locks[loop] = asyncio.Lock()
+        return cls.locks[loop]
 
 
 def forget_head() -> None:
@@ -145,6 +158,11 @@ async def record_many(principal: Principal, entries: Sequence[Entry]) -> None:
         return
     connection = AuditEvent._choose_db(for_write=True)
     cacheable = not isinstance(connection, TransactionalDBClient)
+    async with _Head.lock():
+        await _append_batch(principal, entries, cacheable)
+
+
+async def _append_batch(principal: Principal, entries: Sequence[Entry], cacheable: bool) -> None:
     for _ in range(MAX_ATTEMPTS):
         head = _Head.value if cacheable and _Head.value else await _read_head()
         events = _events(principal, entries, head)
