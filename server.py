@@ -313,6 +313,9 @@ async def federated_callback(request: Request) -> Response:
     provider = gateway.provider(request.path_params["provider"])
     if provider is None:
         return JSONResponse({"error": "Unknown sign-in provider."}, status_code=404)
+    decision = await rate_limit.callback_attempt(store, ip=_client_ip(request))
+    if not decision.allowed:
+        return _too_many_attempts(decision)
     params = request.query_params
     try:
         if params.get("error"):
@@ -439,6 +442,9 @@ async def _token_params(request: Request) -> dict[str, str] | None:
 async def token_endpoint(request: Request) -> Response:
     """The mobile app's code exchange and refresh; errors as RFC 6749 says, no details."""
     received_at = time.time()  # before any await: tells a parallel refresh from a replay
+    decision = await rate_limit.token_attempt(request.app.state.store, ip=_client_ip(request))
+    if not decision.allowed:
+        return _too_many_attempts(decision)
     params = await _token_params(request)
     try:
         if params is None:

@@ -60,6 +60,11 @@ REGISTER_PER_IP = Limit("register:ip", 10, 60 * 60)
 # script cannot flood the privacy team's queue. The account is the signed-in user.
 PRIVACY_REQUEST_PER_ACCOUNT = Limit("privacy-request:account", 10, 24 * 60 * 60)
 PRIVACY_REQUEST_PER_IP = Limit("privacy-request:ip", 30, 60 * 60)
+# Provider callbacks: one per sign-in, so 30 in 15 minutes per address is generous; it caps
+# replaying stolen or guessed callback URLs. Token endpoint: a device refreshes about every
+# 10 minutes, so 120 per address leaves room for many devices behind one NAT address.
+CALLBACK_PER_IP = Limit("callback:ip", 30, 15 * 60)
+TOKEN_PER_IP = Limit("token:ip", 120, 15 * 60)
 
 
 def ip_key(ip: str | None) -> str:
@@ -127,3 +132,11 @@ async def privacy_request_attempt(store: Redis, *, account: str | None, ip: str 
     if account is not None:
         attempts.append((PRIVACY_REQUEST_PER_ACCOUNT, account))
     return await hit_all(store, attempts)
+
+
+async def callback_attempt(store: Redis, *, ip: str | None) -> Decision:
+    return await hit_all(store, [(CALLBACK_PER_IP, ip_key(ip))])
+
+
+async def token_attempt(store: Redis, *, ip: str | None) -> Decision:
+    return await hit_all(store, [(TOKEN_PER_IP, ip_key(ip))])

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import settings as config
+from auth import rate_limit
 from models import AuditEvent, ExternalIdentity, SignInSession, User, crypto
 from tests.helpers import ORIGIN, Api, sign_in
 from tests.oidc_harness import (
@@ -457,3 +458,15 @@ async def test_a_rotated_provider_key_is_accepted_after_one_key_set_fetch(
     await provider.sabotage("unknown_kid")
     await refused(await callback(client, redirect), 2)
     assert await provider.jwks_fetches() == 1
+
+
+async def test_callbacks_are_rate_limited_per_ip(client: httpx.AsyncClient, demo: None) -> None:
+    for _ in range(rate_limit.CALLBACK_PER_IP.limit):
+        response = await client.get("/auth/callback/google?code=x&state=y")
+        assert response.status_code == 401
+    over = await client.get("/auth/callback/google?code=x&state=y")
+    assert over.status_code == 429
+    assert int(over.headers["retry-after"]) > 0
+    assert await AuditEvent.filter(action="sign_in.refused").count() == (
+        rate_limit.CALLBACK_PER_IP.limit
+    )

@@ -537,3 +537,12 @@ async def test_privacy_requests_are_limited_per_ip_across_accounts(
     refused = await gql(app, "203.0.113.80", SUBMIT, request, lead)
     assert_mutation_refused(refused, "submitPrivacyRequest", 3600)
     assert await PrivacyRequest.all().count() == limit.limit
+
+
+async def test_the_token_endpoint_is_limited_per_ip(client: httpx.AsyncClient) -> None:
+    for _ in range(rate_limit.TOKEN_PER_IP.limit):
+        response = await client.post("/auth/token", data={"grant_type": "refresh_token"})
+        assert response.status_code == 400
+    over = await client.post("/auth/token", data={"grant_type": "refresh_token"})
+    assert over.status_code == 429
+    assert 0 < int(over.headers["retry-after"]) <= rate_limit.TOKEN_PER_IP.window_seconds
