@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
@@ -30,7 +31,7 @@ from auth.client_info import describe_client
 from auth.client_ip import client_ip
 from auth.csrf import cookie_request_allowed
 from auth.identities import MappingRefused, TooYoung, principal_of, take_pending
-from auth.login import sign_in_with_password
+from auth.login import AccountDisabled, sign_in_with_password
 from auth.oidc import TRANSACTION_TTL, Gateway, SignInRefused, configured_providers
 from auth.principal import ANONYMOUS, Principal
 from auth.redirects import mobile_intent, same_origin_path
@@ -38,7 +39,7 @@ from auth.sessions import end_session, resolve_session, start_session
 from auth.store import connect_store
 from models import db
 from models.keys import CACHE_TTL_SECONDS
-from privacy import audit
+from privacy import audit, mail
 from privacy import keys as key_management
 from resolvers import federated
 from schema import Context, schema
@@ -213,9 +214,14 @@ async def password_sign_in(request: Request) -> Response:
         referrer=request.headers.get("referer"),
         time_zone=time_zone if isinstance(time_zone, str) else None,
     )
-    session = await sign_in_with_password(
-        request.app.state.store, login, password, client, settings.session_ttl_seconds
-    )
+    try:
+        session = await sign_in_with_password(
+            request.app.state.store, login, password, client, settings.session_ttl_seconds
+        )
+    except AccountDisabled:
+        return JSONResponse(
+            {"error": "This account is disabled.", "code": "ACCOUNT_DISABLED"}, status_code=403
+        )
     if session is None:
         return JSONResponse({"error": "Wrong email or password."}, status_code=401)
     old_token = request.cookies.get(cookie_name(settings))
@@ -498,9 +504,15 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         await audit.prime_head()
         app.state.store = connect_store(settings.redis_url)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
+        # Each process delivers due notice mail; claims keep processes from sending twice.
+        mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
         try:
             yield
         finally:
+            if mailer is not None:
+                mailer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mailer
             await app.state.store.aclose()
             await db.disconnect()
 

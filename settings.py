@@ -34,6 +34,10 @@ class Settings:
     # Master keys that wrapped data keys before the current one (rotate-keys re-wraps them).
     previous_master_keys: tuple[bytes, ...] = ()
     smtp_url: str | None = None
+    # The From of every mail; empty: no-reply at the host of PUBLIC_URL.
+    mail_from: str = ""
+    # How often each process looks for notices whose mail is due (privacy/mail.py).
+    mail_poll_seconds: float = 5.0
     cors_origins: tuple[str, ...] = ()
     privacy_contact: str = "contact@ocis.app"
     session_ttl_seconds: int = 7 * 24 * 3600
@@ -60,6 +64,33 @@ class Settings:
     @property
     def allowed_origins(self) -> frozenset[str]:
         return frozenset({self.public_origin, *self.cors_origins})
+
+    @property
+    def sender(self) -> str:
+        host = urlsplit(self.public_url).hostname or "localhost"
+        return self.mail_from or f"OCIS <no-reply@{host}>"
+
+
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _smtp_url(raw: str | None, *, production: bool) -> str | None:
+    """SMTP_URL: smtp:// (plain), smtp+starttls:// or smtps://, with optional user:password."""
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigurationError("SMTP_URL is not a URL") from None
+    if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+        raise ConfigurationError(
+            "SMTP_URL must be smtp://, smtp+starttls:// or smtps://HOST[:PORT]"
+        )
+    if production and parts.scheme == "smtp" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigurationError("SMTP_URL must use TLS (smtps or smtp+starttls) beyond loopback")
+    return raw
 
 
 def _master_key(raw: str | None) -> bytes:
@@ -134,7 +165,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
         master_key=_master_key(env.get("OCIS_MASTER_KEY")),
         previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
-        smtp_url=env.get("SMTP_URL") or None,
+        smtp_url=_smtp_url(env.get("SMTP_URL"), production=mode == "production"),
+        mail_from=env.get("OCIS_MAIL_FROM", "").strip(),
         cors_origins=tuple(
             origin.strip().rstrip("/")
             for origin in env.get("CORS_ORIGINS", "").split(",")
@@ -155,6 +187,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append("DATABASE_URL must name PostgreSQL")
         if not settings.redis_url:
             problems.append("REDIS_URL is required (sessions are shared across processes)")
+        if not settings.smtp_url:
+            problems.append("SMTP_URL is required (account owners are told of sign-in changes)")
         if not settings.secure_cookies:
             problems.append("PUBLIC_URL must be https")
         if not settings.audit_reads:

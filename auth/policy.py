@@ -171,6 +171,15 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "policyVersion": owner,
         "updatedAt": owner,
     },
+    "Notice": {
+        "id": reachable,
+        "kind": owner,
+        "subject": owner,
+        "body": owner,
+        "createdAt": owner,
+        "readAt": owner,
+        "emailedAt": owner,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,

@@ -19,6 +19,7 @@ class Scope(StrEnum):
     USERS_PERSONAL_DATA = "users:personal_data"
     PRIVACY_REQUESTS = "privacy:requests"
     SECURITY_METADATA = "security:metadata"
+    ACCOUNTS_DISABLE = "accounts:disable"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -33,6 +34,7 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.USERS_PERSONAL_DATA: "Read any account's personal data (account administration)",
     Scope.PRIVACY_REQUESTS: "Handle every subject's privacy requests",
     Scope.SECURITY_METADATA: "Read sign-in metadata for security review",
+    Scope.ACCOUNTS_DISABLE: "Disable an account (ending all its sign-ins) and enable it again",
 }
 
 
@@ -50,6 +52,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.TICKETS_ALL,
             Scope.TICKETS_ASSIGN,
             Scope.SECURITY_METADATA,
+            Scope.ACCOUNTS_DISABLE,
         }
     ),
 }

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from auth.client_info import ClientInfo
 from auth.principal import ANONYMOUS, Principal, parse_roles
-from models import SignInSession, User, UserStatus
+from models import SIGN_IN_STATUSES, SignInSession, User
 
 SESSION_PREFIX = "ocis:session:"
 
@@ -62,7 +62,7 @@ async def resolve_session(store: Redis, token: str | None, request_id: str | Non
     if raw is None:
         return ANONYMOUS
     record = json.loads(raw)
-    user = await User.get_or_none(id=record["user_id"], status__not=UserStatus.ERASED).only(
+    user = await User.get_or_none(id=record["user_id"], status__in=SIGN_IN_STATUSES).only(
         "id", "roles", "team_id"
     )
     if user is None:
@@ -86,3 +86,18 @@ async def end_session(store: Redis, token: str | None) -> bool:
         revoked_at=datetime.now(UTC)
     )
     return bool(removed)
+
+
+async def end_all_sessions(store: Redis, user_id: UUID) -> int:
+    """Revoke every live session of one person at once, in every process sharing the store.
+
+    The sign-in records are the per-person index: each holds its session's key digest.
+    """
+    now = datetime.now(UTC)
+    digests = await SignInSession.filter(
+        user_id=user_id, revoked_at__isnull=True, expires_at__gt=now
+    ).values_list("token_hash", flat=True)
+    if digests:
+        await store.delete(*(SESSION_PREFIX + str(digest) for digest in digests))
+    await SignInSession.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=now)
+    return len(digests)

@@ -36,7 +36,7 @@ import settings as config
 from auth.principal import Principal, parse_roles
 from auth.redirects import MOBILE_REDIRECTS
 from auth.sessions import token_hash
-from models import User, UserStatus
+from models import SIGN_IN_STATUSES, User
 
 ALGORITHM = "ES256"
 # RFC 9068: an ID token or another JWT cannot pass for an access token.
@@ -257,7 +257,7 @@ def bearer_credentials(authorization: str) -> str | None:
 
 
 async def _live_user(user_id: UUID | str) -> User | None:
-    user: User | None = await User.get_or_none(id=user_id, status__not=UserStatus.ERASED).only(
+    user: User | None = await User.get_or_none(id=user_id, status__in=SIGN_IN_STATUSES).only(
         "id", "roles", "team_id"
     )
     return user

@@ -1,8 +1,10 @@
 """Tortoise models of OCIS: rows only, personal data sealed at rest."""
 
 from models.enums import (
+    SIGN_IN_STATUSES,
     Channel,
     ConsentPurpose,
+    MailStatus,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -11,11 +13,13 @@ from models.enums import (
     UserStatus,
 )
 from models.keys import DataKey, KeyRotation, KeyState
+from models.notices import Notice
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
 from models.tickets import Ticket, TicketMessage
 from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
+    "SIGN_IN_STATUSES",
     "AuditEvent",
     "Channel",
     "ConsentEntry",
@@ -24,6 +28,8 @@ __all__ = [
     "ExternalIdentity",
     "KeyRotation",
     "KeyState",
+    "MailStatus",
+    "Notice",
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",

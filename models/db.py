@@ -11,7 +11,13 @@ from tortoise.migrations.api.migrate import migrate as run_migrations
 from models import crypto, keys
 
 APP = "ocis"
-MODEL_MODULES = ["models.users", "models.tickets", "models.privacy", "models.keys"]
+MODEL_MODULES = [
+    "models.users",
+    "models.tickets",
+    "models.privacy",
+    "models.keys",
+    "models.notices",
+]
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

@@ -16,7 +16,21 @@ class Role(StrEnum):
 class UserStatus(StrEnum):
     ACTIVE = "active"
     RESTRICTED = "restricted"
+    DISABLED = "disabled"
     ERASED = "erased"
+
+
+# Who may hold a session or a token: a restricted account still signs in (to see and lift
+# its restriction); a disabled or erased one never does.
+SIGN_IN_STATUSES = (UserStatus.ACTIVE, UserStatus.RESTRICTED)
+
+
+class MailStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class TicketStatus(StrEnum):

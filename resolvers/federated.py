@@ -28,9 +28,15 @@ from auth.identities import (
 from auth.oidc import VerifiedIdentity
 from auth.principal import Principal
 from auth.scopes import Scope
-from models import ExternalIdentity, Role, User, UserStatus, crypto
-from privacy import audit
+from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
+from privacy import audit, notices
 from resolvers.errors import NotAllowed, NotAuthenticated, NotFound
+
+
+def _label(provider: str) -> str:
+    """How a notice names a provider: its configured name, never anything of the person."""
+    known = {"google": "Google", "microsoft": "Microsoft", "linkedin": "LinkedIn"}
+    return known.get(provider.lower(), provider[:50])
 
 
 async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) -> None:
@@ -44,8 +50,10 @@ async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) ->
     )
 
 
-async def link(actor: Principal, user_id: UUID, record: dict[str, Any]) -> ExternalIdentity:
-    """Attach an identity to an account whose owner has proved control of it."""
+async def link(
+    actor: Principal, user_id: UUID, record: dict[str, Any], *, tell_owner: bool = True
+) -> ExternalIdentity:
+    """Attach an identity to an account whose owner has proved control of it, and tell them."""
     async with in_transaction():
         existing = await ExternalIdentity.get_or_none(
             issuer=record["issuer"], subject=record["subject"], tenant_id=record["tenant_id"]
@@ -65,6 +73,8 @@ async def link(actor: Principal, user_id: UUID, record: dict[str, Any]) -> Exter
         )
         await identity.save()
         await _audit(actor, "identity.link", user_id, record["provider"])
+        if tell_owner:
+            await notices.notify(user_id, "identity.linked", provider=_label(record["provider"]))
     return identity
 
 
@@ -87,8 +97,8 @@ async def map_identity(
         if linking and signed_in is not None and signed_in.user_id != owner_id:
             raise MappingRefused("this identity already signs in to another account")
         user = await User.get_or_none(id=owner_id)
-        if user is None or user.status == UserStatus.ERASED:
-            raise MappingRefused("the account of this identity is gone")
+        if user is None or user.status not in SIGN_IN_STATUSES:
+            raise MappingRefused("the account of this identity is disabled or gone")
         if existing.email != identity.email or existing.email_verified != identity.email_trusted:
             existing.email = identity.email
             existing.email_verified = identity.email_trusted
@@ -147,7 +157,8 @@ async def create_account(actor: Principal, record: dict[str, Any], birth: date) 
             subject_id=user.id,
             field_names=["name", "email", "dateOfBirth"],
         )
-        await link(actor, user.id, record)
+        # The first way in of a new account: nothing was added to an account that existed.
+        await link(actor, user.id, record, tell_owner=False)
     return user
 
 
@@ -212,3 +223,6 @@ async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
             raise NotAllowed("This is your only way to sign in; add another first.")
         await identity.delete()
         await _audit(principal, "identity.unlink", principal.user_id, identity.provider)
+        await notices.notify(
+            principal.user_id, "identity.unlinked", provider=_label(identity.provider)
+        )

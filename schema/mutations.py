@@ -6,12 +6,13 @@ from datetime import date
 from typing import Annotated
 
 import strawberry
+from redis.asyncio import Redis
 
 from auth import rate_limit
 from auth.policy import Relation
 from auth.scopes import STAFF_ROLES
 from models import Ticket, User
-from resolvers import consents, federated, payments, privacy_requests, tickets, users
+from resolvers import accounts, consents, federated, payments, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.payments import CardReference
 from resolvers.tickets import OnBehalfOf
@@ -241,6 +242,56 @@ UnlinkIdentityResult = Annotated[
 
 
 @strawberry.type
+class SignOutEverywhereSuccess:
+    sessions_ended: int
+    app_sign_ins_ended: int
+
+
+SignOutEverywhereResult = Annotated[
+    SignOutEverywhereSuccess | Errors, strawberry.union("SignOutEverywhereResult")
+]
+
+
+@strawberry.type
+class DisableAccountSuccess:
+    user_id: strawberry.ID
+    sessions_ended: int
+    app_sign_ins_ended: int
+
+
+DisableAccountResult = Annotated[
+    DisableAccountSuccess | Errors, strawberry.union("DisableAccountResult")
+]
+
+
+@strawberry.type
+class EnableAccountSuccess:
+    user_id: strawberry.ID
+
+
+EnableAccountResult = Annotated[
+    EnableAccountSuccess | Errors, strawberry.union("EnableAccountResult")
+]
+
+
+@strawberry.type
+class MarkNoticesReadSuccess:
+    marked: int
+
+
+MarkNoticesReadResult = Annotated[
+    MarkNoticesReadSuccess | Errors, strawberry.union("MarkNoticesReadResult")
+]
+
+
+def _store(info: Info) -> Redis:
+    store = info.context.store
+    if store is None:  # every server request carries it; a bare schema call does not
+        raise RuntimeError("this mutation needs the shared store")
+    return store
+
+
+@strawberry.type
 class Mutation:
     @strawberry.mutation(description="Open a customer account (16 or over).")
     async def register(self, info: Info, input: RegisterInput) -> RegisterResult:
@@ -401,6 +452,51 @@ class Mutation:
         except DomainError as error:
             return user_error(error)  # type: ignore[return-value]
         return UnlinkIdentitySuccess(removed_id=id)
+
+    @strawberry.mutation(
+        description="End every session and app sign-in of your account, this one included."
+    )
+    async def sign_out_everywhere(self, info: Info) -> SignOutEverywhereResult:
+        try:
+            ended = await accounts.sign_out_everywhere(info.context.principal, _store(info))
+        except DomainError as error:
+            return user_error(error)  # type: ignore[return-value]
+        return SignOutEverywhereSuccess(
+            sessions_ended=ended.sessions, app_sign_ins_ended=ended.app_sign_ins
+        )
+
+    @strawberry.mutation(
+        description="Stop an account from signing in and end its sign-ins (administrator)."
+    )
+    async def disable_account(self, info: Info, user_id: strawberry.ID) -> DisableAccountResult:
+        try:
+            _, ident = from_global_id(user_id, "User", "userId")
+            ended = await accounts.disable_account(info.context.principal, _store(info), ident)
+        except DomainError as error:
+            return user_error(error)  # type: ignore[return-value]
+        return DisableAccountSuccess(
+            user_id=user_id, sessions_ended=ended.sessions, app_sign_ins_ended=ended.app_sign_ins
+        )
+
+    @strawberry.mutation(description="Let a disabled account sign in again (administrator).")
+    async def enable_account(self, info: Info, user_id: strawberry.ID) -> EnableAccountResult:
+        try:
+            _, ident = from_global_id(user_id, "User", "userId")
+            await accounts.enable_account(info.context.principal, ident)
+        except DomainError as error:
+            return user_error(error)  # type: ignore[return-value]
+        return EnableAccountSuccess(user_id=user_id)
+
+    @strawberry.mutation(description="Mark some of your notices read.")
+    async def mark_notices_read(
+        self, info: Info, ids: list[strawberry.ID]
+    ) -> MarkNoticesReadResult:
+        try:
+            notice_ids = [from_global_id(ident, "Notice", "ids")[1] for ident in ids]
+            marked = await accounts.mark_notices_read(info.context.principal, notice_ids)
+        except DomainError as error:
+            return user_error(error)  # type: ignore[return-value]
+        return MarkNoticesReadSuccess(marked=marked)
 
     @strawberry.mutation(description="Forget one of your payment methods.")
     async def remove_payment_method(

@@ -13,7 +13,7 @@ from models import (
     TicketMessage,
     User,
 )
-from resolvers import audit_trail, consents, nodes, privacy_requests, tickets, users
+from resolvers import accounts, audit_trail, consents, nodes, privacy_requests, tickets, users
 from resolvers.errors import DomainError
 from resolvers.tickets import TicketFilter
 from schema.context import Info
@@ -25,6 +25,7 @@ from schema.types import (
     ConsentState,
     LinkedIdentityType,
     Node,
+    NoticeType,
     PaymentMethodType,
     PrivacyRequestType,
     RoleEnum,
@@ -221,6 +222,19 @@ class Query:
         except DomainError as error:
             raise from_domain(error) from None
         return [audit_entry(principal.user_id, event) for event in events]
+
+    @strawberry.field(description="What OCIS told you (sign-in changes and more), newest first.")
+    async def my_notices(
+        self, info: Info, first: int = 20, unread_only: bool = False
+    ) -> list[NoticeType]:
+        principal = info.context.principal
+        try:
+            found = await accounts.my_notices(principal, first, unread_only)
+        except DomainError as error:
+            raise from_domain(error) from None
+        mine = relation_to_self(principal.user_id, principal.user_id)
+        contact = info.context.privacy_contact
+        return [NoticeType(model=notice, contact=contact, relation=mine) for notice in found]
 
     @strawberry.field(description="Where to write to exercise your privacy rights.")
     def privacy_contact(self, info: Info) -> str:

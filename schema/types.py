@@ -16,6 +16,8 @@ from models import (
     ConsentEntry,
     ConsentPurpose,
     ExternalIdentity,
+    MailStatus,
+    Notice,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestKind,
@@ -29,6 +31,7 @@ from models import (
     User,
     UserStatus,
 )
+from resolvers.accounts import notice_text
 from resolvers.errors import DomainError, InvalidInput
 from resolvers.pagination import Page, decode_cursor, page_size
 from schema.context import Info
@@ -611,3 +614,48 @@ class ConsentState:
     @property
     def subject_id(self) -> UUID | None:
         return self.owner
+
+
+@personal_data
+@strawberry.type(
+    name="Notice",
+    description="Something OCIS told you: kept here, and sent to your email address.",
+)
+class NoticeType:
+    model: strawberry.Private[Notice]
+    contact: strawberry.Private[str]
+    relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        owner: UUID = self.model.user_id  # type: ignore[attr-defined]
+        return owner
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("Notice", self.model.id)
+
+    @strawberry.field(description="What the notice is about, e.g. identity.linked.")
+    def kind(self) -> str | None:
+        return self.model.kind
+
+    @strawberry.field
+    def subject(self) -> str | None:
+        return notice_text(self.model, self.contact).subject
+
+    @strawberry.field
+    def body(self) -> str | None:
+        return notice_text(self.model, self.contact).body
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.model.created_at
+
+    @strawberry.field
+    def read_at(self) -> datetime | None:
+        return self.model.read_at
+
+    @strawberry.field(description="When its email was handed to the mail server, if it was.")
+    def emailed_at(self) -> datetime | None:
+        sent = self.model.mail_status == MailStatus.SENT
+        return self.model.mail_sent_at if sent else None

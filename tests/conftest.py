@@ -23,6 +23,7 @@ from models import db
 from privacy import audit
 from server import create_app
 from tests.helpers import ORIGIN, Api, StatementCounter, bypass_append_only, sign_in
+from tests.smtp_server import Mailbox, smtp_server
 
 
 def _postgres_test_url(base: str) -> tuple[str, str, str]:
@@ -150,3 +151,10 @@ def count_statements() -> Iterator[StatementCounter]:
     finally:
         logger.removeHandler(counter)
         logger.setLevel(previous)
+
+
+@pytest.fixture
+def smtp() -> Iterator[Mailbox]:
+    """A real SMTP server on loopback that keeps the messages it accepts."""
+    with smtp_server() as mailbox:
+        yield mailbox

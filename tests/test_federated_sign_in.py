@@ -12,7 +12,7 @@ import pytest
 
 import settings as config
 from auth import rate_limit
-from models import AuditEvent, ExternalIdentity, SignInSession, User, crypto
+from models import AuditEvent, ExternalIdentity, Notice, SignInSession, User, UserStatus, crypto
 from tests.helpers import ORIGIN, Api, sign_in
 from tests.oidc_harness import (
     OidcClient,
@@ -22,6 +22,7 @@ from tests.oidc_harness import (
     authorize,
     check_installed,
 )
+from tests.smtp_server import Mailbox
 
 TENANT_A = "11111111-1111-4111-8111-111111111111"
 TENANT_B = "22222222-2222-4222-8222-222222222222"
@@ -85,7 +86,9 @@ def providers() -> Iterator[dict[str, OidcProvider]]:
 
 
 @pytest.fixture
-def app_settings(app_settings: config.Settings, providers: dict[str, OidcProvider]) -> Any:
+def app_settings(
+    app_settings: config.Settings, providers: dict[str, OidcProvider], smtp: Mailbox
+) -> Any:
     oidc: dict[str, dict[str, str]] = {}
     for name, provider in providers.items():
         issuer = provider.info.issuer
@@ -98,7 +101,8 @@ def app_settings(app_settings: config.Settings, providers: dict[str, OidcProvide
             "client_secret": provider.info.client_secret,
             "tenants": "",
         }
-    return replace(app_settings, oidc=oidc)
+    # A real mail server too: the app's own delivery loop tells owners of sign-in changes.
+    return replace(app_settings, oidc=oidc, smtp_url=smtp.url, mail_poll_seconds=0.05)
 
 
 @pytest.fixture
@@ -176,6 +180,8 @@ async def test_a_first_sign_in_creates_the_account_and_the_second_reaches_it(
     assert indexed is (provider != "acme")
     sessions = await SignInSession.filter(user_id=user.id).order_by("created_at")
     assert [session.method for session in sessions] == [f"oidc:{provider}"] * 2
+    # The first way in of a new account is not news to tell its owner about.
+    assert not await Notice.all().exists()
 
 
 @pytest.mark.promise("P29")
@@ -380,6 +386,7 @@ async def test_a_verified_email_links_only_after_signing_in_to_that_account(
     assert proved.json() == {"ok": True, "linked": True}
     assert await ExternalIdentity.filter(user_id=victim.id, provider="google").exists()
     assert await AuditEvent.filter(action="identity.link", subject_id=victim.id).exists()
+    assert await Notice.filter(user_id=victim.id, kind="identity.linked").exists()
     client.cookies.clear()
     later = await sign_in_with(client, browser, "google", "carla")
     account = await me(client, session_of(later) or "")
@@ -407,7 +414,7 @@ async def test_a_changed_email_with_the_same_subject_reaches_the_same_account(
 
 
 async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
-    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None, smtp: Mailbox
 ) -> None:
     token = await sign_in(client, "customer2@example.com")
     client.cookies.set("ocis_session", token)
@@ -418,10 +425,20 @@ async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
     body = await api.gql("{ me { email identities { id provider email } } }")
     identities = body["data"]["me"]["identities"]
     assert [(i["provider"], i["email"]) for i in identities] == [("linkedin", "alice@example.com")]
+    # The owner is told, in-platform and by email (the server's delivery loop sends it).
+    (linked,) = await smtp.wait_for(1)
+    assert linked.recipients == ["customer2@example.com"]
+    assert "Your LinkedIn account was linked to your OCIS account" in linked.message.get_content()
     unlink = "mutation($id: ID!) { unlinkIdentity(id: $id) { __typename } }"
     result = await api.gql(unlink, {"id": identities[0]["id"]})
     assert result["data"]["unlinkIdentity"]["__typename"] == "UnlinkIdentitySuccess"
     assert await AuditEvent.filter(action="identity.unlink").exists()
+    _, unlinked = await smtp.wait_for(2)
+    assert unlinked.recipients == ["customer2@example.com"]
+    assert "LinkedIn account was unlinked from your OCIS account" in unlinked.message.get_content()
+    told = await api.gql("{ myNotices { kind emailedAt } }")
+    kinds = [(n["kind"], n["emailedAt"] is not None) for n in told["data"]["myNotices"]]
+    assert kinds == [("identity.unlinked", True), ("identity.linked", True)]
     # A federated-only account cannot drop its only identity.
     client.cookies.clear()
     federated = await sign_in_with(client, browser, "acme", "alice")
@@ -430,6 +447,17 @@ async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
     last = mine["data"]["me"]["identities"][0]["id"]
     refusal = await only.gql(unlink, {"id": last})
     assert refusal["data"]["unlinkIdentity"]["__typename"] == "ForbiddenError"
+
+
+async def test_a_disabled_account_cannot_sign_in_through_its_provider(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    first = await sign_in_with(client, browser, "google", "alice")
+    assert first.status_code == 302
+    identity = await ExternalIdentity.get(provider="google")
+    await User.filter(id=identity.user_id).update(status=UserStatus.DISABLED)  # type: ignore[attr-defined]
+    client.cookies.clear()
+    await refused(await sign_in_with(client, browser, "google", "alice"), sessions_before=1)
 
 
 async def test_next_pointing_off_origin_is_ignored(

@@ -131,6 +131,23 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "NotFoundError",
         None,
     ),
+    ("signOutEverywhere", None, "", "AuthenticationRequiredError", None),
+    (
+        "disableAccount",
+        "agent@example.com",
+        'userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA"',
+        "ForbiddenError",
+        None,
+    ),
+    ("disableAccount", "admin@example.com", 'userId: "bm9wZQ"', "InvalidInputError", "userId"),
+    (
+        "enableAccount",
+        "admin@example.com",
+        'userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA"',
+        "NotFoundError",
+        None,
+    ),
+    ("markNoticesRead", "customer@example.com", 'ids: ["bm9wZQ"]', "InvalidInputError", "ids"),
 ]
 
 
@@ -157,7 +174,8 @@ async def test_bad_input_gets_a_typed_error_and_changes_nothing(
     if "$TICKET" in arguments:
         arguments = arguments.replace("$TICKET", await ticket_of(api))
     before = await snapshot()
-    body = await api.gql(f"mutation {{ result: {mutation}({arguments}) {{ {SELECTION} }} }}")
+    call = f"{mutation}({arguments})" if arguments else mutation
+    body = await api.gql(f"mutation {{ result: {call} {{ {SELECTION} }} }}")
     assert body.get("errors") is None, body
     result = body["data"]["result"]
     assert result["__typename"] == error_type

@@ -158,9 +158,10 @@ class RootSpec:
     subjects: tuple[str, ...] = ("",)
 
 
-# Types computed for the caller alone (no id, no node, no other person's copy); their owner-only
-# rules are proven in tests/test_consents_and_requests.py rather than by this matrix.
-CALLER_ONLY: dict[str, str] = {"ConsentState": "myConsents"}
+# Types answered to the caller alone (no node, no root that reaches another person's copy);
+# their owner-only rules are proven in tests/test_consents_and_requests.py and
+# tests/test_sign_out_everywhere.py rather than by this matrix.
+CALLER_ONLY: dict[str, str] = {"ConsentState": "myConsents", "Notice": "myNotices"}
 
 ROOTS: dict[str, RootSpec] = {
     "me": RootSpec(rows=lambda w, v, o, s: o.key == v.key),
@@ -939,10 +940,18 @@ def test_the_policy_table_and_the_live_schema_name_the_same_fields() -> None:
     assert policy_schema_mismatches() == []
 
 
+# Payloads whose only other fields are counts (sessions ended, notices marked read).
+COUNTS_ONLY = frozenset(
+    {"SignOutEverywhereSuccess", "DisableAccountSuccess", "MarkNoticesReadSuccess"}
+)
+
+
 def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
     fields = gql_type.fields
     if gql_type.name in {"Query", "Mutation", "PageInfo"}:
         return True
+    if gql_type.name in COUNTS_ONLY:
+        return all(get_named_type(f.type).name in {"ID", "Int"} for f in fields.values())
     if any(interface.name == "UserError" for interface in gql_type.interfaces):
         return True
     if set(fields) == {"edges", "pageInfo"}:

@@ -1,0 +1,32 @@
+"""Notices: what the platform told one person, shown in-platform and sent by email."""
+
+from __future__ import annotations
+
+from tortoise import fields
+
+from models.base import Entity
+from models.enums import MailStatus
+from models.users import User
+
+
+class Notice(Entity):
+    """One notice to one account. Its params never hold personal data, only names and times."""
+
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="notices", on_delete=fields.CASCADE
+    )
+    kind = fields.CharField(max_length=50)
+    params = fields.JSONField[dict[str, str]](default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    read_at = fields.DatetimeField(null=True)
+    mail_status = fields.CharEnumField(
+        MailStatus, default=MailStatus.PENDING, max_length=10, db_index=True
+    )
+    # Bumped by every delivery claim, so two senders never claim the same attempt.
+    mail_attempts = fields.SmallIntField(default=0)
+    # When a pending mail is next due, or when a claimed one's lease runs out.
+    mail_due_at = fields.DatetimeField()
+    mail_sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "notices"

@@ -1,0 +1,180 @@
+"""Email delivery of notices over SMTP, at least once, from any number of processes.
+
+Each process looks for due notices every few seconds. A sender claims a notice by bumping its
+attempt counter in a conditional UPDATE, so two processes never send the same attempt; a claim
+is a lease, and a sender that dies mid-send leaves a notice that falls due again when the lease
+runs out. Failures are retried with growing delays, then marked failed. Logs name the notice
+and the kind of failure, never the address or the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import unquote, urlsplit
+
+import settings as config
+from models import MailStatus, Notice, User, UserStatus
+from privacy.notices import render
+
+logger = logging.getLogger("ocis.mail")
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 8
+BATCH = 50
+SMTP_TIMEOUT_SECONDS = 20
+DUE = (MailStatus.PENDING, MailStatus.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTarget:
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        default_port = {"smtps": 465, "smtp+starttls": 587}.get(parts.scheme, 25)
+        return cls(
+            scheme=parts.scheme,
+            host=parts.hostname or "",
+            port=parts.port or default_port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+Sender = Callable[[SmtpTarget, EmailMessage], None]
+
+
+def send_over_smtp(target: SmtpTarget, message: EmailMessage) -> None:
+    """Hand one message to the SMTP server (blocking: run it in a thread)."""
+    context = ssl.create_default_context()
+    client: smtplib.SMTP
+    if target.scheme == "smtps":
+        client = smtplib.SMTP_SSL(
+            target.host, target.port, timeout=SMTP_TIMEOUT_SECONDS, context=context
+        )
+    else:
+        client = smtplib.SMTP(target.host, target.port, timeout=SMTP_TIMEOUT_SECONDS)
+    with client:
+        if target.scheme == "smtp+starttls":
+            client.starttls(context=context)
+        if target.username:
+            client.login(target.username, target.password or "")
+        client.send_message(message)
+
+
+@dataclass(slots=True)
+class Delivery:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+def backoff(attempt: int) -> timedelta:
+    """30 s after the first failure, doubling, at most 6 hours."""
+    return min(timedelta(seconds=30 * 2 ** (attempt - 1)), timedelta(hours=6))
+
+
+def compose(settings: config.Settings, notice: Notice, address: str) -> EmailMessage:
+    text = render(notice, contact=settings.privacy_contact)
+    message = EmailMessage()
+    message["From"] = settings.sender
+    message["To"] = address
+    message["Subject"] = text.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(idstring=str(notice.id).replace("-", ""))
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text.body)
+    return message
+
+
+async def _recipient(notice: Notice) -> str | None:
+    user = await User.get_or_none(id=notice.user_id).only("id", "email", "status")  # type: ignore[attr-defined]
+    if user is None or user.status == UserStatus.ERASED:
+        return None
+    address = (user.email or "").strip()
+    return address if "@" in address else None
+
+
+async def deliver_due(
+    settings: config.Settings,
+    *,
+    limit: int = BATCH,
+    send: Sender = send_over_smtp,
+    now: datetime | None = None,
+) -> Delivery:
+    """Send the notices whose mail is due; answer what happened to them."""
+    report = Delivery()
+    if not settings.smtp_url:
+        return report
+    target = SmtpTarget.from_url(settings.smtp_url)
+    moment = now or datetime.now(UTC)
+    due = (
+        await Notice.filter(mail_status__in=DUE, mail_due_at__lte=moment)
+        .order_by("mail_due_at")
+        .limit(limit)
+        .only("id", "mail_attempts")
+    )
+    for row in due:
+        attempt = row.mail_attempts + 1
+        claimed = await Notice.filter(
+            id=row.id, mail_attempts=row.mail_attempts, mail_status__in=DUE
+        ).update(mail_status=MailStatus.SENDING, mail_attempts=attempt, mail_due_at=moment + LEASE)
+        if not claimed:
+            continue  # another process has it
+        notice = await Notice.get(id=row.id)
+        address = await _recipient(notice)
+        if address is None:
+            await Notice.filter(id=row.id).update(mail_status=MailStatus.CANCELLED)
+            report.cancelled += 1
+            continue
+        try:
+            await asyncio.to_thread(send, target, compose(settings, notice, address))
+        except (OSError, smtplib.SMTPException) as error:
+            final = attempt >= MAX_ATTEMPTS
+            logger.warning(
+                "mail of notice %s not delivered (attempt %d%s): %s",
+                row.id,
+                attempt,
+                ", giving up" if final else "",
+                type(error).__name__,
+            )
+            await Notice.filter(id=row.id, mail_attempts=attempt).update(
+                mail_status=MailStatus.FAILED if final else MailStatus.PENDING,
+                mail_due_at=moment + backoff(attempt),
+            )
+            if final:
+                report.failed += 1
+            else:
+                report.retried += 1
+            continue
+        await Notice.filter(id=row.id, mail_attempts=attempt).update(
+            mail_status=MailStatus.SENT, mail_sent_at=datetime.now(UTC)
+        )
+        report.sent += 1
+    return report
+
+
+async def run_forever(settings: config.Settings) -> None:
+    """The delivery loop of one process; stops only when cancelled."""
+    while True:
+        try:
+            await deliver_due(settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the loop outlives a bad moment of the database
+            logger.error("mail delivery round failed: %s", type(error).__name__)
+        await asyncio.sleep(settings.mail_poll_seconds)

@@ -1,0 +1,131 @@
+"""Ending sign-ins: sign out everywhere, and disabling or enabling an account.
+
+Both act on the shared store, so they take effect at once in every process: sessions are
+forgotten there, refresh families are revoked there (which stops their access tokens too),
+and every request re-reads the account's status, so a disabled account's credentials stop
+working even if one were missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from redis.asyncio import Redis
+from tortoise.transactions import in_transaction
+
+from auth import tokens
+from auth.principal import Principal
+from auth.scopes import Scope
+from auth.sessions import end_all_sessions
+from models import Notice, User, UserStatus
+from privacy import audit, notices
+from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound
+
+MAX_NOTICES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    sessions: int
+    app_sign_ins: int
+
+
+async def _end_everything(store: Redis, user_id: UUID) -> Ended:
+    sessions = await end_all_sessions(store, user_id)
+    families = await tokens.revoke_all_for_user(store, user_id)
+    return Ended(sessions=sessions, app_sign_ins=families)
+
+
+async def sign_out_everywhere(principal: Principal, store: Redis) -> Ended:
+    """End every session and app sign-in of the caller, this one included."""
+    if principal.user_id is None:
+        raise NotAuthenticated("Sign in first.")
+    ended = await _end_everything(store, principal.user_id)
+    async with in_transaction():
+        await audit.record(
+            principal,
+            action="account.sign_out_everywhere",
+            entity="User",
+            entity_id=principal.user_id,
+            subject_id=principal.user_id,
+        )
+        await notices.notify(principal.user_id, "account.signed_out_everywhere")
+    return ended
+
+
+async def _account(principal: Principal, user_id: UUID) -> User:
+    if principal.user_id is None:
+        raise NotAuthenticated("Sign in first.")
+    if not principal.has(Scope.ACCOUNTS_DISABLE):
+        raise NotAllowed("Only an administrator may disable or enable accounts.")
+    user = await User.get_or_none(id=user_id).only("id", "status")
+    if user is None or user.status == UserStatus.ERASED:
+        raise NotFound("No such account.", field="userId")
+    return user
+
+
+async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> Ended:
+    """Stop an account from signing in, ending every sign-in it holds; it keeps its data."""
+    user = await _account(principal, user_id)
+    if user_id == principal.user_id:
+        raise InvalidInput("You cannot disable your own account.", field="userId")
+    if user.status != UserStatus.DISABLED:
+        async with in_transaction():
+            changed = await User.filter(id=user_id, status=user.status).update(
+                status=UserStatus.DISABLED
+            )
+            if changed:
+                await audit.record(
+                    principal,
+                    action="account.disable",
+                    entity="User",
+                    entity_id=user_id,
+                    subject_id=user_id,
+                    field_names=["status"],
+                )
+                await notices.notify(user_id, "account.disabled")
+    # After the commit, every request already refuses the account; this frees the store.
+    return await _end_everything(store, user_id)
+
+
+async def enable_account(principal: Principal, user_id: UUID) -> None:
+    """Let a disabled account sign in again (its old sessions stay ended)."""
+    user = await _account(principal, user_id)
+    if user.status != UserStatus.DISABLED:
+        raise InvalidInput("This account is not disabled.", field="userId")
+    async with in_transaction():
+        changed = await User.filter(id=user_id, status=UserStatus.DISABLED).update(
+            status=UserStatus.ACTIVE
+        )
+        if changed:
+            await audit.record(
+                principal,
+                action="account.enable",
+                entity="User",
+                entity_id=user_id,
+                subject_id=user_id,
+                field_names=["status"],
+            )
+            await notices.notify(user_id, "account.enabled")
+
+
+def notice_text(notice: Notice, contact: str) -> notices.Template:
+    """The words of a notice, the same in-platform as in its email."""
+    return notices.render(notice, contact=contact)
+
+
+async def my_notices(principal: Principal, first: int, unread_only: bool) -> list[Notice]:
+    if principal.user_id is None:
+        raise NotAuthenticated("Sign in first.")
+    if not 1 <= first <= MAX_NOTICES:
+        raise InvalidInput(f"first must be between 1 and {MAX_NOTICES}.", field="first")
+    return await notices.for_user(principal.user_id, first=first, unread_only=unread_only)
+
+
+async def mark_notices_read(principal: Principal, notice_ids: list[UUID]) -> int:
+    if principal.user_id is None:
+        raise NotAuthenticated("Sign in first.")
+    if len(notice_ids) > MAX_NOTICES:
+        raise InvalidInput(f"At most {MAX_NOTICES} notices at a time.", field="ids")
+    return await notices.mark_read(principal.user_id, notice_ids)

@@ -1,0 +1,169 @@
+"""Notice mail over a real SMTP server: delivered once, retried, given up, never leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import settings as config
+from models import MailStatus, Notice, User, UserStatus, crypto
+from privacy import mail, notices
+from tests.smtp_server import Mailbox, free_port
+
+CUSTOMER = "customer@example.com"
+
+
+@pytest.fixture
+def mail_settings(app: Any, smtp: Mailbox) -> config.Settings:
+    settings: config.Settings = app.state.settings
+    return replace(settings, smtp_url=smtp.url, mail_from="OCIS <no-reply@ocis.test>")
+
+
+async def _customer() -> User:
+    return await User.get(email_index=crypto.blind_index(CUSTOMER))
+
+
+async def test_a_notice_reaches_its_owner_by_email_once(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    notice = await notices.notify(user.id, "identity.linked", provider="Google")
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(sent=1)
+    (got,) = smtp.received
+    assert got.recipients == [CUSTOMER]
+    assert got.sender == "no-reply@ocis.test"
+    assert got.message["To"] == CUSTOMER
+    assert got.message["Subject"] == notices.TEMPLATES["identity.linked"].subject
+    assert got.message["Auto-Submitted"] == "auto-generated"
+    body = got.message.get_content()
+    assert "Your Google account was linked to your OCIS account on " in body
+    assert mail_settings.privacy_contact in body
+    sent = await Notice.get(id=notice.id)
+    assert sent.mail_status == MailStatus.SENT
+    assert sent.mail_sent_at is not None
+    # Nothing is due any more: a second round sends nothing.
+    assert await mail.deliver_due(mail_settings) == mail.Delivery()
+    assert len(smtp.received) == 1
+
+
+async def test_a_refused_mail_is_retried_later_then_given_up_without_leaking(
+    demo: None,
+    smtp: Mailbox,
+    mail_settings: config.Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ocis")
+    smtp.refuse = True
+    user = await _customer()
+    notice = await notices.notify(user.id, "account.disabled")
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(retried=1)
+    waiting = await Notice.get(id=notice.id)
+    assert waiting.mail_status == MailStatus.PENDING
+    assert waiting.mail_attempts == 1
+    assert waiting.mail_due_at > datetime.now(UTC) + timedelta(seconds=20)
+    # Not due yet: nothing is tried.
+    assert await mail.deliver_due(mail_settings) == mail.Delivery()
+    moment = waiting.mail_due_at
+    for attempt in range(2, mail.MAX_ATTEMPTS + 1):
+        report = await mail.deliver_due(mail_settings, now=moment)
+        expected = (
+            mail.Delivery(failed=1) if attempt == mail.MAX_ATTEMPTS else mail.Delivery(retried=1)
+        )
+        assert report == expected
+        moment = (await Notice.get(id=notice.id)).mail_due_at
+    given_up = await Notice.get(id=notice.id)
+    assert given_up.mail_status == MailStatus.FAILED
+    assert given_up.mail_attempts == mail.MAX_ATTEMPTS
+    smtp.refuse = False
+    assert await mail.deliver_due(mail_settings, now=moment + timedelta(days=1)) == mail.Delivery()
+    assert smtp.received == []
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("ocis"))
+    assert str(notice.id) in ours
+    assert CUSTOMER not in ours
+    assert "disabled your OCIS account" not in ours
+
+
+async def test_no_mail_server_listening_is_a_retry_not_a_crash(
+    demo: None, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    await notices.notify(user.id, "identity.unlinked", provider="LinkedIn")
+    nobody = replace(mail_settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    assert await mail.deliver_due(nobody) == mail.Delivery(retried=1)
+
+
+async def test_two_senders_at_once_send_each_notice_once(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    for provider in ("Google", "Microsoft", "LinkedIn", "Acme"):
+        await notices.notify(user.id, "identity.linked", provider=provider)
+    first, second = await asyncio.gather(
+        mail.deliver_due(mail_settings), mail.deliver_due(mail_settings)
+    )
+    assert first.sent + second.sent == 4
+    assert len(smtp.received) == 4
+    bodies = sorted(got.message.get_content().split(" account")[0] for got in smtp.received)
+    assert bodies == ["Your Acme", "Your Google", "Your LinkedIn", "Your Microsoft"]
+
+
+async def test_a_claim_whose_sender_died_falls_due_again(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    notice = await notices.notify(user.id, "identity.linked", provider="Google")
+    now = datetime.now(UTC)
+    # A sender claimed it and vanished: until its lease runs out, nobody else sends it.
+    await Notice.filter(id=notice.id).update(
+        mail_status=MailStatus.SENDING, mail_attempts=1, mail_due_at=now + mail.LEASE
+    )
+    assert await mail.deliver_due(mail_settings) == mail.Delivery()
+    later = now + mail.LEASE + timedelta(seconds=1)
+    assert await mail.deliver_due(mail_settings, now=later) == mail.Delivery(sent=1)
+    assert len(smtp.received) == 1
+
+
+async def test_an_erased_account_is_not_mailed(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    notice = await notices.notify(user.id, "account.enabled")
+    await User.filter(id=user.id).update(status=UserStatus.ERASED)
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(cancelled=1)
+    assert (await Notice.get(id=notice.id)).mail_status == MailStatus.CANCELLED
+    assert smtp.received == []
+
+
+def test_smtp_urls_are_checked_and_production_needs_tls_beyond_loopback() -> None:
+    base = {
+        "OCIS_ENV": "production",
+        "OCIS_MASTER_KEY": "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "PUBLIC_URL": "https://ocis.example.com",
+    }
+    with pytest.raises(config.ConfigurationError, match="SMTP_URL is required"):
+        config.from_environ(base)
+    with pytest.raises(config.ConfigurationError, match="must use TLS"):
+        config.from_environ({**base, "SMTP_URL": "smtp://mail.example.com:25"})
+    with pytest.raises(config.ConfigurationError, match=r"smtp\+starttls"):
+        config.from_environ({"SMTP_URL": "http://mail.example.com"})
+    with pytest.raises(config.ConfigurationError, match="SMTP_URL"):
+        config.from_environ({"SMTP_URL": "smtps://mail.example.com:notaport"})
+    tls = config.from_environ({**base, "SMTP_URL": "smtp+starttls://u:p%40ss@mail.example.com"})
+    assert tls.smtp_url is not None
+    target = mail.SmtpTarget.from_url(tls.smtp_url)
+    assert (target.host, target.port, target.username, target.password) == (
+        "mail.example.com",
+        587,
+        "u",
+        "p@ss",
+    )
+    relay = config.from_environ({**base, "SMTP_URL": "smtp://127.0.0.1:25"})
+    assert relay.sender == "OCIS <no-reply@ocis.example.com>"
+    assert mail.SmtpTarget.from_url("smtps://mail.example.com").port == 465
