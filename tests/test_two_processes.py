@@ -1,0 +1,202 @@
+"""Two real server processes sharing one database and one Redis: a sign-out in one reaches both.
+
+Each server is `python server.py serve` on its own loopback port. On the embedded leg of the
+suite (SQLite, no REDIS_URL) the processes share the SQLite file and a Redis database of their
+own on 127.0.0.1:6379, because sessions shared across processes are what Redis is for.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+import settings as config
+from models import User, crypto
+from schema.types import to_global_id
+from tests.helpers import ORIGIN
+from tests.smtp_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_LEG_REDIS = "redis://127.0.0.1:6379/14"
+CUSTOMER = "customer@example.com"
+ME = "{ me { email } }"
+STARTUP_SECONDS = 60
+
+
+@contextmanager
+def server_process(settings: config.Settings, redis_url: str, log: Path) -> Iterator[str]:
+    """Serve the app in a process of its own until the block ends; yield its base URL."""
+    port = free_port()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
+    }
+    environment.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=redis_url,
+        OCIS_MASTER_KEY=base64.b64encode(settings.master_key).decode(),
+        PUBLIC_URL=ORIGIN,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own server with fixed arguments
+            [sys.executable, "server.py", "serve"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@pytest.fixture
+async def shared_redis(app_settings: config.Settings) -> AsyncIterator[str]:
+    url = app_settings.redis_url or EMBEDDED_LEG_REDIS
+    store = Redis.from_url(url)
+    try:
+        async for key in store.scan_iter(match="ocis:*"):
+            await store.delete(key)
+        yield url
+        async for key in store.scan_iter(match="ocis:*"):
+            await store.delete(key)
+    finally:
+        await store.aclose()
+
+
+@pytest.fixture
+def servers(
+    demo: None, app_settings: config.Settings, shared_redis: str, tmp_path: Path
+) -> Iterator[tuple[str, str]]:
+    with (
+        server_process(app_settings, shared_redis, tmp_path / "a.log") as first,
+        server_process(app_settings, shared_redis, tmp_path / "b.log") as second,
+    ):
+        yield first, second
+
+
+class Browser:
+    """One HTTP client per server process, as a browser on our origin talks to either."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def sign_in(self, base: str, email: str) -> httpx.Response:
+        # A fresh browser each time: a cookie sent along would be ended by the new sign-in.
+        self.http.cookies.clear()
+        return await self.http.post(
+            f"{base}/auth/password",
+            json={"email": email, "password": "ocis-demo"},
+            headers={"origin": ORIGIN},
+        )
+
+    async def session(self, base: str, email: str) -> str:
+        response = await self.sign_in(base, email)
+        assert response.status_code == 200, response.text
+        token = response.cookies.get("ocis_session")
+        assert token
+        self.http.cookies.clear()
+        return token
+
+    async def gql(
+        self, base: str, cookie: str, query: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{base}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"origin": ORIGIN, "cookie": f"ocis_session={cookie}"},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def email(self, base: str, cookie: str) -> str | None:
+        me = (await self.gql(base, cookie, ME))["data"]["me"]
+        return None if me is None else str(me["email"])
+
+    async def sign_out(self, base: str, cookie: str) -> int:
+        response = await self.http.post(
+            f"{base}/auth/logout",
+            json={},
+            headers={"origin": ORIGIN, "cookie": f"ocis_session={cookie}"},
+        )
+        return response.status_code
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Browser(http)
+
+
+@pytest.mark.promise("P06")
+async def test_a_sign_out_in_one_process_rejects_the_cookie_in_the_other(
+    servers: tuple[str, str], browser: Browser
+) -> None:
+    first, second = servers
+    cookie = await browser.session(first, CUSTOMER)
+    assert await browser.email(second, cookie) == CUSTOMER
+    assert await browser.sign_out(second, cookie) == 204
+    assert await browser.email(first, cookie) is None
+    assert await browser.email(second, cookie) is None
+
+
+async def test_sign_out_everywhere_and_disable_reach_every_process(
+    servers: tuple[str, str], browser: Browser
+) -> None:
+    first, second = servers
+    here = await browser.session(first, CUSTOMER)
+    there = await browser.session(second, CUSTOMER)
+    ended = await browser.gql(
+        second,
+        there,
+        "mutation { signOutEverywhere { ... on SignOutEverywhereSuccess { sessionsEnded } } }",
+    )
+    assert ended["data"]["signOutEverywhere"] == {"sessionsEnded": 2}
+    assert await browser.email(first, here) is None
+
+    cookie = await browser.session(second, CUSTOMER)
+    admin = await browser.session(first, "admin@example.com")
+    customer = await User.get(email_index=crypto.blind_index(CUSTOMER))
+    disabled = await browser.gql(
+        first,
+        admin,
+        "mutation($id: ID!) { disableAccount(userId: $id) { __typename } }",
+        {"id": to_global_id("User", customer.id)},
+    )
+    assert disabled["data"]["disableAccount"]["__typename"] == "DisableAccountSuccess"
+    assert await browser.email(second, cookie) is None
+    refused = await browser.sign_in(second, CUSTOMER)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "ACCOUNT_DISABLED"
