@@ -31,7 +31,7 @@ from auth.client_info import describe_client
 from auth.client_ip import client_ip
 from auth.csrf import cookie_request_allowed
 from auth.identities import MappingRefused, TooYoung, principal_of, take_pending
-from auth.login import AccountDisabled, sign_in_with_password
+from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
 from auth.oidc import TRANSACTION_TTL, Gateway, SignInRefused, configured_providers
 from auth.principal import ANONYMOUS, Principal
 from auth.redirects import mobile_intent, same_origin_path
@@ -202,8 +202,9 @@ async def password_sign_in(request: Request) -> Response:
     login, password = body.get("email"), body.get("password")
     if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
         return JSONResponse({"error": "Send email and password."}, status_code=400)
+    account = await find_account(login)
     decision = await rate_limit.password_attempt(
-        request.app.state.store, login=login, ip=_client_ip(request)
+        request.app.state.store, login=attempt_key(login, account), ip=_client_ip(request)
     )
     if not decision.allowed:
         return _too_many_attempts(decision)
@@ -216,7 +217,7 @@ async def password_sign_in(request: Request) -> Response:
     )
     try:
         session = await sign_in_with_password(
-            request.app.state.store, login, password, client, settings.session_ttl_seconds
+            request.app.state.store, account, password, client, settings.session_ttl_seconds
         )
     except AccountDisabled:
         return JSONResponse(

@@ -9,28 +9,41 @@ from auth.passwords import MAX_LENGTH, verify_password
 from auth.sessions import NewSession, start_session
 from models import SIGN_IN_STATUSES, User, UserStatus, crypto
 
+MAX_LOGIN = 320
+
 
 class AccountDisabled(Exception):
     """The password was right, but the account may not sign in."""
 
 
+async def find_account(login: str) -> User | None:
+    """The account an email or username names (any case, surrounding spaces ignored)."""
+    if not login.strip():
+        return None
+    lookup = crypto.blind_index(login[:MAX_LOGIN])
+    user: User | None = await User.get_or_none(email_index=lookup) or await User.get_or_none(
+        username_index=lookup
+    )
+    return user
+
+
+def attempt_key(login: str, account: User | None) -> str:
+    """What the per-account attempt limit counts: the account a login names, whichever way
+    it was typed (email or username); a login that names none counts as typed."""
+    return f"account:{account.id}" if account is not None else login[:MAX_LOGIN]
+
+
 async def sign_in_with_password(
-    store: Redis, login: str, password: str, client: ClientInfo, ttl_seconds: int
+    store: Redis, account: User | None, password: str, client: ClientInfo, ttl_seconds: int
 ) -> NewSession | None:
     """A new session, or None with the same answer and cost for every kind of failure.
 
     Only someone who knows the password learns that the account is disabled.
     """
-    lookup = crypto.blind_index(login[:320]) if login.strip() else ""
-    user = None
-    if lookup:
-        user = await User.get_or_none(email_index=lookup) or await User.get_or_none(
-            username_index=lookup
-        )
-    candidate_hash = user.password_hash if user is not None else None
+    candidate_hash = account.password_hash if account is not None else None
     valid = await verify_password(candidate_hash, password[:MAX_LENGTH])
-    if not valid or user is None or user.status == UserStatus.ERASED:
+    if not valid or account is None or account.status == UserStatus.ERASED:
         return None
-    if user.status not in SIGN_IN_STATUSES:
+    if account.status not in SIGN_IN_STATUSES:
         raise AccountDisabled
-    return await start_session(store, user, client, ttl_seconds)
+    return await start_session(store, account, client, ttl_seconds)

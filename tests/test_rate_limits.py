@@ -344,6 +344,22 @@ async def test_password_limit_per_account_holds_across_ips_and_costs_no_hash(
     ).status_code == 200
 
 
+async def test_the_account_limit_counts_the_account_however_its_login_is_typed(
+    app: Starlette, demo: None, cheap_hasher: _CountingHasher
+) -> None:
+    user = await User.get(email_index=crypto.blind_index(CUSTOMER))
+    user.set_username("casey")
+    await user.save()
+    limit = rate_limit.PASSWORD_PER_ACCOUNT
+    for attempt in range(limit.limit):
+        login = CUSTOMER if attempt % 2 else " Casey "
+        assert (await password(app, f"198.51.100.{attempt + 1}", login)).status_code == 401
+    # Email and username name one account, so they share one counter.
+    assert_password_refused(await password(app, "198.51.100.90", "casey", DEMO_PASSWORD), 900)
+    assert_password_refused(await password(app, "198.51.100.91", CUSTOMER, DEMO_PASSWORD), 900)
+    assert cheap_hasher.calls == limit.limit
+
+
 async def test_the_refusal_is_the_same_for_known_and_unknown_accounts(
     app: Starlette, demo: None, cheap_hasher: _CountingHasher
 ) -> None:
