@@ -15,6 +15,7 @@ from auth import rate_limit
 from models import AuditEvent, ExternalIdentity, Notice, SignInSession, User, UserStatus, crypto
 from tests.helpers import ORIGIN, Api, sign_in
 from tests.oidc_harness import (
+    CONSUMERS_TENANT,
     OidcClient,
     OidcProvider,
     ProviderConfig,
@@ -65,6 +66,18 @@ FLAVOURS = {
                 "xms_edov": None,
                 "birthdate": "1985-05-05",
             },
+            "olga": {
+                "email": "olga@example.com",
+                "name": "Olga Otherco",
+                "tid": TENANT_B,
+                "birthdate": "1980-02-02",
+            },
+            "connie": {
+                "email": "connie@example.com",
+                "name": "Connie Consumer",
+                "tid": CONSUMERS_TENANT,
+                "birthdate": "1979-03-03",
+            },
         },
     ),
 }
@@ -86,20 +99,32 @@ def providers() -> Iterator[dict[str, OidcProvider]]:
 
 
 @pytest.fixture
+def microsoft_endpoint(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Which Microsoft endpoint OCIS is configured with, and its tenant allow-list."""
+    chosen: tuple[str, str] = getattr(request, "param", ("common", ""))
+    return chosen
+
+
+@pytest.fixture
 def app_settings(
-    app_settings: config.Settings, providers: dict[str, OidcProvider], smtp: Mailbox
+    app_settings: config.Settings,
+    providers: dict[str, OidcProvider],
+    smtp: Mailbox,
+    microsoft_endpoint: tuple[str, str],
 ) -> Any:
     oidc: dict[str, dict[str, str]] = {}
     for name, provider in providers.items():
         issuer = provider.info.issuer
+        tenants = ""
         if name == "microsoft":
-            # The multi-tenant endpoint: its discovery names the {tenantid} issuer template.
-            issuer = f"{provider.info.origin}/common/v2.0"
+            # By default the multi-tenant endpoint: its discovery names the {tenantid} template.
+            endpoint, tenants = microsoft_endpoint
+            issuer = f"{provider.info.origin}/{endpoint}/v2.0"
         oidc[name] = {
             "issuer": issuer,
             "client_id": provider.info.client_id,
             "client_secret": provider.info.client_secret,
-            "tenants": "",
+            "tenants": tenants,
         }
     # A real mail server too: the app's own delivery loop tells owners of sign-in changes.
     return replace(app_settings, oidc=oidc, smtp_url=smtp.url, mail_poll_seconds=0.05)
@@ -447,6 +472,40 @@ async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
     last = mine["data"]["me"]["identities"][0]["id"]
     refusal = await only.gql(unlink, {"id": last})
     assert refusal["data"]["unlinkIdentity"]["__typename"] == "ForbiddenError"
+
+
+@pytest.mark.promise("P06")
+@pytest.mark.parametrize(
+    ("microsoft_endpoint", "account", "tenant"),
+    [
+        (("organizations", ""), "alice", TENANT_A),
+        (("organizations", ""), "olga", TENANT_B),
+        (("consumers", ""), "connie", CONSUMERS_TENANT),
+        ((TENANT_A, ""), "alice", TENANT_A),
+        (("common", TENANT_A), "alice", TENANT_A),
+    ],
+    ids=["organizations-a", "organizations-b", "consumers", "single-tenant", "allow-list"],
+    indirect=["microsoft_endpoint"],
+)
+async def test_each_microsoft_endpoint_signs_in_its_tenants(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, account: str, tenant: str
+) -> None:
+    response = await sign_in_with(client, browser, "microsoft", account)
+    assert response.status_code == 302, response.text
+    assert await me(client, session_of(response) or "") is not None
+    identity = await ExternalIdentity.get(provider="microsoft")
+    assert identity.tenant_id == tenant
+    assert identity.issuer.endswith(f"/{tenant}/v2.0")
+
+
+@pytest.mark.parametrize("microsoft_endpoint", [("common", TENANT_A)], indirect=True)
+async def test_a_tenant_outside_the_allow_list_is_refused(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient
+) -> None:
+    await refused(await sign_in_with(client, browser, "microsoft", "olga"))
+    event = await AuditEvent.get(action="sign_in.refused")
+    assert event.purpose == "tenant outside the allow-list"
+    assert not await ExternalIdentity.all().exists()
 
 
 async def test_a_disabled_account_cannot_sign_in_through_its_provider(
