@@ -242,6 +242,19 @@ async def password_sign_in(request: Request) -> Response:
 
 async def sign_out(request: Request) -> Response:
     settings: config.Settings = request.app.state.settings
+    authorization = request.headers.get("authorization")
+    params = await _token_params(request) if authorization is None else {}
+    if authorization is not None or (params and "refresh_token" in params):
+        # The mobile app: its access token, or its refresh token (form or JSON), names the
+        # sign-in to end. Like token revocation (RFC 7009), the answer does not say whether
+        # the token was live.
+        await tokens.sign_out_app(
+            request.app.state.store,
+            settings,
+            access_token=tokens.bearer_credentials(authorization or ""),
+            refresh_token=(params or {}).get("refresh_token"),
+        )
+        return Response(status_code=204, headers=NO_STORE)
     token = request.cookies.get(cookie_name(settings))
     if token and not cookie_request_allowed(
         method=request.method,

@@ -478,6 +478,25 @@ async def revoke_family(store: Redis, family_id: str) -> bool:
     return True
 
 
+async def sign_out_app(
+    store: Redis, settings: config.Settings, *, access_token: str | None, refresh_token: str | None
+) -> bool:
+    """The app signs out: the family of its access or refresh token ends at once.
+
+    Answers whether a live family was ended; an unknown or invalid token ends nothing.
+    """
+    family_id = None
+    if access_token:
+        try:
+            family_id = verify_access_token(settings, access_token).family_id
+        except InvalidAccessToken:
+            family_id = None
+    if family_id is None and refresh_token and _opaque(refresh_token):
+        raw = await store.get(REFRESH_PREFIX + token_hash(refresh_token))
+        family_id = json.loads(raw)["family_id"] if raw is not None else None
+    return family_id is not None and await revoke_family(store, family_id)
+
+
 async def revoke_all_for_user(store: Redis, user_id: UUID | str) -> int:
     """End every sign-in of the app for one person (sign out everywhere, account disable)."""
     families = USER_FAMILIES_PREFIX + str(user_id)

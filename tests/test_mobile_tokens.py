@@ -681,3 +681,50 @@ async def test_the_store_holds_no_raw_code_or_token(
     assert any(key.startswith(tokens.REFRESH_PREFIX) for key in dumped)
     for secret in secrets_seen:
         assert not any(secret in entry for entry in dumped)
+
+
+# --- signing out of the app ------------------------------------------------------------------
+
+
+async def test_the_app_signs_out_with_its_access_token_and_only_that_sign_in_ends(
+    app: Any, mobile: httpx.AsyncClient, demo: None
+) -> None:
+    phone = await _sign_in(app, mobile)
+    tablet = await _sign_in(app, mobile)
+    response = await mobile.post(
+        "/auth/logout", headers={"authorization": f"Bearer {phone.access_token}"}
+    )
+    assert response.status_code == 204
+    assert response.headers["cache-control"] == "no-store"
+    _assert_invalid_token(await _me(mobile, phone.access_token))
+    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    assert await _me_email(mobile, tablet.access_token) == CUSTOMER
+
+
+@pytest.mark.parametrize("encoding", ["form", "json"])
+async def test_the_app_signs_out_with_its_refresh_token_once_the_access_token_expired(
+    app: Any, mobile: httpx.AsyncClient, demo: None, encoding: str
+) -> None:
+    phone = await _sign_in(app, mobile)
+    body = {"refresh_token": phone.refresh_token}
+    sent = {"data": body} if encoding == "form" else {"json": body}
+    response = await mobile.post("/auth/logout", **sent)  # type: ignore[arg-type]
+    assert response.status_code == 204
+    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    _assert_invalid_token(await _me(mobile, phone.access_token))
+    assert not await tokens.revoke_family(app.state.store, phone.family_id)
+
+
+async def test_an_unknown_or_forged_token_signs_nothing_out_and_says_nothing(
+    app: Any, mobile: httpx.AsyncClient, demo: None
+) -> None:
+    phone = await _sign_in(app, mobile)
+    for attempt in (
+        {"headers": {"authorization": "Bearer not-a-token"}},
+        {"headers": {"authorization": f"Bearer {phone.access_token[:-4]}AAAA"}},
+        {"data": {"refresh_token": "never-issued-" + "x" * 30}},
+    ):
+        response = await mobile.post("/auth/logout", **attempt)  # type: ignore[arg-type]
+        assert response.status_code == 204
+    assert await _me_email(mobile, phone.access_token) == CUSTOMER
+    assert (await _refresh(mobile, phone.refresh_token)).status_code == 200
