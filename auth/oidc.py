@@ -144,8 +144,9 @@ def expected_issuers(
             raise SignInRefused("token tenant differs from the configured tenant")
         return [metadata_issuer]
     if provider.kind == "google":
-        bare = metadata_issuer.removeprefix("https://")
-        return [metadata_issuer, bare, f"https://{bare}"]
+        # Google's ID tokens carry either spelling; the first is the canonical one.
+        bare = metadata_issuer.split("://", 1)[-1]
+        return list(dict.fromkeys([metadata_issuer, bare, f"https://{bare}"]))
     return [metadata_issuer]
 
 
@@ -235,6 +236,9 @@ class Gateway:
             kwargs: dict[str, Any] = {"scope": "openid email profile"}
             if provider.uses_pkce:
                 kwargs["code_challenge_method"] = "S256"
+            if provider.kind == "linkedin":
+                # LinkedIn takes the client secret in the token request body only.
+                kwargs["token_endpoint_auth_method"] = "client_secret_post"  # noqa: S105
             self.oauth.register(
                 provider.name,
                 client_id=provider.client_id,
@@ -317,9 +321,12 @@ class Gateway:
         email = claims.get("email") if isinstance(claims.get("email"), str) else None
         name = claims.get("name") if isinstance(claims.get("name"), str) else None
         birthdate = claims.get("birthdate") if isinstance(claims.get("birthdate"), str) else None
+        # The key of the identity is the canonical issuer, whichever accepted spelling the
+        # token used (Google's with and without https://).
+        (issuer, *_) = expected_issuers(provider, str(metadata.get("issuer", "")), claims)
         return VerifiedIdentity(
             provider=provider.name,
-            issuer=str(claims["iss"]),
+            issuer=issuer,
             subject=str(claims["sub"]),
             tenant_id=str(claims.get("tid") or "") if provider.kind == "microsoft" else "",
             email=email,

@@ -48,8 +48,18 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
 
 FLAVOURS = {
     "google": ProviderConfig(flavour="google", clients=[_client("google")], accounts=ACCOUNTS),
+    # LinkedIn registers web apps for client_secret_post only.
     "linkedin": ProviderConfig(
-        flavour="linkedin", clients=[_client("linkedin")], accounts=ACCOUNTS
+        flavour="linkedin",
+        clients=[
+            OidcClient(
+                "ocis-linkedin",
+                SECRET,
+                (f"{ORIGIN}/auth/callback/linkedin",),
+                token_endpoint_auth_method="client_secret_post",
+            )
+        ],
+        accounts=ACCOUNTS,
     ),
     "acme": ProviderConfig(flavour="generic", clients=[_client("acme")], accounts=ACCOUNTS),
     "microsoft": ProviderConfig(
@@ -417,6 +427,29 @@ async def test_a_verified_email_links_only_after_signing_in_to_that_account(
     account = await me(client, session_of(later) or "")
     assert account is not None
     assert account["name"] == "Carla Customer"
+
+
+async def test_googles_two_issuer_spellings_reach_the_same_account(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+) -> None:
+    first = await me(
+        client, session_of(await sign_in_with(client, browser, "google", "alice")) or ""
+    )
+    await providers["google"].sabotage("iss_without_scheme")
+    client.cookies.clear()
+    second = await me(
+        client, session_of(await sign_in_with(client, browser, "google", "alice")) or ""
+    )
+    assert (await providers["google"].sabotage_log())["applied"], "the spelling was not used"
+    assert first is not None
+    assert second is not None
+    assert second["id"] == first["id"]
+    identity = await ExternalIdentity.get(provider="google")
+    assert identity.issuer == providers["google"].info.issuer
+    assert await ExternalIdentity.all().count() == 1
 
 
 async def test_a_changed_email_with_the_same_subject_reaches_the_same_account(
