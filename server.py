@@ -30,7 +30,14 @@ from auth import rate_limit, tokens
 from auth.client_info import describe_client
 from auth.client_ip import client_ip
 from auth.csrf import cookie_request_allowed
-from auth.identities import MappingRefused, TooYoung, principal_of, take_pending
+from auth.identities import (
+    PENDING_TTL,
+    MappingRefused,
+    TooYoung,
+    new_binder,
+    principal_of,
+    take_pending,
+)
 from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
 from auth.oidc import TRANSACTION_TTL, Gateway, SignInRefused, configured_providers
 from auth.principal import ANONYMOUS, Principal
@@ -42,6 +49,7 @@ from models.keys import CACHE_TTL_SECONDS
 from privacy import audit, mail
 from privacy import keys as key_management
 from resolvers import federated
+from resolvers.errors import InvalidInput
 from schema import Context, schema
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -232,11 +240,22 @@ async def password_sign_in(request: Request) -> Response:
     link_token = body.get("linkToken")
     if isinstance(link_token, str):
         # Signing in to the account proves control of it: now the pending identity may link.
-        pending = await take_pending(request.app.state.store, link_token, "link")
+        pending = await take_pending(
+            request.app.state.store,
+            link_token,
+            "link",
+            request.cookies.get(_pending_cookie(settings)),
+        )
         owner = principal_of(session.sign_in.user, request.scope["state"]["request_id"])
-        answer["linked"] = bool(pending) and await federated.link_after_password(owner, pending)
+        try:
+            linked = bool(pending) and await federated.link_after_password(owner, pending)
+        except MappingRefused:  # linked to another account meanwhile
+            linked = False
+        answer["linked"] = linked
     response = JSONResponse(answer)
     _set_session_cookie(response, settings, session.token)
+    if isinstance(link_token, str):
+        _forget_cookie(response, settings, _pending_cookie(settings))
     return response
 
 
@@ -274,6 +293,15 @@ async def sign_out(request: Request) -> Response:
 
 def _login_cookie(settings: config.Settings) -> str:
     return "__Host-ocis_oidc" if settings.secure_cookies else "ocis_oidc"
+
+
+def _pending_cookie(settings: config.Settings) -> str:
+    return "__Host-ocis_pending" if settings.secure_cookies else "ocis_pending"
+
+
+def _forget_cookie(response: Response, settings: config.Settings, name: str) -> None:
+    # A __Host- cookie is only replaced by one with the same Secure attribute.
+    response.delete_cookie(name, path="/", secure=settings.secure_cookies, httponly=True)
 
 
 def _set_session_cookie(response: Response, settings: config.Settings, token: str) -> None:
@@ -352,12 +380,14 @@ async def federated_callback(request: Request) -> Response:
             )
             if str(signed_in.user_id) != intent["link_user_id"]:
                 raise SignInRefused("linking session changed during the flow")
+        binder = new_binder()
         mapped = await federated.map_identity(
             store,
             identity,
             signed_in=signed_in,
             linking=signed_in is not None,
             request_id=request_id,
+            binder=binder,
             intent=intent,
         )
     except (SignInRefused, MappingRefused) as refusal:
@@ -366,15 +396,25 @@ async def federated_callback(request: Request) -> Response:
         )
         await federated.record_refusal(request_id, provider.name, str(refusal))
         response: Response = JSONResponse({"error": "Sign-in failed."}, status_code=401)
-        response.delete_cookie(_login_cookie(settings), path="/")
+        _forget_cookie(response, settings, _login_cookie(settings))
         return response
     if mapped.user is None:
         fragment = "link" if mapped.step == "needs_password_to_link" else "signup"
         target = "/signin/link" if fragment == "link" else "/signup/complete"
         response = RedirectResponse(f"{target}#{fragment}={mapped.pending}", status_code=302)
+        # The next step works only in this browser: the pending token needs this cookie.
+        response.set_cookie(
+            _pending_cookie(settings),
+            binder,
+            max_age=PENDING_TTL,
+            path="/",
+            secure=settings.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
     else:
         response = await _finish_sign_in(request, mapped.user, intent, f"oidc:{provider.name}")
-    response.delete_cookie(_login_cookie(settings), path="/")
+    _forget_cookie(response, settings, _login_cookie(settings))
     return response
 
 
@@ -411,7 +451,19 @@ async def _finish_sign_in(
 
 async def complete_signup(request: Request) -> Response:
     """The date of birth a provider did not give; under 16 is refused and nothing is kept."""
+    settings: config.Settings = request.app.state.settings
     store: Redis = request.app.state.store
+    if not cookie_request_allowed(
+        method=request.method,
+        content_type=request.headers.get("content-type"),
+        origin=request.headers.get("origin"),
+        referer=request.headers.get("referer"),
+        allowed_origins=settings.allowed_origins,
+    ):
+        return JSONResponse({"error": "Send JSON from the OCIS site."}, status_code=403)
+    decision = await rate_limit.registration_attempt(store, email=None, ip=_client_ip(request))
+    if not decision.allowed:
+        return _too_many_attempts(decision)
     try:
         body = await request.json()
     except ValueError:
@@ -421,18 +473,29 @@ async def complete_signup(request: Request) -> Response:
     try:
         birth = date.fromisoformat(str(body.get("dateOfBirth")))
     except ValueError:
+        birth = None
+    if birth is None or len(str(body.get("dateOfBirth"))) != 10:
         return JSONResponse({"error": "dateOfBirth must be YYYY-MM-DD."}, status_code=400)
-    pending = await take_pending(store, body.get("pending"), "signup")
+    pending = await take_pending(
+        store, body.get("pending"), "signup", request.cookies.get(_pending_cookie(settings))
+    )
     if pending is None:
         return JSONResponse({"error": "This sign-up step expired; sign in again."}, 400)
     try:
         user = await federated.complete_signup(pending, birth, request.scope["state"]["request_id"])
     except TooYoung:
-        return JSONResponse({"error": "OCIS is not for anyone under 16."}, status_code=403)
+        response: Response = JSONResponse(
+            {"error": "OCIS is not for anyone under 16."}, status_code=403
+        )
+    except InvalidInput as problem:
+        response = JSONResponse({"error": problem.message}, status_code=400)
     except MappingRefused:
-        return JSONResponse({"error": "Sign-in failed."}, status_code=401)
-    intent = pending.get("intent") or {}
-    return await _finish_sign_in(request, user, intent, f"oidc:{pending['provider']}")
+        response = JSONResponse({"error": "Sign-in failed."}, status_code=401)
+    else:
+        intent = pending.get("intent") or {}
+        response = await _finish_sign_in(request, user, intent, f"oidc:{pending['provider']}")
+    _forget_cookie(response, settings, _pending_cookie(settings))
+    return response
 
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -9,10 +9,11 @@ password sign-in that presents the pending-link token).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -63,32 +64,53 @@ def identity_record(identity: VerifiedIdentity) -> dict[str, Any]:
     }
 
 
-async def remember(store: Redis, kind: str, record: dict[str, Any]) -> str:
+def new_binder() -> str:
+    """A secret for the browser that finished the provider flow (its pending-step cookie)."""
+    return secrets.token_urlsafe(32)
+
+
+async def remember(store: Redis, kind: str, record: dict[str, Any], binder: str) -> str:
+    """Keep a pending sign-up or link for 10 minutes, usable only with `binder` beside it.
+
+    The token travels in a URL fragment to the frontend; the binder stays in an HttpOnly
+    cookie of the browser that finished the provider flow. A token sent to someone else
+    (to make them link an attacker's identity, or sign in to an attacker's account) is
+    worthless without that browser's cookie.
+    """
     token = secrets.token_urlsafe(32)
-    await store.set(
-        PENDING_PREFIX + _digest(token), json.dumps({"kind": kind, **record}), ex=PENDING_TTL
-    )
+    body = {"kind": kind, "binder": _digest(binder), **record}
+    await store.set(PENDING_PREFIX + _digest(token), json.dumps(body), ex=PENDING_TTL)
     return token
 
 
-async def take_pending(store: Redis, token: str | None, kind: str) -> dict[str, Any] | None:
-    """A pending sign-up or link, usable once."""
-    if not token or len(token) > 128:
+async def take_pending(
+    store: Redis, token: str | None, kind: str, binder: str | None
+) -> dict[str, Any] | None:
+    """A pending sign-up or link, usable once, and only from the browser it was bound to."""
+    if not token or len(token) > 128 or not binder or len(binder) > 128:
         return None
     raw = await store.getdel(PENDING_PREFIX + _digest(token))
     if raw is None:
         return None
     record: dict[str, Any] = json.loads(raw)
-    return record if record.get("kind") == kind else None
+    if record.get("kind") != kind or not hmac.compare_digest(
+        str(record.get("binder", "")), _digest(binder)
+    ):
+        return None
+    return record
 
 
 def parse_birthdate(value: str | None) -> date | None:
-    if not value:
+    """A provider's birthdate claim, or None when it is absent or no real date of birth
+    (then the person is asked for one)."""
+    if not value or len(value) != 10:
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         return None
+    today = datetime.now(UTC).date()
+    return parsed if 1900 <= parsed.year and parsed <= today else None
 
 
 def principal_of(user: User, request_id: str | None) -> Principal:

@@ -121,10 +121,12 @@ async def password_attempt(store: Redis, *, login: str, ip: str | None) -> Decis
     )
 
 
-async def registration_attempt(store: Redis, *, email: str, ip: str | None) -> Decision:
-    return await hit_all(
-        store, [(REGISTER_PER_ACCOUNT, email[:MAX_LOGIN]), (REGISTER_PER_IP, ip_key(ip))]
-    )
+async def registration_attempt(store: Redis, *, email: str | None, ip: str | None) -> Decision:
+    """`register`, and finishing a provider sign-up (which knows no email yet: IP only)."""
+    attempts = [(REGISTER_PER_IP, ip_key(ip))]
+    if email is not None:
+        attempts.insert(0, (REGISTER_PER_ACCOUNT, email[:MAX_LOGIN]))
+    return await hit_all(store, attempts)
 
 
 async def privacy_request_attempt(store: Redis, *, account: str | None, ip: str | None) -> Decision:

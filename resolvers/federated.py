@@ -30,6 +30,7 @@ from auth.principal import Principal
 from auth.scopes import Scope
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
+from resolvers import validation
 from resolvers.errors import NotAllowed, NotAuthenticated, NotFound
 
 
@@ -85,6 +86,7 @@ async def map_identity(
     signed_in: Principal | None,
     linking: bool,
     request_id: str | None,
+    binder: str,
     intent: dict[str, Any] | None = None,
 ) -> Mapped:
     """Decide which account this identity reaches, creating or linking where it may."""
@@ -115,11 +117,11 @@ async def map_identity(
     if identity.email:
         holder = await User.get_or_none(email_index=crypto.blind_index(identity.email))
     if holder is not None and identity.email_trusted:
-        token = await remember(store, "link", {**record, "user_id": str(holder.id)})
+        token = await remember(store, "link", {**record, "user_id": str(holder.id)}, binder)
         return Mapped("needs_password_to_link", pending=token)
     birth = parse_birthdate(identity.birthdate)
     if birth is None:
-        token = await remember(store, "signup", record)
+        token = await remember(store, "signup", record, binder)
         return Mapped("needs_birthdate", pending=token)
     user = await create_account(actor, record, birth)
     return Mapped("signed_in", user=user)
@@ -128,7 +130,8 @@ async def map_identity(
 async def create_account(actor: Principal, record: dict[str, Any], birth: date) -> User:
     """A new customer account for a first federated sign-in (16 or over only, P29)."""
     today = datetime.now(UTC).date()
-    if birth > today or age_on(birth, today) < MINIMUM_AGE:
+    validation.date_of_birth(birth, today)
+    if age_on(birth, today) < MINIMUM_AGE:
         raise TooYoung("OCIS is not for anyone under 16")
     email = record["email"]
     # The email is indexed for lookups only when the provider vouches for it and no

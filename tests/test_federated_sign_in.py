@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -249,6 +251,73 @@ async def test_a_provider_without_a_birthdate_asks_for_one_and_refuses_under_16(
     account = await me(client, session_of(done) or "")
     assert account is not None
     assert account["email"] == "nobirth@example.com"
+
+
+@asynccontextmanager
+async def another_browser(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A second browser on our site: its own cookies, none of the first one's."""
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.66", 50100))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=ORIGIN, headers={"origin": ORIGIN}
+    ) as http:
+        yield http
+
+
+async def test_a_sign_up_step_works_only_in_the_browser_that_finished_the_flow(
+    app: Any, client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    response = await sign_in_with(client, browser, "acme", "nobirth")
+    pending = urlsplit(response.headers["location"]).fragment.removeprefix("signup=")
+    binder = response.cookies.get("ocis_pending")
+    assert binder
+    assert "httponly" in response.headers["set-cookie"].lower()
+    before = await User.all().count()
+    # A victim lured into finishing the attacker's sign-up is not signed in to it (login CSRF).
+    async with another_browser(app) as victim:
+        lured = await victim.post(
+            "/auth/complete-signup", json={"pending": pending, "dateOfBirth": "1990-01-01"}
+        )
+        assert lured.status_code == 400
+        assert session_of(lured) is None
+    assert await User.all().count() == before
+    # A cross-site form post is refused before anything is read.
+    again = await sign_in_with(client, browser, "acme", "nobirth")
+    pending = urlsplit(again.headers["location"]).fragment.removeprefix("signup=")
+    body = json.dumps({"pending": pending, "dateOfBirth": "1990-01-01"})
+    for headers in (
+        {"content-type": "text/plain", "origin": ORIGIN},
+        {"content-type": "application/json", "origin": "https://evil.example"},
+    ):
+        forged = await client.post("/auth/complete-signup", content=body, headers=headers)
+        assert forged.status_code == 403
+    for bad in ("0001-01-01", "19900101", "2999-01-01"):
+        refused = await client.post(
+            "/auth/complete-signup", json={"pending": pending, "dateOfBirth": bad}
+        )
+        assert refused.status_code == 400, bad
+    assert await User.all().count() == before
+
+
+async def test_a_link_token_works_only_in_the_browser_that_finished_the_flow(
+    app: Any, client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    # The attacker's provider identity claims the victim's (verified) email.
+    response = await sign_in_with(client, browser, "google", "carla")
+    link_token = urlsplit(response.headers["location"]).fragment.removeprefix("link=")
+    victim_account = await User.get(email_index=crypto.blind_index("customer@example.com"))
+    async with another_browser(app) as victim:
+        answer = await victim.post(
+            "/auth/password",
+            json={
+                "email": "customer@example.com",
+                "password": "ocis-demo",
+                "linkToken": link_token,
+            },
+        )
+        assert answer.status_code == 200
+        assert answer.json() == {"ok": True, "linked": False}
+    assert not await ExternalIdentity.filter(user_id=victim_account.id).exists()
+    assert not await Notice.filter(user_id=victim_account.id).exists()
 
 
 @pytest.mark.promise("P29")
