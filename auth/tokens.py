@@ -59,6 +59,8 @@ FAMILY_PREFIX = "ocis:mobile:family:"
 USER_FAMILIES_PREFIX = "ocis:mobile:user-families:"
 REFRESH_PREFIX = "ocis:mobile:refresh:"
 REFRESH_CLAIM_PREFIX = "ocis:mobile:refresh-used:"
+# When a person last signed out everywhere (or was disabled): codes issued before it are void.
+NOT_BEFORE_PREFIX = "ocis:mobile:not-before:"
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _CODE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -310,6 +312,7 @@ async def issue_mobile_code(
         "client_id": client_id,
         "redirect_uri": redirect_uri,
         "code_challenge": code_challenge,
+        "issued_at": issued,
         "expires_at": issued + CODE_TTL,
     }
     await store.set(CODE_PREFIX + token_hash(code), json.dumps(record), ex=CODE_TTL)
@@ -363,6 +366,9 @@ async def exchange_code(
         or not _pkce_matches(code_verifier, record["code_challenge"])
     ):
         raise InvalidGrant
+    not_before = await store.get(NOT_BEFORE_PREFIX + record["user_id"])
+    if not_before is not None and record["issued_at"] <= float(not_before):
+        raise InvalidGrant  # issued before the person signed out everywhere
     user = await _live_user(record["user_id"])
     if user is None:
         raise InvalidGrant
@@ -498,7 +504,9 @@ async def sign_out_app(
 
 
 async def revoke_all_for_user(store: Redis, user_id: UUID | str) -> int:
-    """End every sign-in of the app for one person (sign out everywhere, account disable)."""
+    """End every sign-in of the app for one person (sign out everywhere, account disable),
+    and void the codes already issued to them that no family came of yet."""
+    await store.set(NOT_BEFORE_PREFIX + str(user_id), repr(time.time()), ex=CODE_TTL * 2)
     families = USER_FAMILIES_PREFIX + str(user_id)
     members = await store.smembers(families)
     family_ids = sorted(member for member in members if isinstance(member, str))

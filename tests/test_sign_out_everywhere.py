@@ -126,6 +126,36 @@ async def test_signing_out_everywhere_ends_every_session_and_app_sign_in_of_that
     assert await _email_of(again) == CUSTOMER
 
 
+async def test_a_sign_in_code_issued_before_signing_out_everywhere_buys_nothing(
+    app: Any, client: httpx.AsyncClient, demo: None
+) -> None:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    code = await tokens.issue_mobile_code(
+        app.state.store,
+        (await _user(CUSTOMER)).id,
+        "ocis://auth/callback",
+        challenge.decode().rstrip("="),
+        "ocis-mobile",
+    )
+    laptop = Api(client, await sign_in(client, CUSTOMER))
+    await laptop.gql(SIGN_OUT_EVERYWHERE)
+    response = await client.post(
+        "/auth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": "ocis://auth/callback",
+            "client_id": "ocis-mobile",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_grant"}
+    # A code issued afterwards works as usual.
+    assert "access_token" in await _app_sign_in(app, client, CUSTOMER)
+
+
 async def test_an_administrator_disables_an_account_at_once_and_can_enable_it_again(
     app: Any, client: httpx.AsyncClient, demo: None
 ) -> None:
