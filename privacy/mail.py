@@ -102,11 +102,19 @@ def compose(settings: config.Settings, notice: Notice, address: str) -> EmailMes
 
 
 async def _recipient(notice: Notice) -> str | None:
-    user = await User.get_or_none(id=notice.user_id).only("id", "email", "status")  # type: ignore[attr-defined]
-    if user is None or user.status == UserStatus.ERASED:
+    """The account's own address: one that finds the account (its blind index is set).
+
+    A provider's address that it did not vouch for, or that another account holds, is kept
+    on the account but never mailed: it may well be someone else's.
+    """
+    user = await User.get_or_none(id=notice.user_id).only(  # type: ignore[attr-defined]
+        "id", "email", "email_index", "status"
+    )
+    if user is None or user.status == UserStatus.ERASED or user.email_index is None:
         return None
     address = (user.email or "").strip()
-    return address if "@" in address else None
+    plain = "@" in address and not any(c.isspace() or c in ',;<>"' for c in address)
+    return address if plain else None
 
 
 async def deliver_due(
@@ -142,7 +150,13 @@ async def deliver_due(
             report.cancelled += 1
             continue
         try:
-            await asyncio.to_thread(send, target, compose(settings, notice, address))
+            message = compose(settings, notice, address)
+        except ValueError:  # no header can carry this address
+            await Notice.filter(id=row.id).update(mail_status=MailStatus.CANCELLED)
+            report.cancelled += 1
+            continue
+        try:
+            await asyncio.to_thread(send, target, message)
         except (OSError, smtplib.SMTPException) as error:
             final = attempt >= MAX_ATTEMPTS
             logger.warning(

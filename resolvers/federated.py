@@ -8,11 +8,13 @@ or a password sign-in that presents the pending-link token).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from auth.identities import (
@@ -31,7 +33,17 @@ from auth.scopes import Scope
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
 from resolvers import validation
-from resolvers.errors import NotAllowed, NotAuthenticated, NotFound
+from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound
+
+
+def _usable_email(claim: str | None) -> str | None:
+    """A provider's email claim if it is an address we could write to, else none at all."""
+    if not claim:
+        return None
+    try:
+        return validation.email(claim)
+    except InvalidInput:
+        return None
 
 
 def _label(provider: str) -> str:
@@ -55,6 +67,15 @@ async def link(
     actor: Principal, user_id: UUID, record: dict[str, Any], *, tell_owner: bool = True
 ) -> ExternalIdentity:
     """Attach an identity to an account whose owner has proved control of it, and tell them."""
+    try:
+        return await _link(actor, user_id, record, tell_owner=tell_owner)
+    except IntegrityError:  # the same identity mapped at the same moment elsewhere
+        raise MappingRefused("this identity was just mapped by another sign-in") from None
+
+
+async def _link(
+    actor: Principal, user_id: UUID, record: dict[str, Any], *, tell_owner: bool
+) -> ExternalIdentity:
     async with in_transaction():
         existing = await ExternalIdentity.get_or_none(
             issuer=record["issuer"], subject=record["subject"], tenant_id=record["tenant_id"]
@@ -91,6 +112,11 @@ async def map_identity(
 ) -> Mapped:
     """Decide which account this identity reaches, creating or linking where it may."""
     actor = signed_in or Principal(request_id=request_id)
+    email = _usable_email(identity.email)
+    if email is None and identity.email:
+        identity = replace(identity, email=None, email_trusted=False)
+    elif email != identity.email:
+        identity = replace(identity, email=email)
     existing = await ExternalIdentity.get_or_none(
         issuer=identity.issuer, subject=identity.subject, tenant_id=identity.tenant_id
     )
@@ -150,18 +176,21 @@ async def create_account(actor: Principal, record: dict[str, Any], birth: date) 
         roles=[Role.CUSTOMER.value],
         source=f"provider:{record['provider']}",
     )
-    async with in_transaction():
-        await user.save()
-        await audit.record(
-            actor,
-            action="account.create",
-            entity="User",
-            entity_id=user.id,
-            subject_id=user.id,
-            field_names=["name", "email", "dateOfBirth"],
-        )
-        # The first way in of a new account: nothing was added to an account that existed.
-        await link(actor, user.id, record, tell_owner=False)
+    try:
+        async with in_transaction():
+            await user.save()
+            await audit.record(
+                actor,
+                action="account.create",
+                entity="User",
+                entity_id=user.id,
+                subject_id=user.id,
+                field_names=["name", "email", "dateOfBirth"],
+            )
+            # The first way in of a new account: nothing was added to an account that existed.
+            await _link(actor, user.id, record, tell_owner=False)
+    except IntegrityError:  # a concurrent first sign-in of the same identity or email won
+        raise MappingRefused("this identity was just mapped by another sign-in") from None
     return user
 
 
@@ -218,7 +247,8 @@ async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
         identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=principal.user_id)
         if identity is None:
             raise NotFound("No such linked identity.", field="id")
-        user = await User.get(id=principal.user_id)
+        # Lock the account row: two unlinks at once must not both see "one other way in".
+        user = await User.select_for_update().get(id=principal.user_id)
         others = (
             await ExternalIdentity.filter(user_id=principal.user_id).exclude(id=identity_id).count()
         )

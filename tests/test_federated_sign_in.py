@@ -521,6 +521,26 @@ async def test_googles_two_issuer_spellings_reach_the_same_account(
     assert await ExternalIdentity.all().count() == 1
 
 
+async def test_an_email_claim_that_is_no_address_is_not_kept(
+    client: httpx.AsyncClient,
+    browser: httpx.AsyncClient,
+    providers: dict[str, OidcProvider],
+    demo: None,
+) -> None:
+    await providers["google"].set_claims("alice", {"email": "alice@example.com, x@evil.example"})
+    try:
+        response = await sign_in_with(client, browser, "google", "alice")
+    finally:
+        await providers["google"].set_claims("alice", ACCOUNTS["alice"], replace=True)
+    assert response.status_code == 302
+    identity = await ExternalIdentity.get(provider="google")
+    assert identity.email is None
+    assert identity.email_verified is False
+    user = await User.get(id=identity.user_id)  # type: ignore[attr-defined]
+    assert user.email == ""
+    assert user.email_index is None
+
+
 async def test_a_changed_email_with_the_same_subject_reaches_the_same_account(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,

@@ -167,3 +167,25 @@ def test_smtp_urls_are_checked_and_production_needs_tls_beyond_loopback() -> Non
     relay = config.from_environ({**base, "SMTP_URL": "smtp://127.0.0.1:25"})
     assert relay.sender == "OCIS <no-reply@ocis.example.com>"
     assert mail.SmtpTarget.from_url("smtps://mail.example.com").port == 465
+
+
+@pytest.mark.parametrize(
+    "problem", ["not indexed", "two recipients", "a newline"], ids=["unowned", "list", "header"]
+)
+async def test_an_address_the_account_does_not_own_or_that_is_no_single_address_is_not_mailed(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings, problem: str
+) -> None:
+    user = await _customer()
+    if problem == "not indexed":
+        # A provider's unvouched address: kept on the account, possibly someone else's.
+        await User.filter(id=user.id).update(email_index=None)
+    else:
+        user.email = {
+            "two recipients": "a@example.com, b@example.com",
+            "a newline": "a@b\nBcc: c@d",
+        }[problem]
+        await user.save(update_fields=["email"])
+    notice = await notices.notify(user.id, "identity.linked", provider="Google")
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(cancelled=1)
+    assert (await Notice.get(id=notice.id)).mail_status == MailStatus.CANCELLED
+    assert smtp.received == []
