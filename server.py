@@ -432,6 +432,7 @@ async def _finish_sign_in(
             intent["redirect_uri"],
             intent["code_challenge"],
             intent["client_id"],
+            method=method,
         )
         return RedirectResponse(f"{intent['redirect_uri']}?code={code}", status_code=302)
     old_token = request.cookies.get(cookie_name(settings))
@@ -532,8 +533,18 @@ async def token_endpoint(request: Request) -> Response:
     try:
         if params is None:
             raise tokens.InvalidRequest
+        device = describe_client(
+            ip_address=_client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            referrer=None,
+            time_zone=None,
+        )
         grant = await tokens.token_request(
-            request.app.state.store, request.app.state.settings, params, received_at=received_at
+            request.app.state.store,
+            request.app.state.settings,
+            params,
+            client=device,
+            received_at=received_at,
         )
     except tokens.CredentialReuse as reuse:
         request_id = request.scope["state"]["request_id"]

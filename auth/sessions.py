@@ -16,6 +16,8 @@ from auth.principal import ANONYMOUS, Principal, parse_roles
 from models import SIGN_IN_STATUSES, SignInSession, User
 
 SESSION_PREFIX = "ocis:session:"
+# The method of an app sign-in's record starts with this; web sessions' never do.
+APP_METHOD_PREFIX = "app:"
 
 
 def token_hash(token: str) -> str:
@@ -94,10 +96,46 @@ async def end_all_sessions(store: Redis, user_id: UUID) -> int:
     The sign-in records are the per-person index: each holds its session's key digest.
     """
     now = datetime.now(UTC)
-    digests = await SignInSession.filter(
-        user_id=user_id, revoked_at__isnull=True, expires_at__gt=now
-    ).values_list("token_hash", flat=True)
+    digests = (
+        await SignInSession.filter(user_id=user_id, revoked_at__isnull=True, expires_at__gt=now)
+        .exclude(method__startswith=APP_METHOD_PREFIX)
+        .values_list("token_hash", flat=True)
+    )
     if digests:
         await store.delete(*(SESSION_PREFIX + str(digest) for digest in digests))
+    # App sign-ins are marked too; their families are revoked in the store by auth/tokens.py.
     await SignInSession.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=now)
     return len(digests)
+
+
+def app_sign_in_hash(family_id: str) -> str:
+    """The sign-in record key of an app sign-in (a refresh-token family), never a token."""
+    return token_hash("family:" + family_id)
+
+
+async def record_app_sign_in(
+    user_id: UUID, family_id: str, client: ClientInfo, ttl_seconds: int, method: str
+) -> SignInSession:
+    """The sign-in metadata of a new app sign-in (P04), listed beside the web sessions."""
+    sign_in = SignInSession(
+        user_id=user_id,
+        token_hash=app_sign_in_hash(family_id),
+        method=method[:30],
+        ip_address=client.ip_address,
+        browser=client.browser,
+        browser_version=client.browser_version,
+        os=client.os,
+        device_type=client.device_type,
+        time_zone=client.time_zone,
+        referrer=client.referrer,
+        location=client.location,
+        expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+    )
+    await sign_in.save()
+    return sign_in
+
+
+async def end_app_sign_in(family_id: str) -> None:
+    await SignInSession.filter(
+        token_hash=app_sign_in_hash(family_id), revoked_at__isnull=True
+    ).update(revoked_at=datetime.now(UTC))

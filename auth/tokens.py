@@ -33,9 +33,10 @@ from jose.exceptions import JWTError
 from redis.asyncio import Redis
 
 import settings as config
+from auth.client_info import ClientInfo
 from auth.principal import Principal, parse_roles
 from auth.redirects import MOBILE_REDIRECTS
-from auth.sessions import token_hash
+from auth.sessions import APP_METHOD_PREFIX, end_app_sign_in, record_app_sign_in, token_hash
 from models import SIGN_IN_STATUSES, User
 
 ALGORITHM = "ES256"
@@ -298,9 +299,13 @@ async def issue_mobile_code(
     code_challenge: str,
     client_id: str,
     *,
+    method: str = "code",
     now: float | None = None,
 ) -> str:
-    """A one-time code for the app, valid 60 seconds, bound to its redirect and PKCE challenge."""
+    """A one-time code for the app, valid 60 seconds, bound to its redirect and PKCE challenge.
+
+    `method` is how the person signed in (e.g. ``oidc:google``), for the sign-in record.
+    """
     if not is_registered_redirect(client_id, redirect_uri):
         raise ValueError("unregistered mobile client or redirect URI")
     if not code_challenge or len(code_challenge) > MAX_OPAQUE_LENGTH:
@@ -314,6 +319,7 @@ async def issue_mobile_code(
         "code_challenge": code_challenge,
         "issued_at": issued,
         "expires_at": issued + CODE_TTL,
+        "method": method,
     }
     await store.set(CODE_PREFIX + token_hash(code), json.dumps(record), ex=CODE_TTL)
     return code
@@ -338,6 +344,7 @@ async def exchange_code(
     code_verifier: str,
     redirect_uri: str,
     client_id: str,
+    client: ClientInfo | None = None,
     now: float | None = None,
 ) -> TokenGrant:
     """Trade a one-time code and its PKCE verifier for the first tokens of a new family."""
@@ -373,6 +380,9 @@ async def exchange_code(
     if user is None:
         raise InvalidGrant
     grant = await _start_family(store, settings, user.id, client_id, current)
+    if client is not None:
+        method = APP_METHOD_PREFIX + str(record.get("method", "app"))
+        await record_app_sign_in(user.id, grant.family_id, client, REFRESH_FAMILY_TTL, method)
     marker = json.dumps({"family_id": grant.family_id, "user_id": str(user.id)})
     await store.set(CODE_USED_PREFIX + digest, marker, ex=CODE_REPLAY_MEMORY)
     return grant
@@ -478,6 +488,7 @@ async def _lost_claim(
 async def revoke_family(store: Redis, family_id: str) -> bool:
     """End one sign-in of the app at once: its refresh and access tokens stop working."""
     raw = await store.getdel(FAMILY_PREFIX + family_id)
+    await end_app_sign_in(family_id)
     if raw is None:
         return False
     await store.srem(USER_FAMILIES_PREFIX + json.loads(raw)["user_id"], family_id)
@@ -526,9 +537,13 @@ async def token_request(
     settings: config.Settings,
     params: Mapping[str, str],
     *,
+    client: ClientInfo | None = None,
     received_at: float | None = None,
 ) -> TokenGrant:
-    """The token endpoint: the authorization_code and refresh_token grants (RFC 6749)."""
+    """The token endpoint: the authorization_code and refresh_token grants (RFC 6749).
+
+    `client` describes the device, for the sign-in record of a new app sign-in (P04).
+    """
     grant_type = params.get("grant_type")
     if grant_type == "authorization_code":
         names = ("code", "code_verifier", "redirect_uri", "client_id")
@@ -543,6 +558,7 @@ async def token_request(
             code_verifier=code_verifier,
             redirect_uri=redirect_uri,
             client_id=client_id,
+            client=client,
         )
     if grant_type == "refresh_token":
         token = params.get("refresh_token")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -628,6 +631,90 @@ async def test_a_tenant_outside_the_allow_list_is_refused(
     event = await AuditEvent.get(action="sign_in.refused")
     assert event.purpose == "tenant outside the allow-list"
     assert not await ExternalIdentity.all().exists()
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+OCIS_APP = "OCIS/3.1 (iPhone; iOS 17.5; Scale/3.00)"
+
+
+@pytest.mark.promise("P04")
+@pytest.mark.promise("P06")
+async def test_a_provider_sign_in_records_its_metadata(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    client.headers["user-agent"] = FIREFOX
+    response = await sign_in_with(client, browser, "microsoft", "alice")
+    assert response.status_code == 302
+    (record,) = await SignInSession.all()
+    assert record.method == "oidc:microsoft"
+    assert (record.ip_address, record.browser, record.os) == ("203.0.113.7", "Firefox", "Linux")
+    body = await Api(client, session_of(response)).gql(
+        "{ me { signIns { method ipAddress browser current } } }"
+    )
+    assert body["data"]["me"]["signIns"] == [
+        {
+            "method": "oidc:microsoft",
+            "ipAddress": "203.0.113.7",
+            "browser": "Firefox",
+            "current": True,
+        }
+    ]
+
+
+@pytest.mark.promise("P04")
+@pytest.mark.promise("P06")
+async def test_the_mobile_app_signs_in_through_a_provider_and_trades_its_code_for_tokens(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    app_query = (
+        "?client=mobile&client_id=ocis-mobile&redirect_uri=ocis://auth/callback"
+        f"&code_challenge={challenge.decode().rstrip('=')}&code_challenge_method=S256"
+    )
+    for bad in (
+        app_query.replace("ocis://auth/callback", "https://evil.example/cb"),
+        app_query.replace("S256", "plain"),
+        app_query.replace("ocis-mobile", "someone-else"),
+    ):
+        assert (await client.get(f"/auth/login/google{bad}")).status_code == 400
+    redirect = await authorize(browser, await start(client, "google", app_query), "alice")
+    response = await callback(client, redirect)
+    assert response.status_code == 302
+    assert session_of(response) is None, "the app gets a code, not a browser session"
+    location = urlsplit(response.headers["location"])
+    assert (location.scheme, location.netloc, location.path) == ("ocis", "auth", "/callback")
+    (code,) = parse_qs(location.query)["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "ocis://auth/callback",
+        "client_id": "ocis-mobile",
+    }
+    wrong = await client.post("/auth/token", data={**form, "code_verifier": "x" * 43})
+    assert wrong.json() == {"error": "invalid_grant"}
+    # A wrong verifier burns the code: the app starts over.
+    redirect = await authorize(browser, await start(client, "google", app_query), "alice")
+    (code,) = parse_qs(urlsplit((await callback(client, redirect)).headers["location"]).query)[
+        "code"
+    ]
+    tokens_answer = await client.post(
+        "/auth/token",
+        data={**form, "code": code, "code_verifier": verifier},
+        headers={"user-agent": OCIS_APP, "origin": ""},
+    )
+    assert tokens_answer.status_code == 200, tokens_answer.text
+    access = tokens_answer.json()["access_token"]
+    me_answer = await client.post(
+        "/graphql",
+        json={"query": "{ me { email signIns { method ipAddress os } } }"},
+        headers={"authorization": f"Bearer {access}", "origin": ""},
+    )
+    me_body = me_answer.json()["data"]["me"]
+    assert me_body["email"] == "alice@example.com"
+    assert {"method": "app:oidc:google", "ipAddress": "203.0.113.7", "os": "iOS"} in me_body[
+        "signIns"
+    ]
 
 
 async def test_a_disabled_account_cannot_sign_in_through_its_provider(

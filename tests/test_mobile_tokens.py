@@ -23,7 +23,7 @@ from jose.backends.cryptography_backend import CryptographyECKey
 
 import settings as config
 from auth import tokens
-from models import AuditEvent, User, crypto
+from models import AuditEvent, SignInSession, User, crypto
 from tests.helpers import ORIGIN, sign_in
 
 CLIENT_ID = "ocis-mobile"
@@ -699,6 +699,9 @@ async def test_the_app_signs_out_with_its_access_token_and_only_that_sign_in_end
     _assert_invalid_token(await _me(mobile, phone.access_token))
     _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
     assert await _me_email(mobile, tablet.access_token) == CUSTOMER
+    # Both app sign-ins are on record (P04); the ended one says so.
+    records = await SignInSession.filter(method="app:code").order_by("created_at")
+    assert [record.revoked_at is not None for record in records] == [True, False]
 
 
 @pytest.mark.parametrize("encoding", ["form", "json"])
