@@ -320,6 +320,10 @@ async def federated_login(request: Request) -> Response:
     """Start the code flow with a provider (web, mobile, or linking while signed in)."""
     settings: config.Settings = request.app.state.settings
     gateway: Gateway = request.app.state.gateway
+    # Counted before anything else: every start writes a transaction to the store.
+    decision = await rate_limit.login_start_attempt(request.app.state.store, ip=_client_ip(request))
+    if not decision.allowed:
+        return _too_many_attempts(decision)
     provider = gateway.provider(request.path_params["provider"])
     if provider is None:
         return JSONResponse({"error": "Unknown sign-in provider."}, status_code=404)
@@ -372,6 +376,11 @@ async def federated_callback(request: Request) -> Response:
             params.get("state"), request.cookies.get(_login_cookie(settings))
         )
         identity = await gateway.complete(provider, transaction, params.get("code") or "")
+        per_identity = await rate_limit.callback_identity_attempt(
+            store, identity=f"{identity.issuer}|{identity.tenant_id}|{identity.subject}"
+        )
+        if not per_identity.allowed:
+            return _too_many_attempts(per_identity)
         intent = transaction.intent
         signed_in = None
         if intent.get("link_user_id"):
@@ -526,10 +535,12 @@ async def _token_params(request: Request) -> dict[str, str] | None:
 async def token_endpoint(request: Request) -> Response:
     """The mobile app's code exchange and refresh; errors as RFC 6749 says, no details."""
     received_at = time.time()  # before any await: tells a parallel refresh from a replay
-    decision = await rate_limit.token_attempt(request.app.state.store, ip=_client_ip(request))
+    store: Redis = request.app.state.store
+    params = await _token_params(request)
+    account = await tokens.account_of(store, params) if params is not None else None
+    decision = await rate_limit.token_attempt(store, ip=_client_ip(request), account=account)
     if not decision.allowed:
         return _too_many_attempts(decision)
-    params = await _token_params(request)
     try:
         if params is None:
             raise tokens.InvalidRequest

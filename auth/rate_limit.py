@@ -65,6 +65,12 @@ PRIVACY_REQUEST_PER_IP = Limit("privacy-request:ip", 30, 60 * 60)
 # 10 minutes, so 120 per address leaves room for many devices behind one NAT address.
 CALLBACK_PER_IP = Limit("callback:ip", 30, 15 * 60)
 TOKEN_PER_IP = Limit("token:ip", 120, 15 * 60)
+# Per account: one identity signing in 20 times in 15 minutes through its provider, or one
+# person's devices asking for tokens 60 times, is no person signing in.
+CALLBACK_PER_ACCOUNT = Limit("callback:account", 20, 15 * 60)
+TOKEN_PER_ACCOUNT = Limit("token:account", 60, 15 * 60)
+# Starting a sign-in writes a 10-minute transaction to the store: at most 60 per address.
+LOGIN_START_PER_IP = Limit("login:ip", 60, 15 * 60)
 
 
 def ip_key(ip: str | None) -> str:
@@ -140,5 +146,17 @@ async def callback_attempt(store: Redis, *, ip: str | None) -> Decision:
     return await hit_all(store, [(CALLBACK_PER_IP, ip_key(ip))])
 
 
-async def token_attempt(store: Redis, *, ip: str | None) -> Decision:
-    return await hit_all(store, [(TOKEN_PER_IP, ip_key(ip))])
+async def callback_identity_attempt(store: Redis, *, identity: str) -> Decision:
+    """Counted once the provider's ID token is verified: `identity` is issuer, tenant, subject."""
+    return await hit_all(store, [(CALLBACK_PER_ACCOUNT, identity)])
+
+
+async def token_attempt(store: Redis, *, ip: str | None, account: str | None = None) -> Decision:
+    attempts = [(TOKEN_PER_IP, ip_key(ip))]
+    if account is not None:
+        attempts.append((TOKEN_PER_ACCOUNT, account))
+    return await hit_all(store, attempts)
+
+
+async def login_start_attempt(store: Redis, *, ip: str | None) -> Decision:
+    return await hit_all(store, [(LOGIN_START_PER_IP, ip_key(ip))])

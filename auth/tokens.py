@@ -532,6 +532,19 @@ async def revoke_all_for_user(store: Redis, user_id: UUID | str) -> int:
     return sum(results[:-1])
 
 
+async def account_of(store: Redis, params: Mapping[str, str]) -> str | None:
+    """Whose code or refresh token a token request presents (for its rate limit), if any;
+    reading it consumes nothing."""
+    if params.get("grant_type") == "authorization_code":
+        key = CODE_PREFIX + token_hash(params.get("code") or "")
+    elif params.get("grant_type") == "refresh_token":
+        key = REFRESH_PREFIX + token_hash(params.get("refresh_token") or "")
+    else:
+        return None
+    raw = await store.get(key)
+    return str(json.loads(raw)["user_id"]) if raw is not None else None
+
+
 async def token_request(
     store: Redis,
     settings: config.Settings,

@@ -766,3 +766,21 @@ async def test_callbacks_are_rate_limited_per_ip(client: httpx.AsyncClient, demo
     assert await AuditEvent.filter(action="sign_in.refused").count() == (
         rate_limit.CALLBACK_PER_IP.limit
     )
+
+
+async def test_sign_ins_of_one_identity_are_limited(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    limit = rate_limit.CALLBACK_PER_ACCOUNT
+    assert (limit.limit, limit.window_seconds) == (20, 900)
+    for attempt in range(limit.limit):
+        client.cookies.clear()
+        response = await sign_in_with(client, browser, "acme", "alice")
+        assert response.status_code == 302, attempt
+    client.cookies.clear()
+    over = await sign_in_with(client, browser, "acme", "alice")
+    assert over.status_code == 429
+    assert session_of(over) is None
+    # Someone else signs in as usual.
+    client.cookies.clear()
+    assert (await sign_in_with(client, browser, "acme", "nobirth")).status_code == 302

@@ -4,6 +4,8 @@ proxy (SECURITY 16, 23)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +22,7 @@ from starlette.applications import Starlette
 
 import auth.passwords
 import settings as config
-from auth import rate_limit
+from auth import rate_limit, tokens
 from auth.client_ip import client_ip
 from auth.store import connect_store
 from models import AuditEvent, PrivacyRequest, SignInSession, User, crypto
@@ -562,3 +564,61 @@ async def test_the_token_endpoint_is_limited_per_ip(client: httpx.AsyncClient) -
     over = await client.post("/auth/token", data={"grant_type": "refresh_token"})
     assert over.status_code == 429
     assert 0 < int(over.headers["retry-after"]) <= rate_limit.TOKEN_PER_IP.window_seconds
+
+
+async def test_the_token_endpoint_is_limited_per_account_across_addresses(
+    app: Starlette, demo: None
+) -> None:
+    user = await User.get(email_index=crypto.blind_index(CUSTOMER))
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    code = await tokens.issue_mobile_code(
+        app.state.store,
+        user.id,
+        "ocis://auth/callback",
+        challenge.decode().rstrip("="),
+        "ocis-mobile",
+    )
+    limit = rate_limit.TOKEN_PER_ACCOUNT
+    assert (limit.limit, limit.window_seconds) == (60, 900)
+    async with peer(app, "198.51.100.1") as http:
+        first = await http.post(
+            "/auth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "redirect_uri": "ocis://auth/callback",
+                "client_id": "ocis-mobile",
+            },
+        )
+    refresh_token = first.json()["refresh_token"]
+    for attempt in range(1, limit.limit):
+        async with peer(app, f"198.51.100.{attempt % 200 + 2}") as http:
+            answer = await http.post(
+                "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+            )
+        assert answer.status_code == 200, attempt
+        refresh_token = answer.json()["refresh_token"]
+    async with peer(app, "203.0.113.99") as http:
+        over = await http.post(
+            "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+        assert over.status_code == 429
+        # Another person's tokens from the same address still work.
+        other = await http.post("/auth/token", data={"grant_type": "refresh_token"})
+        assert other.status_code == 400
+
+
+async def test_starting_sign_ins_is_limited_per_ip(app: Starlette, demo: None) -> None:
+    limit = rate_limit.LOGIN_START_PER_IP
+    assert (limit.limit, limit.window_seconds) == (60, 900)
+    async with peer(app, "198.51.100.77") as http:
+        # No provider is configured here: each start still counts, before anything else.
+        for _ in range(limit.limit):
+            assert (await http.get("/auth/login/nowhere")).status_code == 404
+        over = await http.get("/auth/login/nowhere")
+        assert over.status_code == 429
+        assert 0 < int(over.headers["retry-after"]) <= limit.window_seconds
+    async with peer(app, "198.51.100.78") as http:
+        assert (await http.get("/auth/login/nowhere")).status_code == 404
