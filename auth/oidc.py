@@ -347,7 +347,12 @@ class Gateway:
                 loaded: dict[str, Any] = json.loads(cached)
                 return loaded
         elif not await self.store.set(key + ":refreshed", "1", nx=True, ex=JWKS_REFRESH_INTERVAL):
-            raise SignInRefused("unknown signing key and the key set was fetched recently")
+            # Fetched within the interval, perhaps by another process just now: use its copy.
+            cached = await self.store.get(key)
+            if cached is None:
+                raise SignInRefused("unknown signing key and the key set was fetched recently")
+            shared: dict[str, Any] = json.loads(cached)
+            return shared
         client = self.oauth.create_client(provider.name)
         async with client._get_session() as http:
             response = await http.request("GET", metadata["jwks_uri"], withhold_token=True)

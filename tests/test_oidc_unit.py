@@ -171,6 +171,16 @@ def test_microsoft_issuer_is_resolved_against_tid() -> None:
     assert verify(mint(claims(iss=issuer, tid=TENANT)), provider, metadata=metadata)["tid"]
 
 
+def test_a_microsoft_v1_issuer_is_refused_even_where_it_is_the_configured_one() -> None:
+    """An operator who configured the v1 endpoint still gets no v1 token accepted."""
+    v1_template = "https://sts.windows.net/{tenantid}/"
+    provider = Provider("microsoft", "microsoft", v1_template, "ocis-client", "s")
+    metadata = {"issuer": v1_template, "id_token_signing_alg_values_supported": ["RS256"]}
+    token = mint(claims(iss=f"https://sts.windows.net/{TENANT}/", tid=TENANT))
+    with pytest.raises(SignInRefused, match="v1 issuer"):
+        verify(token, provider, metadata=metadata)
+
+
 def test_google_accepts_both_issuer_spellings() -> None:
     provider = Provider("google", "google", "https://accounts.google.com", "ocis-client", "s")
     metadata = {"issuer": "https://accounts.google.com"}
