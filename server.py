@@ -593,11 +593,28 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+class QuerylessAccessLog(logging.Filter):
+    """Access-log lines without query strings: they carry codes, states and tokens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
+def _quiet_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, QuerylessAccessLog) for existing in access.filters):
+        access.addFilter(QuerylessAccessLog())
+
+
 def create_app(settings: config.Settings | None = None) -> Starlette:
     settings = settings or config.from_environ()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _quiet_access_log()  # after uvicorn configured its loggers
         await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
         await db.load_keys()
         await audit.prime_head()
@@ -755,7 +772,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        # OCIS reads X-Forwarded-For itself, from OCIS_TRUSTED_PROXIES only.
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, proxy_headers=False
+        )
         return 0
     if args.command == "migrate":
         asyncio.run(db.migrate(settings.database_url))

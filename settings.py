@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -136,11 +137,19 @@ def _previous_master_keys(raw: str) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+# It names routes (/auth/login/NAME) and sign-in records ("oidc:NAME"), so it stays short.
+PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]{0,19}")
+
+
 def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     providers: dict[str, dict[str, str]] = {}
     for name, value in environ.items():
         if name.startswith("OIDC_") and name.endswith("_ISSUER"):
             provider = name.removeprefix("OIDC_").removesuffix("_ISSUER")
+            if not PROVIDER_NAME.fullmatch(provider.lower()):
+                raise ConfigurationError(
+                    f"{name}: a provider name is a letter, then up to 19 letters, digits or _"
+                )
             providers[provider.lower()] = {
                 "issuer": value,
                 "client_id": environ.get(f"OIDC_{provider}_CLIENT_ID", ""),

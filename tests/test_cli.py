@@ -59,6 +59,8 @@ def test_migrate_and_seed_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         ({"OCIS_ENV": "production"}, "OCIS_MASTER_KEY"),
         ({"OCIS_ENV": "staging"}, "OCIS_ENV"),
         ({"OCIS_MASTER_KEY": "too-short"}, "OCIS_MASTER_KEY"),
+        ({"OIDC_A_NAME_FAR_TOO_LONG_FOR_ROUTES_ISSUER": "https://id.example"}, "provider name"),
+        ({"OIDC_9LIVES_ISSUER": "https://id.example"}, "provider name"),
         (
             {
                 "OCIS_ENV": "production",

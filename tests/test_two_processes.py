@@ -7,6 +7,7 @@ own on 127.0.0.1:6379, because sessions shared across processes are what Redis i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 import settings as config
-from models import User, crypto
+from models import SignInSession, User, crypto
 from schema.types import to_global_id
 from tests.helpers import ORIGIN
 from tests.smtp_server import free_port
@@ -50,6 +51,7 @@ def server_process(settings: config.Settings, redis_url: str, log: Path) -> Iter
         PUBLIC_URL=ORIGIN,
         HOST="127.0.0.1",
         PORT=str(port),
+        PYTHONUNBUFFERED="1",
     )
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as output:
@@ -200,3 +202,28 @@ async def test_sign_out_everywhere_and_disable_reach_every_process(
     refused = await browser.sign_in(second, CUSTOMER)
     assert refused.status_code == 403
     assert refused.json()["code"] == "ACCOUNT_DISABLED"
+
+
+async def test_the_access_log_keeps_no_query_strings_and_forwarded_headers_are_not_believed(
+    servers: tuple[str, str], browser: Browser, tmp_path: Path
+) -> None:
+    first, _ = servers
+    answer = await browser.http.get(f"{first}/auth/callback/nowhere?code=SECRET-CODE-1&state=ST-2")
+    assert answer.status_code == 404
+    signed_in = await browser.http.post(
+        f"{first}/auth/password",
+        json={"email": CUSTOMER, "password": "ocis-demo"},
+        headers={"origin": ORIGIN, "x-forwarded-for": "203.0.113.99"},
+    )
+    assert signed_in.status_code == 200
+    (record,) = await SignInSession.all()
+    assert record.ip_address == "127.0.0.1", "X-Forwarded-For from an untrusted peer"
+    log = tmp_path / "a.log"  # the first server's output, uvicorn's access log among it
+    deadline = time.monotonic() + 10
+    # Written by the other process: polled, with a bound.
+    while "/auth/callback/nowhere" not in log.read_text() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    text = log.read_text()
+    assert '"GET /auth/callback/nowhere HTTP/1.1" 404' in text
+    assert "SECRET-CODE-1" not in text
+    assert "ST-2" not in text
