@@ -8,14 +8,16 @@ password sign-in that presents the pending-link token).
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
 from auth.oidc import VerifiedIdentity
@@ -69,17 +71,27 @@ def new_binder() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _pending_key(token: str, binder: str) -> AESGCM:
+    # Only the token and the browser's binder together open the record: the store keeps
+    # neither, so its copy (names, emails, subjects) is unreadable on its own.
+    material = f"ocis/pending\x00{token}\x00{binder}".encode()
+    return AESGCM(hashlib.sha256(material).digest())
+
+
 async def remember(store: Redis, kind: str, record: dict[str, Any], binder: str) -> str:
     """Keep a pending sign-up or link for 10 minutes, usable only with `binder` beside it.
 
     The token travels in a URL fragment to the frontend; the binder stays in an HttpOnly
     cookie of the browser that finished the provider flow. A token sent to someone else
     (to make them link an attacker's identity, or sign in to an attacker's account) is
-    worthless without that browser's cookie.
+    worthless without that browser's cookie. The record is sealed under both.
     """
     token = secrets.token_urlsafe(32)
-    body = {"kind": kind, "binder": _digest(binder), **record}
-    await store.set(PENDING_PREFIX + _digest(token), json.dumps(body), ex=PENDING_TTL)
+    nonce = secrets.token_bytes(12)
+    plaintext = json.dumps({"kind": kind, **record}).encode()
+    sealed = nonce + _pending_key(token, binder).encrypt(nonce, plaintext, kind.encode())
+    encoded = base64.urlsafe_b64encode(sealed).decode()
+    await store.set(PENDING_PREFIX + _digest(token), encoded, ex=PENDING_TTL)
     return token
 
 
@@ -92,11 +104,12 @@ async def take_pending(
     raw = await store.getdel(PENDING_PREFIX + _digest(token))
     if raw is None:
         return None
-    record: dict[str, Any] = json.loads(raw)
-    if record.get("kind") != kind or not hmac.compare_digest(
-        str(record.get("binder", "")), _digest(binder)
-    ):
-        return None
+    try:
+        sealed = base64.urlsafe_b64decode(raw)
+        plaintext = _pending_key(token, binder).decrypt(sealed[:12], sealed[12:], kind.encode())
+    except (InvalidTag, ValueError):
+        return None  # another browser's binder, or a step of another kind
+    record: dict[str, Any] = json.loads(plaintext)
     return record
 
 

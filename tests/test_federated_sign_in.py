@@ -259,6 +259,11 @@ async def test_a_provider_without_a_birthdate_asks_for_one_and_refuses_under_16(
     assert account["email"] == "nobirth@example.com"
 
 
+async def _pending_values(app: Any) -> AsyncIterator[str]:
+    async for key in app.state.store.scan_iter(match="ocis:oidc:pending:*"):
+        yield await app.state.store.get(key)
+
+
 @asynccontextmanager
 async def another_browser(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A second browser on our site: its own cookies, none of the first one's."""
@@ -277,6 +282,11 @@ async def test_a_sign_up_step_works_only_in_the_browser_that_finished_the_flow(
     binder = response.cookies.get("ocis_pending")
     assert binder
     assert "httponly" in response.headers["set-cookie"].lower()
+    # The store's copy of the step is sealed under the token and the binder it never holds.
+    stored = [value async for value in _pending_values(app)]
+    assert len(stored) == 1
+    for secret in ("nobirth@example.com", "No Birthdate", "nobirth", pending, binder):
+        assert secret not in stored[0]
     before = await User.all().count()
     # A victim lured into finishing the attacker's sign-up is not signed in to it (login CSRF).
     async with another_browser(app) as victim:
