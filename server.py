@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
@@ -248,7 +248,7 @@ async def password_sign_in(request: Request) -> Response:
         )
         owner = principal_of(session.sign_in.user, request.scope["state"]["request_id"])
         try:
-            linked = bool(pending) and await federated.link_after_password(owner, pending)
+            linked = bool(pending) and await federated.link_after_proof(owner, pending)
         except MappingRefused:  # linked to another account meanwhile
             linked = False
         answer["linked"] = linked
@@ -327,9 +327,29 @@ async def federated_login(request: Request) -> Response:
     provider = gateway.provider(request.path_params["provider"])
     if provider is None:
         return JSONResponse({"error": "Unknown sign-in provider."}, status_code=404)
-    params = request.query_params
+    params: Mapping[str, str] = request.query_params
+    linking = request.method == "POST"
+    if linking:
+        # Linking acts for the signed-in person, so it starts like any cookie-authenticated
+        # change: a JSON POST from our origin, never a cross-site link or form.
+        if not cookie_request_allowed(
+            method=request.method,
+            content_type=request.headers.get("content-type"),
+            origin=request.headers.get("origin"),
+            referer=request.headers.get("referer"),
+            allowed_origins=settings.allowed_origins,
+        ):
+            return JSONResponse({"error": "Start linking from the OCIS site."}, status_code=403)
+        params = await _token_params(request) or {}
+    elif params.get("link") == "1":
+        return JSONResponse({"error": "Start linking with a POST from the OCIS site."}, 405)
     intent: dict[str, Any] = {"client": "web", "next": same_origin_path(params.get("next"))}
-    if params.get("link") == "1":
+    link_token = params.get("linkToken")
+    if link_token and len(link_token) <= 128:
+        # Signing in here through a provider already linked proves control of the account
+        # a pending link (from this browser) waits for.
+        intent["link_token"] = link_token
+    if linking:
         principal = await resolve_session(
             request.app.state.store, request.cookies.get(cookie_name(settings)), None
         )
@@ -343,7 +363,11 @@ async def federated_login(request: Request) -> Response:
         intent.update(mobile)
     redirect_uri = f"{settings.public_url}/auth/callback/{provider.name}"
     url, binding = await gateway.begin(provider, redirect_uri=redirect_uri, intent=intent)
-    response = RedirectResponse(url, status_code=302)
+    response: Response = (
+        JSONResponse({"location": url}, headers=NO_STORE)
+        if linking
+        else RedirectResponse(url, status_code=302)
+    )
     response.set_cookie(
         _login_cookie(settings),
         binding,
@@ -407,6 +431,12 @@ async def federated_callback(request: Request) -> Response:
         response: Response = JSONResponse({"error": "Sign-in failed."}, status_code=401)
         _forget_cookie(response, settings, _login_cookie(settings))
         return response
+    if mapped.user is not None and intent.get("link_token"):
+        pending = await take_pending(
+            store, intent["link_token"], "link", request.cookies.get(_pending_cookie(settings))
+        )
+        with contextlib.suppress(MappingRefused):
+            await federated.link_after_proof(principal_of(mapped.user, request_id), pending)
     if mapped.user is None:
         fragment = "link" if mapped.step == "needs_password_to_link" else "signup"
         target = "/signin/link" if fragment == "link" else "/signup/complete"
@@ -639,7 +669,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/auth/logout", sign_out, methods=["POST"]),
             Route("/auth/token", token_endpoint, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-            Route("/auth/login/{provider}", federated_login, methods=["GET"]),
+            Route("/auth/login/{provider}", federated_login, methods=["GET", "POST"]),
             Route("/auth/callback/{provider}", federated_callback, methods=["GET"]),
             Route("/auth/complete-signup", complete_signup, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

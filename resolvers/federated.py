@@ -199,8 +199,9 @@ async def complete_signup(pending: dict[str, Any], birth: date, request_id: str 
     return await create_account(Principal(request_id=request_id), pending, birth)
 
 
-async def link_after_password(principal: Principal, pending: dict[str, Any] | None) -> bool:
-    """Link a pending identity to the account its holder just proved by password."""
+async def link_after_proof(principal: Principal, pending: dict[str, Any] | None) -> bool:
+    """Link a pending identity to the account its holder just proved control of (a password
+    sign-in, or a sign-in through a provider already linked to it)."""
     if pending is None or principal.user_id is None:
         return False
     if pending.get("user_id") != str(principal.user_id):

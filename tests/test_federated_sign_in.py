@@ -555,6 +555,43 @@ async def test_an_email_claim_that_is_no_address_is_not_kept(
     assert user.email_index is None
 
 
+async def test_signing_in_through_a_linked_provider_proves_the_account_for_a_pending_link(
+    app: Any, client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    first = await sign_in_with(client, browser, "google", "alice")
+    account = await me(client, session_of(first) or "")
+    assert account is not None
+    client.cookies.clear()
+    # Microsoft vouches for the same address: it may only suggest a link.
+    suggested = await sign_in_with(client, browser, "microsoft", "alice")
+    location = urlsplit(suggested.headers["location"])
+    assert location.path == "/signin/link"
+    link_token = location.fragment.removeprefix("link=")
+    # Another browser holding the token proves nothing, even signed in as the owner.
+    async with another_browser(app) as elsewhere:
+        redirect = await authorize(
+            browser, await start(elsewhere, "google", f"?linkToken={link_token}"), "alice"
+        )
+        assert (await callback(elsewhere, redirect)).status_code == 302
+    assert not await ExternalIdentity.filter(provider="microsoft").exists()
+    # In the browser the link waits in, signing in through Google proves the account.
+    suggested = await sign_in_with(client, browser, "microsoft", "alice")
+    link_token = urlsplit(suggested.headers["location"]).fragment.removeprefix("link=")
+    redirect = await authorize(
+        browser, await start(client, "google", f"?linkToken={link_token}"), "alice"
+    )
+    proved = await callback(client, redirect)
+    assert proved.status_code == 302
+    linked = await ExternalIdentity.get(provider="microsoft")
+    assert str(linked.user_id) == str((await ExternalIdentity.get(provider="google")).user_id)  # type: ignore[attr-defined]
+    client.cookies.clear()
+    later = await me(
+        client, session_of(await sign_in_with(client, browser, "microsoft", "alice")) or ""
+    )
+    assert later is not None
+    assert later["id"] == account["id"]
+
+
 async def test_a_changed_email_with_the_same_subject_reaches_the_same_account(
     client: httpx.AsyncClient,
     browser: httpx.AsyncClient,
@@ -579,7 +616,15 @@ async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
 ) -> None:
     token = await sign_in(client, "customer2@example.com")
     client.cookies.set("ocis_session", token)
-    location = await start(client, "linkedin", "?link=1")
+    # Linking starts only with a JSON POST from our origin: a cross-site page cannot start it.
+    assert (await client.get("/auth/login/linkedin?link=1")).status_code == 405
+    forged = await client.post(
+        "/auth/login/linkedin", json={}, headers={"origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403
+    started = await client.post("/auth/login/linkedin", json={"next": "/account"})
+    assert started.status_code == 200
+    location = started.json()["location"]
     response = await callback(client, await authorize(browser, location, "alice"))
     assert response.status_code == 302
     api = Api(client, session_of(response) or token)
