@@ -109,6 +109,17 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
+def _same_site_json(request: Request, settings: config.Settings) -> bool:
+    """The CSRF rule for cookie-authenticated requests (auth/csrf.py)."""
+    return cookie_request_allowed(
+        method=request.method,
+        content_type=request.headers.get("content-type"),
+        origin=request.headers.get("origin"),
+        referer=request.headers.get("referer"),
+        allowed_origins=settings.allowed_origins,
+    )
+
+
 def _client_ip(request: Request) -> str | None:
     settings: config.Settings = request.app.state.settings
     forwarded_for = ", ".join(request.headers.getlist("x-forwarded-for")) or None
@@ -174,13 +185,7 @@ async def _graphql(scope: Scope, receive: Receive, send: Send) -> None:
             return
         principal = bearer
     elif token:
-        if not cookie_request_allowed(
-            method=request.method,
-            content_type=request.headers.get("content-type"),
-            origin=request.headers.get("origin"),
-            referer=request.headers.get("referer"),
-            allowed_origins=settings.allowed_origins,
-        ):
+        if not _same_site_json(request, settings):
             response = JSONResponse(
                 {"error": "Cookie-authenticated requests must be JSON POSTs from our origin."},
                 status_code=403,
@@ -275,13 +280,7 @@ async def sign_out(request: Request) -> Response:
         )
         return Response(status_code=204, headers=NO_STORE)
     token = request.cookies.get(cookie_name(settings))
-    if token and not cookie_request_allowed(
-        method=request.method,
-        content_type=request.headers.get("content-type"),
-        origin=request.headers.get("origin"),
-        referer=request.headers.get("referer"),
-        allowed_origins=settings.allowed_origins,
-    ):
+    if token and not _same_site_json(request, settings):
         return JSONResponse({"error": "Sign out with a JSON POST from our origin."}, 403)
     await end_session(request.app.state.store, token)
     response = Response(status_code=204)
@@ -304,16 +303,23 @@ def _forget_cookie(response: Response, settings: config.Settings, name: str) -> 
     response.delete_cookie(name, path="/", secure=settings.secure_cookies, httponly=True)
 
 
-def _set_session_cookie(response: Response, settings: config.Settings, token: str) -> None:
+def _set_cookie(
+    response: Response, settings: config.Settings, name: str, value: str, max_age: int
+) -> None:
+    """HttpOnly, SameSite=Lax, whole site; Secure (and so __Host-) over https."""
     response.set_cookie(
-        cookie_name(settings),
-        token,
-        max_age=settings.session_ttl_seconds,
+        name,
+        value,
+        max_age=max_age,
         path="/",
         secure=settings.secure_cookies,
         httponly=True,
         samesite="lax",
     )
+
+
+def _set_session_cookie(response: Response, settings: config.Settings, token: str) -> None:
+    _set_cookie(response, settings, cookie_name(settings), token, settings.session_ttl_seconds)
 
 
 async def federated_login(request: Request) -> Response:
@@ -332,13 +338,7 @@ async def federated_login(request: Request) -> Response:
     if linking:
         # Linking acts for the signed-in person, so it starts like any cookie-authenticated
         # change: a JSON POST from our origin, never a cross-site link or form.
-        if not cookie_request_allowed(
-            method=request.method,
-            content_type=request.headers.get("content-type"),
-            origin=request.headers.get("origin"),
-            referer=request.headers.get("referer"),
-            allowed_origins=settings.allowed_origins,
-        ):
+        if not _same_site_json(request, settings):
             return JSONResponse({"error": "Start linking from the OCIS site."}, status_code=403)
         params = await _token_params(request) or {}
     elif params.get("link") == "1":
@@ -368,15 +368,7 @@ async def federated_login(request: Request) -> Response:
         if linking
         else RedirectResponse(url, status_code=302)
     )
-    response.set_cookie(
-        _login_cookie(settings),
-        binding,
-        max_age=TRANSACTION_TTL,
-        path="/",
-        secure=settings.secure_cookies,
-        httponly=True,
-        samesite="lax",
-    )
+    _set_cookie(response, settings, _login_cookie(settings), binding, TRANSACTION_TTL)
     return response
 
 
@@ -442,15 +434,7 @@ async def federated_callback(request: Request) -> Response:
         target = "/signin/link" if fragment == "link" else "/signup/complete"
         response = RedirectResponse(f"{target}#{fragment}={mapped.pending}", status_code=302)
         # The next step works only in this browser: the pending token needs this cookie.
-        response.set_cookie(
-            _pending_cookie(settings),
-            binder,
-            max_age=PENDING_TTL,
-            path="/",
-            secure=settings.secure_cookies,
-            httponly=True,
-            samesite="lax",
-        )
+        _set_cookie(response, settings, _pending_cookie(settings), binder, PENDING_TTL)
     else:
         response = await _finish_sign_in(request, mapped.user, intent, f"oidc:{provider.name}")
     _forget_cookie(response, settings, _login_cookie(settings))
@@ -493,13 +477,7 @@ async def complete_signup(request: Request) -> Response:
     """The date of birth a provider did not give; under 16 is refused and nothing is kept."""
     settings: config.Settings = request.app.state.settings
     store: Redis = request.app.state.store
-    if not cookie_request_allowed(
-        method=request.method,
-        content_type=request.headers.get("content-type"),
-        origin=request.headers.get("origin"),
-        referer=request.headers.get("referer"),
-        allowed_origins=settings.allowed_origins,
-    ):
+    if not _same_site_json(request, settings):
         return JSONResponse({"error": "Send JSON from the OCIS site."}, status_code=403)
     decision = await rate_limit.registration_attempt(store, email=None, ip=_client_ip(request))
     if not decision.allowed:

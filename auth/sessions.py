@@ -7,6 +7,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -30,14 +31,12 @@ class NewSession:
     sign_in: SignInSession
 
 
-async def start_session(
-    store: Redis, user: User, client: ClientInfo, ttl_seconds: int, method: str = "password"
-) -> NewSession:
-    """Open a fresh session (a new id at every sign-in) and record its metadata."""
-    token = secrets.token_urlsafe(32)
-    digest = token_hash(token)
-    sign_in = SignInSession(
-        user=user,
+def _sign_in_record(
+    digest: str, method: str, client: ClientInfo, ttl_seconds: int, **owner: Any
+) -> SignInSession:
+    """One sign-in and what was collected with it (P04); `owner` is user= or user_id=."""
+    return SignInSession(
+        **owner,
         token_hash=digest,
         method=method,
         ip_address=client.ip_address,
@@ -50,6 +49,15 @@ async def start_session(
         location=client.location,
         expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
     )
+
+
+async def start_session(
+    store: Redis, user: User, client: ClientInfo, ttl_seconds: int, method: str = "password"
+) -> NewSession:
+    """Open a fresh session (a new id at every sign-in) and record its metadata."""
+    token = secrets.token_urlsafe(32)
+    digest = token_hash(token)
+    sign_in = _sign_in_record(digest, method, client, ttl_seconds, user=user)
     await sign_in.save()
     record = json.dumps({"user_id": str(user.id), "sign_in_id": str(sign_in.id)})
     await store.set(SESSION_PREFIX + digest, record, ex=ttl_seconds)
@@ -117,20 +125,8 @@ async def record_app_sign_in(
     user_id: UUID, family_id: str, client: ClientInfo, ttl_seconds: int, method: str
 ) -> SignInSession:
     """The sign-in metadata of a new app sign-in (P04), listed beside the web sessions."""
-    sign_in = SignInSession(
-        user_id=user_id,
-        token_hash=app_sign_in_hash(family_id),
-        method=method[:30],
-        ip_address=client.ip_address,
-        browser=client.browser,
-        browser_version=client.browser_version,
-        os=client.os,
-        device_type=client.device_type,
-        time_zone=client.time_zone,
-        referrer=client.referrer,
-        location=client.location,
-        expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
-    )
+    digest = app_sign_in_hash(family_id)
+    sign_in = _sign_in_record(digest, method[:30], client, ttl_seconds, user_id=user_id)
     await sign_in.save()
     return sign_in
 

@@ -65,26 +65,31 @@ async def _account(principal: Principal, user_id: UUID) -> User:
     return user
 
 
+async def _change_status(
+    principal: Principal, user_id: UUID, before: UserStatus, after: UserStatus, what: str
+) -> None:
+    """Move an account between statuses once: audited, and its owner told."""
+    async with in_transaction():
+        changed = await User.filter(id=user_id, status=before).update(status=after)
+        if changed:
+            await audit.record(
+                principal,
+                action=f"account.{what}",
+                entity="User",
+                entity_id=user_id,
+                subject_id=user_id,
+                field_names=["status"],
+            )
+            await notices.notify(user_id, f"account.{what}d")
+
+
 async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> Ended:
     """Stop an account from signing in, ending every sign-in it holds; it keeps its data."""
     user = await _account(principal, user_id)
     if user_id == principal.user_id:
         raise InvalidInput("You cannot disable your own account.", field="userId")
     if user.status != UserStatus.DISABLED:
-        async with in_transaction():
-            changed = await User.filter(id=user_id, status=user.status).update(
-                status=UserStatus.DISABLED
-            )
-            if changed:
-                await audit.record(
-                    principal,
-                    action="account.disable",
-                    entity="User",
-                    entity_id=user_id,
-                    subject_id=user_id,
-                    field_names=["status"],
-                )
-                await notices.notify(user_id, "account.disabled")
+        await _change_status(principal, user_id, user.status, UserStatus.DISABLED, "disable")
     # After the commit, every request already refuses the account; this frees the store.
     return await _end_everything(store, user_id)
 
@@ -94,20 +99,7 @@ async def enable_account(principal: Principal, user_id: UUID) -> None:
     user = await _account(principal, user_id)
     if user.status != UserStatus.DISABLED:
         raise InvalidInput("This account is not disabled.", field="userId")
-    async with in_transaction():
-        changed = await User.filter(id=user_id, status=UserStatus.DISABLED).update(
-            status=UserStatus.ACTIVE
-        )
-        if changed:
-            await audit.record(
-                principal,
-                action="account.enable",
-                entity="User",
-                entity_id=user_id,
-                subject_id=user_id,
-                field_names=["status"],
-            )
-            await notices.notify(user_id, "account.enabled")
+    await _change_status(principal, user_id, UserStatus.DISABLED, UserStatus.ACTIVE, "enable")
 
 
 def notice_text(notice: Notice, contact: str) -> notices.Template:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -90,3 +93,26 @@ async def bypass_append_only(statements: list[str]) -> None:
             await connection.execute_script(body)
         finally:
             await connection.execute_script(migration.SQLITE_APPEND_ONLY_SQL)
+
+
+APP_CLIENT_ID = "ocis-mobile"
+APP_REDIRECT_URI = "ocis://auth/callback"
+
+
+async def app_code_exchange(store: Any, user_id: Any) -> dict[str, str]:
+    """The form of the mobile app's code exchange, for a code issued as the sign-in flow does."""
+    from auth import tokens
+
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    code = await tokens.issue_mobile_code(
+        store, user_id, APP_REDIRECT_URI, challenge, APP_CLIENT_ID
+    )
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": APP_REDIRECT_URI,
+        "client_id": APP_CLIENT_ID,
+    }

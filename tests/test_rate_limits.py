@@ -4,8 +4,6 @@ proxy (SECURITY 16, 23)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,12 +20,12 @@ from starlette.applications import Starlette
 
 import auth.passwords
 import settings as config
-from auth import rate_limit, tokens
+from auth import rate_limit
 from auth.client_ip import client_ip
 from auth.store import connect_store
 from models import AuditEvent, PrivacyRequest, SignInSession, User, crypto
 from server import create_app
-from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, sign_in
+from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, app_code_exchange, sign_in
 
 CUSTOMER = "customer@example.com"
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("2001:db8:ffff::/48"))
@@ -570,27 +568,11 @@ async def test_the_token_endpoint_is_limited_per_account_across_addresses(
     app: Starlette, demo: None
 ) -> None:
     user = await User.get(email_index=crypto.blind_index(CUSTOMER))
-    verifier = "v" * 50
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    code = await tokens.issue_mobile_code(
-        app.state.store,
-        user.id,
-        "ocis://auth/callback",
-        challenge.decode().rstrip("="),
-        "ocis-mobile",
-    )
     limit = rate_limit.TOKEN_PER_ACCOUNT
     assert (limit.limit, limit.window_seconds) == (60, 900)
     async with peer(app, "198.51.100.1") as http:
         first = await http.post(
-            "/auth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "code_verifier": verifier,
-                "redirect_uri": "ocis://auth/callback",
-                "client_id": "ocis-mobile",
-            },
+            "/auth/token", data=await app_code_exchange(app.state.store, user.id)
         )
     refresh_token = first.json()["refresh_token"]
     for attempt in range(1, limit.limit):

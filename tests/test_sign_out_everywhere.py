@@ -5,18 +5,14 @@ The two-process proof (a second server process sharing Redis) is in tests/test_t
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from typing import Any
 
 import httpx
 import pytest
 
-from auth import tokens
 from models import AuditEvent, Notice, SignInSession, User, UserStatus, crypto
 from schema.types import to_global_id
-from tests.helpers import Api, sign_in
+from tests.helpers import Api, app_code_exchange, sign_in
 
 CUSTOMER = "customer@example.com"
 OTHER = "customer2@example.com"
@@ -44,25 +40,8 @@ async def _email_of(api: Api) -> str | None:
 
 async def _exchange(app: Any, client: httpx.AsyncClient, email: str) -> httpx.Response:
     """The mobile app's code exchange (PKCE) for a code the sign-in flow issued."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    code = await tokens.issue_mobile_code(
-        app.state.store,
-        (await _user(email)).id,
-        "ocis://auth/callback",
-        challenge.decode().rstrip("="),
-        "ocis-mobile",
-    )
-    return await client.post(
-        "/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": "ocis://auth/callback",
-            "client_id": "ocis-mobile",
-        },
-    )
+    form = await app_code_exchange(app.state.store, (await _user(email)).id)
+    return await client.post("/auth/token", data=form)
 
 
 async def _app_sign_in(app: Any, client: httpx.AsyncClient, email: str) -> dict[str, str]:
@@ -129,27 +108,10 @@ async def test_signing_out_everywhere_ends_every_session_and_app_sign_in_of_that
 async def test_a_sign_in_code_issued_before_signing_out_everywhere_buys_nothing(
     app: Any, client: httpx.AsyncClient, demo: None
 ) -> None:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    code = await tokens.issue_mobile_code(
-        app.state.store,
-        (await _user(CUSTOMER)).id,
-        "ocis://auth/callback",
-        challenge.decode().rstrip("="),
-        "ocis-mobile",
-    )
+    form = await app_code_exchange(app.state.store, (await _user(CUSTOMER)).id)
     laptop = Api(client, await sign_in(client, CUSTOMER))
     await laptop.gql(SIGN_OUT_EVERYWHERE)
-    response = await client.post(
-        "/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": "ocis://auth/callback",
-            "client_id": "ocis-mobile",
-        },
-    )
+    response = await client.post("/auth/token", data=form)
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_grant"}
     # A code issued afterwards works as usual.
