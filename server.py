@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,7 +48,7 @@ from models import db
 from models.keys import CACHE_TTL_SECONDS
 from privacy import audit, mail
 from privacy import keys as key_management
-from resolvers import federated
+from resolvers import federated, validation
 from resolvers.errors import InvalidInput
 from schema import Context, schema
 
@@ -267,8 +267,8 @@ async def password_sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     settings: config.Settings = request.app.state.settings
     authorization = request.headers.get("authorization")
-    params = await _token_params(request) if authorization is None else {}
-    if authorization is not None or (params and "refresh_token" in params):
+    params = await _token_params(request) or {}
+    if authorization is not None or "refresh_token" in params:
         # The mobile app: its access token, or its refresh token (form or JSON), names the
         # sign-in to end. Like token revocation (RFC 7009), the answer does not say whether
         # the token was live.
@@ -276,7 +276,7 @@ async def sign_out(request: Request) -> Response:
             request.app.state.store,
             settings,
             access_token=tokens.bearer_credentials(authorization or ""),
-            refresh_token=(params or {}).get("refresh_token"),
+            refresh_token=params.get("refresh_token"),
         )
         return Response(status_code=204, headers=NO_STORE)
     token = request.cookies.get(cookie_name(settings))
@@ -494,6 +494,10 @@ async def complete_signup(request: Request) -> Response:
         birth = None
     if birth is None or len(str(body.get("dateOfBirth"))) != 10:
         return JSONResponse({"error": "dateOfBirth must be YYYY-MM-DD."}, status_code=400)
+    try:  # before the step is used up: a typo must not cost the whole provider flow
+        validation.date_of_birth(birth, datetime.now(UTC).date())
+    except InvalidInput as problem:
+        return JSONResponse({"error": problem.message}, status_code=400)
     pending = await take_pending(
         store, body.get("pending"), "signup", request.cookies.get(_pending_cookie(settings))
     )

@@ -99,20 +99,23 @@ async def end_session(store: Redis, token: str | None) -> bool:
 
 
 async def end_all_sessions(store: Redis, user_id: UUID) -> int:
-    """Revoke every live session of one person at once, in every process sharing the store.
+    """Revoke every live web session of one person at once, in every process sharing the store.
 
-    The sign-in records are the per-person index: each holds its session's key digest.
+    The sign-in records are the per-person index: each holds its session's key digest. Only
+    the sessions ended here are marked ended (one started meanwhile is a new sign-in).
     """
     now = datetime.now(UTC)
-    digests = (
-        await SignInSession.filter(user_id=user_id, revoked_at__isnull=True, expires_at__gt=now)
+    digests = [
+        str(digest)
+        for digest in await SignInSession.filter(
+            user_id=user_id, revoked_at__isnull=True, expires_at__gt=now
+        )
         .exclude(method__startswith=APP_METHOD_PREFIX)
         .values_list("token_hash", flat=True)
-    )
+    ]
     if digests:
-        await store.delete(*(SESSION_PREFIX + str(digest) for digest in digests))
-    # App sign-ins are marked too; their families are revoked in the store by auth/tokens.py.
-    await SignInSession.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=now)
+        await store.delete(*(SESSION_PREFIX + digest for digest in digests))
+        await SignInSession.filter(token_hash__in=digests).update(revoked_at=now)
     return len(digests)
 
 
@@ -131,7 +134,10 @@ async def record_app_sign_in(
     return sign_in
 
 
-async def end_app_sign_in(family_id: str) -> None:
-    await SignInSession.filter(
-        token_hash=app_sign_in_hash(family_id), revoked_at__isnull=True
-    ).update(revoked_at=datetime.now(UTC))
+async def end_app_sign_ins(family_ids: list[str]) -> None:
+    """Mark the sign-in records of ended app sign-ins."""
+    if family_ids:
+        await SignInSession.filter(
+            token_hash__in=[app_sign_in_hash(family_id) for family_id in family_ids],
+            revoked_at__isnull=True,
+        ).update(revoked_at=datetime.now(UTC))

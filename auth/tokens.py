@@ -11,6 +11,7 @@ and the shared store holds only hashes of codes and tokens.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ import settings as config
 from auth.client_info import ClientInfo
 from auth.principal import Principal, parse_roles
 from auth.redirects import MOBILE_REDIRECTS
-from auth.sessions import APP_METHOD_PREFIX, end_app_sign_in, record_app_sign_in, token_hash
+from auth.sessions import APP_METHOD_PREFIX, end_app_sign_ins, record_app_sign_in, token_hash
 from models import SIGN_IN_STATUSES, User
 
 ALGORITHM = "ES256"
@@ -201,8 +202,14 @@ def issue_access_token(
     return token
 
 
-def verify_access_token(settings: config.Settings, token: str) -> AccessClaims:
-    """Check the signature (ES256 only, with our key named by kid) and every claim."""
+def verify_access_token(
+    settings: config.Settings, token: str, *, expired_ok: bool = False
+) -> AccessClaims:
+    """Check the signature (ES256 only, with our key named by kid) and every claim.
+
+    `expired_ok` (sign-out only) accepts a token that is genuine in every way but past its
+    expiry: its family id is still ours, and ending that family can only help.
+    """
     if len(token) > MAX_ACCESS_TOKEN_LENGTH:
         raise InvalidAccessToken("too long")
     try:
@@ -229,13 +236,19 @@ def verify_access_token(settings: config.Settings, token: str) -> AccessClaims:
             audience=AUDIENCE,
             issuer=settings.public_url,
             options={
-                **{f"require_{claim}": True for claim in REQUIRED_CLAIMS},
+                # python-jose verifies whatever it is told to require: an expired token
+                # is let through only by not requiring exp here (its presence is checked below).
+                **{
+                    f"require_{claim}": not (expired_ok and claim == "exp")
+                    for claim in REQUIRED_CLAIMS
+                },
                 "leeway": LEEWAY_SECONDS,
+                "verify_exp": not expired_ok,
             },
         )
     except JWTError as error:
         raise InvalidAccessToken("signature or claims") from error
-    issued, expires = claims["iat"], claims["exp"]
+    issued, expires = claims["iat"], claims.get("exp")
     if not isinstance(issued, int) or not isinstance(expires, int):
         raise InvalidAccessToken("times")
     if issued > time.time() + LEEWAY_SECONDS or expires - issued > ACCESS_TOKEN_TTL:
@@ -325,6 +338,12 @@ async def issue_mobile_code(
     return code
 
 
+async def _signed_out_since(store: Redis, code_record: Mapping[str, Any]) -> bool:
+    """Whether the person signed out everywhere (or was disabled) after this code was issued."""
+    not_before = await store.get(NOT_BEFORE_PREFIX + str(code_record["user_id"]))
+    return not_before is not None and float(code_record["issued_at"]) <= float(not_before)
+
+
 def _pkce_matches(code_verifier: str, code_challenge: str) -> bool:
     if not _CODE_VERIFIER.fullmatch(code_verifier):
         return False
@@ -373,13 +392,16 @@ async def exchange_code(
         or not _pkce_matches(code_verifier, record["code_challenge"])
     ):
         raise InvalidGrant
-    not_before = await store.get(NOT_BEFORE_PREFIX + record["user_id"])
-    if not_before is not None and record["issued_at"] <= float(not_before):
+    if await _signed_out_since(store, record):
         raise InvalidGrant  # issued before the person signed out everywhere
     user = await _live_user(record["user_id"])
     if user is None:
         raise InvalidGrant
     grant = await _start_family(store, settings, user.id, client_id, current)
+    if await _signed_out_since(store, record):
+        # Signed out everywhere while this family was starting: it must not outlive that.
+        await revoke_family(store, grant.family_id)
+        raise InvalidGrant
     if client is not None:
         method = APP_METHOD_PREFIX + str(record.get("method", "app"))
         await record_app_sign_in(user.id, grant.family_id, client, REFRESH_FAMILY_TTL, method)
@@ -488,7 +510,7 @@ async def _lost_claim(
 async def revoke_family(store: Redis, family_id: str) -> bool:
     """End one sign-in of the app at once: its refresh and access tokens stop working."""
     raw = await store.getdel(FAMILY_PREFIX + family_id)
-    await end_app_sign_in(family_id)
+    await end_app_sign_ins([family_id])
     if raw is None:
         return False
     await store.srem(USER_FAMILIES_PREFIX + json.loads(raw)["user_id"], family_id)
@@ -502,16 +524,16 @@ async def sign_out_app(
 
     Answers whether a live family was ended; an unknown or invalid token ends nothing.
     """
-    family_id = None
+    families: set[str] = set()
     if access_token:
-        try:
-            family_id = verify_access_token(settings, access_token).family_id
-        except InvalidAccessToken:
-            family_id = None
-    if family_id is None and refresh_token and _opaque(refresh_token):
+        with contextlib.suppress(InvalidAccessToken):
+            families.add(verify_access_token(settings, access_token, expired_ok=True).family_id)
+    if refresh_token and _opaque(refresh_token):
         raw = await store.get(REFRESH_PREFIX + token_hash(refresh_token))
-        family_id = json.loads(raw)["family_id"] if raw is not None else None
-    return family_id is not None and await revoke_family(store, family_id)
+        if raw is not None:
+            families.add(json.loads(raw)["family_id"])
+    ended = [await revoke_family(store, family_id) for family_id in sorted(families)]
+    return any(ended)
 
 
 async def revoke_all_for_user(store: Redis, user_id: UUID | str) -> int:
@@ -529,20 +551,30 @@ async def revoke_all_for_user(store: Redis, user_id: UUID | str) -> int:
         # SREM, not DEL: a family started meanwhile stays listed for the next revocation.
         pipe.srem(families, *family_ids)
         results = await pipe.execute()
+    await end_app_sign_ins(family_ids)
     return sum(results[:-1])
 
 
 async def account_of(store: Redis, params: Mapping[str, str]) -> str | None:
-    """Whose code or refresh token a token request presents (for its rate limit), if any;
-    reading it consumes nothing."""
-    if params.get("grant_type") == "authorization_code":
-        key = CODE_PREFIX + token_hash(params.get("code") or "")
-    elif params.get("grant_type") == "refresh_token":
-        key = REFRESH_PREFIX + token_hash(params.get("refresh_token") or "")
-    else:
+    """Whose live code or refresh token a token request presents (for its rate limit), if
+    any; reading it consumes nothing. A used or revoked token counts for nobody, so an old
+    token cannot be spent to lock its owner's devices out."""
+    grant_type = params.get("grant_type")
+    if grant_type == "authorization_code":
+        raw = await store.get(CODE_PREFIX + token_hash(params.get("code") or ""))
+        return str(json.loads(raw)["user_id"]) if raw is not None else None
+    if grant_type != "refresh_token":
         return None
-    raw = await store.get(key)
-    return str(json.loads(raw)["user_id"]) if raw is not None else None
+    digest = token_hash(params.get("refresh_token") or "")
+    raw = await store.get(REFRESH_PREFIX + digest)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    async with store.pipeline(transaction=False) as pipe:
+        pipe.exists(REFRESH_CLAIM_PREFIX + digest)
+        pipe.exists(FAMILY_PREFIX + record["family_id"])
+        used, alive = await pipe.execute()
+    return str(record["user_id"]) if alive and not used else None
 
 
 async def token_request(

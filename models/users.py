@@ -32,6 +32,8 @@ class User(Entity):
     time_zone = fields.CharField(max_length=64, default="UTC")
     roles = fields.JSONField[list[str]](default=list)
     status = fields.CharEnumField(UserStatus, default=UserStatus.ACTIVE, max_length=16)
+    # While disabled: the status to return to when enabled (a restriction must survive).
+    status_before_disable = fields.CharEnumField(UserStatus, max_length=16, null=True)
     source = fields.CharField(max_length=100, default="self")
     team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
         "ocis.Team", related_name="members", null=True, on_delete=fields.SET_NULL

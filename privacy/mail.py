@@ -19,6 +19,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from tortoise.queryset import QuerySet
 
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
@@ -95,7 +98,9 @@ def compose(settings: config.Settings, notice: Notice, address: str) -> EmailMes
     message["To"] = address
     message["Subject"] = text.subject
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(idstring=str(notice.id).replace("-", ""))
+    # A domain of our own, so no DNS lookup runs here and no internal host name leaks.
+    domain = settings.sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
+    message["Message-ID"] = make_msgid(idstring=notice.id.hex, domain=domain)
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text.body)
     return message
@@ -124,14 +129,14 @@ async def deliver_due(
     send: Sender = send_over_smtp,
     now: datetime | None = None,
 ) -> Delivery:
-    """Send the notices whose mail is due; answer what happened to them."""
+    """Send the notices whose mail is due (at `now`, default the present); answer what
+    happened to them. Leases and retry times run from the moment of each claim."""
     report = Delivery()
     if not settings.smtp_url:
         return report
     target = SmtpTarget.from_url(settings.smtp_url)
-    moment = now or datetime.now(UTC)
     due = (
-        await Notice.filter(mail_status__in=DUE, mail_due_at__lte=moment)
+        await Notice.filter(mail_status__in=DUE, mail_due_at__lte=now or datetime.now(UTC))
         .order_by("mail_due_at")
         .limit(limit)
         .only("id", "mail_attempts")
@@ -140,46 +145,58 @@ async def deliver_due(
         attempt = row.mail_attempts + 1
         claimed = await Notice.filter(
             id=row.id, mail_attempts=row.mail_attempts, mail_status__in=DUE
-        ).update(mail_status=MailStatus.SENDING, mail_attempts=attempt, mail_due_at=moment + LEASE)
+        ).update(
+            mail_status=MailStatus.SENDING,
+            mail_attempts=attempt,
+            mail_due_at=datetime.now(UTC) + LEASE,
+        )
         if not claimed:
             continue  # another process has it
-        notice = await Notice.get(id=row.id)
-        address = await _recipient(notice)
-        if address is None:
-            await Notice.filter(id=row.id).update(mail_status=MailStatus.CANCELLED)
-            report.cancelled += 1
-            continue
-        try:
-            message = compose(settings, notice, address)
-        except ValueError:  # no header can carry this address
-            await Notice.filter(id=row.id).update(mail_status=MailStatus.CANCELLED)
-            report.cancelled += 1
-            continue
-        try:
-            await asyncio.to_thread(send, target, message)
-        except (OSError, smtplib.SMTPException) as error:
-            final = attempt >= MAX_ATTEMPTS
-            logger.warning(
-                "mail of notice %s not delivered (attempt %d%s): %s",
-                row.id,
-                attempt,
-                ", giving up" if final else "",
-                type(error).__name__,
-            )
-            await Notice.filter(id=row.id, mail_attempts=attempt).update(
-                mail_status=MailStatus.FAILED if final else MailStatus.PENDING,
-                mail_due_at=moment + backoff(attempt),
-            )
-            if final:
-                report.failed += 1
-            else:
-                report.retried += 1
-            continue
-        await Notice.filter(id=row.id, mail_attempts=attempt).update(
-            mail_status=MailStatus.SENT, mail_sent_at=datetime.now(UTC)
-        )
-        report.sent += 1
+        outcome = await _deliver(settings, target, send, row.id, attempt)
+        setattr(report, outcome, getattr(report, outcome) + 1)
     return report
+
+
+async def _deliver(
+    settings: config.Settings, target: SmtpTarget, send: Sender, notice_id: UUID, attempt: int
+) -> str:
+    """One claimed notice: sent, cancelled (no address to write to), retried or failed."""
+    this_attempt = Notice.filter(id=notice_id, mail_attempts=attempt)
+    try:
+        notice = await Notice.get(id=notice_id)
+        address = await _recipient(notice)
+        message = compose(settings, notice, address) if address is not None else None
+    except ValueError:  # no header can carry this address
+        message = None
+    except Exception as error:  # e.g. a notice kind this version does not know
+        return await _failed(this_attempt, notice_id, attempt, error)
+    if message is None:
+        await this_attempt.update(mail_status=MailStatus.CANCELLED)
+        return "cancelled"
+    try:
+        await asyncio.to_thread(send, target, message)
+    except Exception as error:  # the mail server's refusal, a timeout, a broken connection
+        return await _failed(this_attempt, notice_id, attempt, error)
+    await this_attempt.update(mail_status=MailStatus.SENT, mail_sent_at=datetime.now(UTC))
+    return "sent"
+
+
+async def _failed(
+    this_attempt: QuerySet[Notice], notice_id: UUID, attempt: int, error: Exception
+) -> str:
+    final = attempt >= MAX_ATTEMPTS
+    logger.warning(
+        "mail of notice %s not delivered (attempt %d%s): %s",
+        notice_id,
+        attempt,
+        ", giving up" if final else "",
+        type(error).__name__,
+    )
+    await this_attempt.update(
+        mail_status=MailStatus.FAILED if final else MailStatus.PENDING,
+        mail_due_at=datetime.now(UTC) + backoff(attempt),
+    )
+    return "failed" if final else "retried"
 
 
 async def run_forever(settings: config.Settings) -> None:

@@ -59,18 +59,23 @@ async def _account(principal: Principal, user_id: UUID) -> User:
         raise NotAuthenticated("Sign in first.")
     if not principal.has(Scope.ACCOUNTS_DISABLE):
         raise NotAllowed("Only an administrator may disable or enable accounts.")
-    user = await User.get_or_none(id=user_id).only("id", "status")
+    user = await User.get_or_none(id=user_id).only("id", "status", "status_before_disable")
     if user is None or user.status == UserStatus.ERASED:
         raise NotFound("No such account.", field="userId")
     return user
 
 
 async def _change_status(
-    principal: Principal, user_id: UUID, before: UserStatus, after: UserStatus, what: str
+    principal: Principal,
+    user_id: UUID,
+    before: UserStatus,
+    after: UserStatus,
+    what: str,
+    **also: UserStatus | None,
 ) -> None:
     """Move an account between statuses once: audited, and its owner told."""
     async with in_transaction():
-        changed = await User.filter(id=user_id, status=before).update(status=after)
+        changed = await User.filter(id=user_id, status=before).update(status=after, **also)
         if changed:
             await audit.record(
                 principal,
@@ -89,17 +94,28 @@ async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> 
     if user_id == principal.user_id:
         raise InvalidInput("You cannot disable your own account.", field="userId")
     if user.status != UserStatus.DISABLED:
-        await _change_status(principal, user_id, user.status, UserStatus.DISABLED, "disable")
+        # Remember what to return to: a restriction of processing outlives the disable.
+        await _change_status(
+            principal,
+            user_id,
+            user.status,
+            UserStatus.DISABLED,
+            "disable",
+            status_before_disable=user.status,
+        )
     # After the commit, every request already refuses the account; this frees the store.
     return await _end_everything(store, user_id)
 
 
 async def enable_account(principal: Principal, user_id: UUID) -> None:
-    """Let a disabled account sign in again (its old sessions stay ended)."""
+    """Let a disabled account sign in again, in the status it had (old sessions stay ended)."""
     user = await _account(principal, user_id)
     if user.status != UserStatus.DISABLED:
         raise InvalidInput("This account is not disabled.", field="userId")
-    await _change_status(principal, user_id, UserStatus.DISABLED, UserStatus.ACTIVE, "enable")
+    previous = UserStatus(user.status_before_disable or UserStatus.ACTIVE)
+    await _change_status(
+        principal, user_id, UserStatus.DISABLED, previous, "enable", status_before_disable=None
+    )
 
 
 def notice_text(notice: Notice, contact: str) -> notices.Template:

@@ -63,9 +63,15 @@ class Mailbox:
 @contextmanager
 def smtp_server() -> Iterator[Mailbox]:
     """Serve SMTP on 127.0.0.1 until the block ends."""
-    mailbox = Mailbox(port=free_port())
-    controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)
-    controller.start()
+    for attempt in range(3):
+        mailbox = Mailbox(port=free_port())
+        controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)
+        try:
+            controller.start()
+            break
+        except (OSError, RuntimeError):  # the free port was taken meanwhile: another one
+            if attempt == 2:
+                raise
     try:
         yield mailbox
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -19,7 +20,16 @@ import settings as config
 from auth import rate_limit
 from auth.oidc import Gateway, configured_providers
 from auth.store import connect_store
-from models import AuditEvent, ExternalIdentity, Notice, SignInSession, User, UserStatus, crypto
+from models import (
+    AuditEvent,
+    ExternalIdentity,
+    MailStatus,
+    Notice,
+    SignInSession,
+    User,
+    UserStatus,
+    crypto,
+)
 from server import create_app
 from tests.helpers import ORIGIN, Api, sign_in
 from tests.oidc_harness import (
@@ -311,7 +321,14 @@ async def test_a_sign_up_step_works_only_in_the_browser_that_finished_the_flow(
             "/auth/complete-signup", json={"pending": pending, "dateOfBirth": bad}
         )
         assert refused.status_code == 400, bad
+        assert "expired" not in refused.json()["error"], "a typo must not use up the step"
     assert await User.all().count() == before
+    # The step is still there for the corrected date.
+    done = await client.post(
+        "/auth/complete-signup", json={"pending": pending, "dateOfBirth": "1990-01-01"}
+    )
+    assert done.status_code == 302
+    assert await User.all().count() == before + 1
 
 
 async def test_a_link_token_works_only_in_the_browser_that_finished_the_flow(
@@ -642,6 +659,11 @@ async def test_linking_while_signed_in_and_unlinking_but_not_the_last_way_in(
     _, unlinked = await smtp.wait_for(2)
     assert unlinked.recipients == ["customer2@example.com"]
     assert "LinkedIn account was unlinked from your OCIS account" in unlinked.message.get_content()
+    # The server marks a notice sent after the mail server's answer: wait for that too.
+    for _ in range(200):
+        if await Notice.filter(mail_status=MailStatus.SENT).count() == 2:
+            break
+        await asyncio.sleep(0.05)
     told = await api.gql("{ myNotices { kind emailedAt } }")
     kinds = [(n["kind"], n["emailedAt"] is not None) for n in told["data"]["myNotices"]]
     assert kinds == [("identity.unlinked", True), ("identity.linked", True)]

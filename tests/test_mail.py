@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import smtplib
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -189,3 +192,46 @@ async def test_an_address_the_account_does_not_own_or_that_is_no_single_address_
     assert await mail.deliver_due(mail_settings) == mail.Delivery(cancelled=1)
     assert (await Notice.get(id=notice.id)).mail_status == MailStatus.CANCELLED
     assert smtp.received == []
+
+
+async def test_leases_and_retries_run_from_each_claim_not_from_the_round(
+    demo: None, mail_settings: config.Settings
+) -> None:
+    """A round that looks far ahead (or runs long) must not hand out leases already over."""
+    user = await _customer()
+    notice = await notices.notify(user.id, "identity.linked", provider="Google")
+    ahead = datetime.now(UTC) + timedelta(days=1)
+    seen: list[datetime] = []
+
+    def slow_refusal(target: mail.SmtpTarget, message: EmailMessage) -> None:
+        time.sleep(0.3)
+        raise smtplib.SMTPDataError(451, b"try again later")
+
+    async def watch() -> None:
+        await asyncio.sleep(0.15)
+        seen.append((await Notice.get(id=notice.id)).mail_due_at)
+
+    report, _ = await asyncio.gather(
+        mail.deliver_due(mail_settings, now=ahead, send=slow_refusal), watch()
+    )
+    assert report == mail.Delivery(retried=1)
+    (lease_end,) = seen
+    assert lease_end <= datetime.now(UTC) + mail.LEASE
+    retry = (await Notice.get(id=notice.id)).mail_due_at
+    assert retry <= datetime.now(UTC) + mail.backoff(1)
+
+
+async def test_a_notice_this_version_cannot_render_is_retried_and_the_round_goes_on(
+    demo: None, smtp: Mailbox, mail_settings: config.Settings
+) -> None:
+    user = await _customer()
+    unknown = Notice(
+        user_id=user.id, kind="from.a.newer.version", params={}, mail_due_at=datetime.now(UTC)
+    )
+    await unknown.save()
+    await notices.notify(user.id, "identity.linked", provider="Google")
+    report = await mail.deliver_due(mail_settings)
+    assert report == mail.Delivery(sent=1, retried=1)
+    (got,) = smtp.received
+    assert got.message["Message-ID"].endswith("@ocis.test>")
+    assert (await Notice.get(id=unknown.id)).mail_status == MailStatus.PENDING

@@ -731,3 +731,30 @@ async def test_an_unknown_or_forged_token_signs_nothing_out_and_says_nothing(
         assert response.status_code == 204
     assert await _me_email(mobile, phone.access_token) == CUSTOMER
     assert (await _refresh(mobile, phone.refresh_token)).status_code == 200
+
+
+async def test_an_expired_access_token_still_signs_its_own_app_sign_in_out(
+    app: Any, mobile: httpx.AsyncClient, demo: None
+) -> None:
+    phone = await _sign_in(app, mobile)
+    settings: config.Settings = app.state.settings
+    expired = tokens.issue_access_token(
+        settings, phone.user_id, phone.family_id, CLIENT_ID, now=time.time() - 3600
+    )
+    _assert_invalid_token(await _me(mobile, expired))
+    response = await mobile.post("/auth/logout", headers={"authorization": f"Bearer {expired}"})
+    assert response.status_code == 204
+    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+
+
+async def test_a_refresh_token_beside_a_stale_bearer_header_is_honoured(
+    app: Any, mobile: httpx.AsyncClient, demo: None
+) -> None:
+    phone = await _sign_in(app, mobile)
+    response = await mobile.post(
+        "/auth/logout",
+        headers={"authorization": "Bearer not-a-token"},
+        data={"refresh_token": phone.refresh_token},
+    )
+    assert response.status_code == 204
+    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))

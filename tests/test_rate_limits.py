@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 import auth.passwords
 import settings as config
-from auth import rate_limit
+from auth import rate_limit, tokens
 from auth.client_ip import client_ip
 from auth.store import connect_store
 from models import AuditEvent, PrivacyRequest, SignInSession, User, crypto
@@ -604,3 +604,27 @@ async def test_starting_sign_ins_is_limited_per_ip(app: Starlette, demo: None) -
         assert 0 < int(over.headers["retry-after"]) <= limit.window_seconds
     async with peer(app, "198.51.100.78") as http:
         assert (await http.get("/auth/login/nowhere")).status_code == 404
+
+
+async def test_a_used_refresh_token_cannot_spend_its_owners_token_limit(
+    app: Starlette, demo: None
+) -> None:
+    user = await User.get(email_index=crypto.blind_index(CUSTOMER))
+    async with peer(app, "198.51.100.1") as http:
+        first = await http.post(
+            "/auth/token", data=await app_code_exchange(app.state.store, user.id)
+        )
+        old = first.json()["refresh_token"]
+        rotated = await http.post(
+            "/auth/token", data={"grant_type": "refresh_token", "refresh_token": old}
+        )
+        current = rotated.json()["refresh_token"]
+    assert (
+        await tokens.account_of(
+            app.state.store, {"grant_type": "refresh_token", "refresh_token": old}
+        )
+        is None
+    )
+    assert await tokens.account_of(
+        app.state.store, {"grant_type": "refresh_token", "refresh_token": current}
+    ) == str(user.id)

@@ -224,3 +224,22 @@ async def test_a_restricted_account_still_signs_in(client: httpx.AsyncClient, de
     await User.filter(id=customer.id).update(status=UserStatus.RESTRICTED)
     api = Api(client, await sign_in(client, CUSTOMER))
     assert await _email_of(api) == CUSTOMER
+
+
+async def test_a_restricted_account_disabled_and_enabled_again_stays_restricted(
+    client: httpx.AsyncClient, demo: None
+) -> None:
+    customer = await _user(CUSTOMER)
+    await User.filter(id=customer.id).update(status=UserStatus.RESTRICTED)
+    admin = Api(client, await sign_in(client, ADMIN))
+    target = to_global_id("User", customer.id)
+    assert (await admin.gql(DISABLE, {"id": target}))["data"]["disableAccount"]["__typename"] == (
+        "DisableAccountSuccess"
+    )
+    assert (await User.get(id=customer.id)).status == UserStatus.DISABLED
+    assert (await admin.gql(ENABLE, {"id": target}))["data"]["enableAccount"]["__typename"] == (
+        "EnableAccountSuccess"
+    )
+    restored = await User.get(id=customer.id)
+    assert restored.status == UserStatus.RESTRICTED
+    assert restored.status_before_disable is None

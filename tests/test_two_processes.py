@@ -29,16 +29,51 @@ from tests.helpers import ORIGIN
 from tests.smtp_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED_LEG_REDIS = "redis://127.0.0.1:6379/14"
+# The Redis database these processes share on the embedded leg (they empty its ocis: keys).
+EMBEDDED_LEG_REDIS = os.environ.get("OCIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CUSTOMER = "customer@example.com"
 ME = "{ me { email } }"
 STARTUP_SECONDS = 60
 
 
+def _start(environment: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Start one server and wait (bounded) until it answers; None if its port was taken."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own server with fixed arguments
+            [sys.executable, "server.py", "serve"],
+            cwd=ROOT,
+            env={**environment, "PORT": str(port)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    _stop(process)
+    if "address already in use" in log.read_text().lower():
+        return None  # another program took the free port first: try another
+    raise AssertionError("the server did not start:\n" + log.read_text())
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
 @contextmanager
 def server_process(settings: config.Settings, redis_url: str, log: Path) -> Iterator[str]:
     """Serve the app in a process of its own until the block ends; yield its base URL."""
-    port = free_port()
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -50,37 +85,19 @@ def server_process(settings: config.Settings, redis_url: str, log: Path) -> Iter
         OCIS_MASTER_KEY=base64.b64encode(settings.master_key).decode(),
         PUBLIC_URL=ORIGIN,
         HOST="127.0.0.1",
-        PORT=str(port),
         PYTHONUNBUFFERED="1",
     )
-    base = f"http://127.0.0.1:{port}"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own server with fixed arguments
-            [sys.executable, "server.py", "serve"],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                assert process.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
-                time.sleep(0.1)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+    for _ in range(3):
+        started = _start(environment, log)
+        if started is not None:
+            break
+    else:
+        raise AssertionError("no free port for the server in three tries")
+    process, base = started
+    try:
+        yield base
+    finally:
+        _stop(process)
 
 
 @pytest.fixture
