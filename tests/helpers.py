@@ -7,6 +7,8 @@ import hashlib
 import logging
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,3 +118,21 @@ async def app_code_exchange(store: Any, user_id: Any) -> dict[str, str]:
         "redirect_uri": APP_REDIRECT_URI,
         "client_id": APP_CLIENT_ID,
     }
+
+
+@asynccontextmanager
+async def another_instance(app: Any, settings: config.Settings) -> AsyncIterator[Any]:
+    """Another app process on the shared store: its own Redis connection where there is Redis
+    (the embedded store is one process's, so there the object is shared), and its own gateway."""
+    from auth.oidc import Gateway, configured_providers
+    from auth.store import connect_store
+    from server import create_app
+
+    other = create_app(settings)
+    other.state.store = connect_store(settings.redis_url) if settings.redis_url else app.state.store
+    other.state.gateway = Gateway(configured_providers(settings.oidc), other.state.store)
+    try:
+        yield other
+    finally:
+        if other.state.store is not app.state.store:
+            await other.state.store.aclose()

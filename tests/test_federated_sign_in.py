@@ -18,8 +18,7 @@ import pytest
 
 import settings as config
 from auth import rate_limit
-from auth.oidc import Gateway, configured_providers
-from auth.store import connect_store
+from auth.oidc import Gateway
 from models import (
     AuditEvent,
     ExternalIdentity,
@@ -30,8 +29,7 @@ from models import (
     UserStatus,
     crypto,
 )
-from server import create_app
-from tests.helpers import ORIGIN, Api, sign_in
+from tests.helpers import ORIGIN, Api, another_instance, sign_in
 from tests.oidc_harness import (
     CONSUMERS_TENANT,
     OidcClient,
@@ -821,10 +819,7 @@ async def test_a_rotated_provider_key_is_accepted_after_one_key_set_fetch(
     demo: None,
 ) -> None:
     provider = providers["acme"]
-    assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
-    await provider.rotate_key(keep_old=False)
-    await provider.reset_stats()
-    client.cookies.clear()
+    await signed_in_then_rotated(client, browser, provider)
     assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
     assert await provider.jwks_fetches() == 1
     # A token naming an unknown key again does not fetch the key set again (one a minute).
@@ -836,20 +831,23 @@ async def test_a_rotated_provider_key_is_accepted_after_one_key_set_fetch(
 
 @asynccontextmanager
 async def second_process(app: Any, settings: config.Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Another app process on the shared store (its own Redis connection where there is
-    Redis; the embedded store is one process's, so there the object is shared)."""
-    other = create_app(settings)
-    other.state.store = connect_store(settings.redis_url) if settings.redis_url else app.state.store
-    other.state.gateway = Gateway(configured_providers(settings.oidc), other.state.store)
-    transport = httpx.ASGITransport(app=other, client=("203.0.113.8", 50000))
-    try:
+    """A browser talking to another app process on the shared store."""
+    async with another_instance(app, settings) as other:
+        transport = httpx.ASGITransport(app=other, client=("203.0.113.8", 50000))
         async with httpx.AsyncClient(
             transport=transport, base_url=ORIGIN, headers={"origin": ORIGIN}
         ) as http:
             yield http
-    finally:
-        if other.state.store is not app.state.store:
-            await other.state.store.aclose()
+
+
+async def signed_in_then_rotated(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, provider: OidcProvider
+) -> None:
+    """One sign-in (the key set is cached), then the provider rotates its key."""
+    assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
+    await provider.rotate_key(keep_old=False)
+    await provider.reset_stats()
+    client.cookies.clear()
 
 
 async def test_processes_share_one_key_set_fetch_after_a_rotation(
@@ -861,11 +859,8 @@ async def test_processes_share_one_key_set_fetch_after_a_rotation(
     demo: None,
 ) -> None:
     provider = providers["acme"]
-    assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
-    await provider.rotate_key(keep_old=False)
-    await provider.reset_stats()
+    await signed_in_then_rotated(client, browser, provider)
     async with second_process(app, app_settings) as other:
-        client.cookies.clear()
         assert (await sign_in_with(other, browser, "acme", "alice")).status_code == 302
         assert (await sign_in_with(client, browser, "acme", "alice")).status_code == 302
         assert await provider.jwks_fetches() == 1

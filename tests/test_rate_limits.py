@@ -22,10 +22,15 @@ import auth.passwords
 import settings as config
 from auth import rate_limit, tokens
 from auth.client_ip import client_ip
-from auth.store import connect_store
 from models import AuditEvent, PrivacyRequest, SignInSession, User, crypto
-from server import create_app
-from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, app_code_exchange, sign_in
+from tests.helpers import (
+    DEMO_PASSWORD,
+    ORIGIN,
+    Api,
+    another_instance,
+    app_code_exchange,
+    sign_in,
+)
 
 CUSTOMER = "customer@example.com"
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("2001:db8:ffff::/48"))
@@ -80,27 +85,15 @@ def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> _CountingHasher:
     return counting
 
 
-@asynccontextmanager
-async def instance(app: Starlette, settings: config.Settings) -> AsyncIterator[Starlette]:
-    """Another app process: its own Redis connection (or, in-process, the same store object)."""
-    other = create_app(settings)
-    other.state.store = connect_store(settings.redis_url) if settings.redis_url else app.state.store
-    try:
-        yield other
-    finally:
-        if other.state.store is not app.state.store:
-            await other.state.store.aclose()
-
-
 @pytest.fixture
 async def second_app(app: Starlette, app_settings: config.Settings) -> AsyncIterator[Starlette]:
-    async with instance(app, app_settings) as other:
+    async with another_instance(app, app_settings) as other:
         yield other
 
 
 @pytest.fixture
 async def proxied_app(app: Starlette, app_settings: config.Settings) -> AsyncIterator[Starlette]:
-    async with instance(app, replace(app_settings, trusted_proxies=PROXIES)) as other:
+    async with another_instance(app, replace(app_settings, trusted_proxies=PROXIES)) as other:
         yield other
 
 
