@@ -14,6 +14,11 @@ def _origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def origin_allowed(origin: str, allowed_origins: frozenset[str]) -> bool:
+    """Whether an Origin (or a Referer's origin) is our own or an allowed one."""
+    return origin.rstrip("/").lower() in {allowed.lower() for allowed in allowed_origins}
+
+
 def cookie_request_allowed(
     *,
     method: str,
@@ -37,4 +42,4 @@ def cookie_request_allowed(
         source = _origin_of(referer)
     if source is None:
         return False
-    return source.rstrip("/").lower() in {allowed.lower() for allowed in allowed_origins}
+    return origin_allowed(source, allowed_origins)

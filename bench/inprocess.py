@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import httpx
 
 import settings as config
-from server import cookie_name, create_app
+from server import create_app
+from web.cookies import cookie_name
 
 STATEMENT_LOGGER = "tortoise.db_client"
 

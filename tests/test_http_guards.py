@@ -14,8 +14,8 @@ from tortoise import Tortoise
 import resolvers.consents
 from models import ConsentEntry, User
 from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
-from server import MAX_BODY_BYTES
 from tests.helpers import ORIGIN, Api, StatementCounter, sign_in
+from web.middleware import MAX_BODY_BYTES
 
 EVIL_ORIGIN = "https://evil.example.net"
 ME = "{ me { email } }"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["schema", "resolvers", "privacy", "auth", "models", "migrations"]
+PACKAGES = ["schema", "web", "resolvers", "privacy", "auth", "models", "migrations"]
 
 
-@pytest.mark.parametrize("name", [*PACKAGES, "server", "settings"])
+@pytest.mark.parametrize("name", [*PACKAGES, "server", "settings", "cli"])
 def test_top_level_names_come_from_this_repository(name: str) -> None:
     module = importlib.import_module(name)
     assert module.__file__ is not None
@@ -33,7 +33,7 @@ def _imports(path: Path) -> set[str]:
 def _project_files() -> list[Path]:
     return [
         path for package in [*PACKAGES, "tests", "bench"] for path in (ROOT / package).rglob("*.py")
-    ] + [ROOT / "settings.py"]
+    ] + [ROOT / "settings.py", ROOT / "cli.py"]
 
 
 def test_nothing_imports_server() -> None:
@@ -46,14 +46,35 @@ def test_nothing_imports_server() -> None:
 
 
 def test_settings_imports_no_project_package() -> None:
-    assert _imports(ROOT / "settings.py").isdisjoint({*PACKAGES, "server"})
+    assert _imports(ROOT / "settings.py").isdisjoint({*PACKAGES, "server", "cli"})
 
 
-def test_only_schema_and_server_import_strawberry() -> None:
+def test_only_schema_imports_strawberry() -> None:
     offenders = [
         path.relative_to(ROOT)
-        for package in ["resolvers", "privacy", "auth", "models"]
-        for path in (ROOT / package).rglob("*.py")
+        for path in [
+            *(
+                path
+                for package in ["web", "resolvers", "privacy", "auth", "models"]
+                for path in (ROOT / package).rglob("*.py")
+            ),
+            ROOT / "server.py",
+            ROOT / "cli.py",
+        ]
         if "strawberry" in _imports(path)
     ]
     assert offenders == []
+
+
+def test_web_and_schema_do_not_import_each_other() -> None:
+    crossings = [
+        path.relative_to(ROOT)
+        for package, other in [("web", "schema"), ("schema", "web")]
+        for path in (ROOT / package).rglob("*.py")
+        if other in _imports(path)
+    ]
+    assert crossings == []
+
+
+def test_cli_reaches_no_http_layer() -> None:
+    assert _imports(ROOT / "cli.py").isdisjoint({"server", "web", "schema"})

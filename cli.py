@@ -1,0 +1,151 @@
+"""The command bodies behind `python server.py COMMAND` (and `ocis COMMAND`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from starlette.types import ASGIApp
+
+import settings as config
+from models import db
+from models.keys import CACHE_TTL_SECONDS
+from privacy import audit
+from privacy import keys as key_management
+
+AppFactory = Callable[[config.Settings], ASGIApp]
+
+
+async def _rotate_keys(args: argparse.Namespace) -> int:
+    """Re-wrap every key under the current master key, then rotate the data keys."""
+
+    def show(step: key_management.Step) -> None:
+        if step.phase == "settle":
+            print(f"  waiting {step.count} s for serving processes' key caches", flush=True)  # noqa: T201
+            return
+        where = f" ({step.table})" if step.table else ""
+        print(f"  {step.phase}{where}: {step.count}", flush=True)  # noqa: T201
+
+    print("re-wrapping keys under the current master key", flush=True)  # noqa: T201
+    rewrapped = await key_management.rotate_master_key(args.batch_size, show)
+    print(f"re-wrapped {rewrapped} keys", flush=True)  # noqa: T201
+    print("rotating data keys", flush=True)  # noqa: T201
+    result = await key_management.rotate_data_keys(
+        args.batch_size, settle_seconds=args.settle_seconds, progress=show
+    )
+    print(  # noqa: T201
+        f"new data keys: {result.new_keys}; rows re-encrypted: {result.rows_reencrypted};"
+        f" old keys retired: {result.retired}"
+    )
+    if args.delete_retired:
+        print(f"deleted {await key_management.delete_retired_keys()} retired keys")  # noqa: T201
+    if result.still_referenced or result.unreadable_rows:
+        print(  # noqa: T201
+            f"not finished: {result.still_referenced} old keys are still named by"
+            f" {result.unreadable_rows} unreadable rows or by writes during rotation; run again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+async def _run_with_db(settings: config.Settings, action: str, args: argparse.Namespace) -> int:
+    from resolvers.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_demo_data
+    from resolvers.errors import DomainError
+    from resolvers.users import create_staff_account
+
+    await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+    try:
+        if action == "seed":
+            if settings.is_production:
+                print("seed refuses to run in production", file=sys.stderr)  # noqa: T201
+                return 2
+            await db.load_keys()
+            created = await seed_demo_data()
+            print("demo data created" if created else "demo data already present")  # noqa: T201
+            for account in DEMO_ACCOUNTS:
+                print(f"  {account.email:24} {account.role.value:16} password: {DEMO_PASSWORD}")  # noqa: T201
+            return 0
+        if action == "create-admin":
+            await db.load_keys()
+            password = os.environ.get("OCIS_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+            try:
+                user = await create_staff_account(
+                    email=args.email, name=args.name, password=password
+                )
+            except DomainError as error:
+                print(f"{error.field or 'input'}: {error.message}", file=sys.stderr)  # noqa: T201
+                return 2
+            print(f"administrator ready: {user.id}")  # noqa: T201
+            return 0
+        if action == "rotate-keys":
+            await db.load_keys()
+            return await _rotate_keys(args)
+        if action == "audit-verify":
+            report = await audit.verify_chain()
+            if report.intact:
+                print(f"audit chain intact: {report.checked} records")  # noqa: T201
+                return 0
+            print(  # noqa: T201
+                f"audit chain broken at record {report.first_broken_seq}: {report.reason}"
+                f" ({report.checked} records verified before it)"
+            )
+            return 1
+    finally:
+        await db.disconnect()
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocis", description="OCIS backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve HTTP (HOST, PORT)")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("seed", help="create demo data (development only)")
+    admin = commands.add_parser("create-admin", help="create or promote an administrator")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="Administrator")
+    commands.add_parser("audit-verify", help="verify the audit hash chain")
+    rotate = commands.add_parser(
+        "rotate-keys",
+        help="re-wrap keys under OCIS_MASTER_KEY, give every subject a new data key, re-encrypt",
+    )
+    rotate.add_argument("--batch-size", type=int, default=key_management.DEFAULT_BATCH_SIZE)
+    rotate.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=CACHE_TTL_SECONDS,
+        help="how long serving processes may keep sealing under a superseded key (their key"
+        " cache lifetime); old keys are retired only after it",
+    )
+    rotate.add_argument("--delete-retired", action="store_true", help="delete retired keys")
+    return parser
+
+
+def run(argv: list[str] | None, create_app: AppFactory) -> int:
+    """Parse the command line and run the command; `serve` serves what `create_app` builds."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = config.from_environ()
+    except config.ConfigurationError as error:
+        print(str(error), file=sys.stderr)  # noqa: T201
+        return 2
+    if args.command == "serve":
+        import uvicorn
+
+        # OCIS reads X-Forwarded-For itself, from OCIS_TRUSTED_PROXIES only.
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, proxy_headers=False
+        )
+        return 0
+    if args.command == "migrate":
+        asyncio.run(db.migrate(settings.database_url))
+        print("migrations applied")  # noqa: T201
+        return 0
+    return asyncio.run(_run_with_db(settings, args.command, args))

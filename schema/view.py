@@ -1,0 +1,65 @@
+"""The GraphQL HTTP view: the per-request context, and one JSON object per request."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+import settings as config
+from auth.principal import ANONYMOUS
+from schema import Context, schema
+
+
+class NotOneOperation(Exception):
+    """The body is JSON but not one operation object (a string, number, array or null)."""
+
+
+class OcisGraphQL(GraphQL[Context, None]):
+    """Reads the caller that the web layer identified from the request state."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except NotOneOperation:
+            response = JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": "Send one GraphQL operation as a JSON object"
+                            " (batched requests are not supported).",
+                            "extensions": {"code": "BAD_REQUEST"},
+                        }
+                    ]
+                },
+                status_code=400,
+            )
+            await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict):
+            raise NotOneOperation
+        return parsed
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        state = request.scope.get("state", {})
+        settings: config.Settings = request.app.state.settings
+        return Context(
+            principal=state.get("principal", ANONYMOUS),
+            request_id=state.get("request_id", uuid.uuid4().hex),
+            client_ip=state.get("client_ip"),
+            user_agent=request.headers.get("user-agent"),
+            privacy_contact=settings.privacy_contact,
+            audit_reads=settings.audit_reads,
+            store=request.app.state.store,
+            response=response,
+        )
+
+
+def graphql_view() -> OcisGraphQL:
+    """The view at /graphql: POST only, no IDE."""
+    return OcisGraphQL(schema, graphql_ide=None, allow_queries_via_get=False)

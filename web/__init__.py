@@ -1,0 +1,1 @@
+"""The HTTP endpoints beside GraphQL, and the middleware in front of every route."""

@@ -1,0 +1,55 @@
+"""Who calls /graphql: a bearer token, or a session cookie under the CSRF rule."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from auth import tokens
+from auth.principal import ANONYMOUS, Principal
+from auth.sessions import resolve_session
+from web.cookies import read_cookie
+from web.requests import ip_of, same_site_json, settings_of, store_of
+
+
+class CallerIdentification:
+    """Put the caller's principal and IP in the request state, then run the app (GraphQL)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        settings, store = settings_of(request), store_of(request)
+        state = scope.setdefault("state", {})
+        token = read_cookie(request, settings)
+        principal: Principal = ANONYMOUS
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            # Browsers never attach a bearer token by themselves: no CSRF check. An invalid one
+            # is refused, not downgraded to anonymous, so the app knows to refresh or sign in.
+            bearer = await tokens.authenticate_bearer(
+                store, settings, authorization, state.get("request_id")
+            )
+            if bearer is None:
+                response = JSONResponse(
+                    {"error": "invalid_token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+                await response(scope, receive, send)
+                return
+            principal = bearer
+        elif token:
+            if not same_site_json(request):
+                response = JSONResponse(
+                    {"error": "Cookie-authenticated requests must be JSON POSTs from our origin."},
+                    status_code=403,
+                )
+                await response(scope, receive, send)
+                return
+            principal = await resolve_session(store, token, state.get("request_id"))
+        state["principal"] = principal.with_request_id(state["request_id"])
+        state["client_ip"] = ip_of(request)
+        await self.app(scope, receive, send)

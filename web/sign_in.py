@@ -1,0 +1,100 @@
+"""Password sign-in, and the end of every sign-in: a session cookie, or the app's one-time code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from auth import rate_limit, tokens
+from auth.csrf import origin_allowed
+from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
+from auth.sessions import end_session, start_session
+from models import User
+from resolvers import sign_in
+from web import cookies
+from web.bodies import read_body
+from web.requests import client_of, ip_of, request_id_of, settings_of, store_of
+from web.responses import error, too_many_attempts
+
+
+async def password_sign_in(request: Request) -> Response:
+    settings, store = settings_of(request), store_of(request)
+    origin = request.headers.get("origin")
+    if origin and not origin_allowed(origin, settings.allowed_origins):
+        return error("Sign in from the OCIS site.", 403)
+    body = await read_body(request)
+    if body is None:
+        return error("Send email and password.", 400)
+    login, password = body.get("email"), body.get("password")
+    if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
+        return error("Send email and password.", 400)
+    account = await find_account(login)
+    decision = await rate_limit.password_attempt(
+        store, login=attempt_key(login, account), ip=ip_of(request)
+    )
+    if not decision.allowed:
+        return too_many_attempts(decision)
+    time_zone = body.get("timeZone")
+    client = client_of(
+        request,
+        referrer=request.headers.get("referer"),
+        time_zone=time_zone if isinstance(time_zone, str) else None,
+    )
+    try:
+        session = await sign_in_with_password(
+            store, account, password, client, settings.session_ttl_seconds
+        )
+    except AccountDisabled:
+        return error("This account is disabled.", 403, code="ACCOUNT_DISABLED")
+    if session is None:
+        return error("Wrong email or password.", 401)
+    old_token = cookies.read_cookie(request, settings)
+    if old_token:
+        await end_session(store, old_token)
+    answer: dict[str, Any] = {"ok": True}
+    link_token = body.get("linkToken")
+    if isinstance(link_token, str):
+        answer["linked"] = await sign_in.link_pending(
+            store,
+            link_token,
+            cookies.read_cookie(request, settings, cookies.PENDING),
+            session.sign_in.user,
+            request_id_of(request),
+        )
+    response = JSONResponse(answer)
+    cookies.set_session_cookie(response, settings, session.token)
+    if isinstance(link_token, str):
+        cookies.forget_cookie(response, settings, cookies.PENDING)
+    return response
+
+
+async def finish_sign_in(
+    request: Request, user: User, intent: dict[str, Any], method: str
+) -> Response:
+    """A provider sign-in ends in a session (web) or a one-time code for the app (mobile)."""
+    settings, store = settings_of(request), store_of(request)
+    if intent.get("client") == "mobile":
+        code = await tokens.issue_mobile_code(
+            store,
+            user.id,
+            intent["redirect_uri"],
+            intent["code_challenge"],
+            intent["client_id"],
+            method=method,
+        )
+        return RedirectResponse(f"{intent['redirect_uri']}?code={code}", status_code=302)
+    old_token = cookies.read_cookie(request, settings)
+    if old_token:
+        await end_session(store, old_token)
+    session = await start_session(
+        store,
+        user,
+        client_of(request, referrer=request.headers.get("referer")),
+        settings.session_ttl_seconds,
+        method,
+    )
+    response = RedirectResponse(intent.get("next") or "/", status_code=302)
+    cookies.set_session_cookie(response, settings, session.token)
+    return response
