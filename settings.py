@@ -160,6 +160,13 @@ def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return providers
 
 
+def _served_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches `serve` at HOST and PORT."""
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - every interface: this machine's is loopback
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; production refuses development secrets."""
     env = os.environ if environ is None else environ
@@ -167,11 +174,17 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     if mode not in ("development", "production"):
         raise ConfigurationError("OCIS_ENV must be 'development' or 'production'")
     defaults = Settings()
+    host = env.get("HOST") or defaults.host
+    port = int(env.get("PORT") or defaults.port)
+    # In development the server's own origin follows where it listens, so any port just works.
+    public_url = env.get("PUBLIC_URL") or (
+        defaults.public_url if mode == "production" else _served_url(host, port)
+    )
     settings = Settings(
         env="production" if mode == "production" else "development",
         database_url=env.get("DATABASE_URL") or defaults.database_url,
         redis_url=env.get("REDIS_URL") or None,
-        public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
+        public_url=public_url.rstrip("/"),
         master_key=_master_key(env.get("OCIS_MASTER_KEY")),
         previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
         smtp_url=_smtp_url(env.get("SMTP_URL"), production=mode == "production"),
@@ -183,8 +196,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         privacy_contact=env.get("OCIS_PRIVACY_CONTACT") or defaults.privacy_contact,
         audit_reads=env.get("OCIS_AUDIT_READS", "true").lower() not in ("0", "false", "off"),
-        host=env.get("HOST") or defaults.host,
-        port=int(env.get("PORT") or defaults.port),
+        host=host,
+        port=port,
         oidc=_oidc(env),
         trusted_proxies=_trusted_proxies(env.get("OCIS_TRUSTED_PROXIES", "")),
     )
