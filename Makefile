@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make run` needs no linters or test tools: the test extras have a stamp of their own.
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint bench sdl clean
 
@@ -12,8 +14,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP) $(STAMP)
 
 # The real OpenID provider (npm oidc-provider) that the federated sign-in tests run on loopback.
 OIDC_PROVIDER := tests/oidc_provider
@@ -26,7 +32,7 @@ run: $(STAMP)
 	$(BIN)/python server.py seed
 	$(BIN)/python server.py serve
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
