@@ -7,8 +7,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import rate_limit
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
 
 def error(message: str, status_code: int, **extra: object) -> Response:
     return JSONResponse({"error": message, **extra}, status_code=status_code)
