@@ -6,8 +6,6 @@ its code challenge; exchanging it with the verifier starts a refresh family.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import re
@@ -17,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from redis.asyncio import Redis
 
 import settings as config
@@ -83,14 +82,10 @@ async def _signed_out_since(store: Redis, code_record: Mapping[str, Any]) -> boo
     return not_before is not None and float(code_record["issued_at"]) <= float(not_before)
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _pkce_matches(code_verifier: str, code_challenge: str) -> bool:
     if not _CODE_VERIFIER.fullmatch(code_verifier):
         return False
-    computed = _b64(hashlib.sha256(code_verifier.encode("ascii")).digest())
+    computed: str = create_s256_code_challenge(code_verifier)
     return hmac.compare_digest(computed, code_challenge)
 
 

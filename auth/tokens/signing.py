@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jose.backends.cryptography_backend import CryptographyECKey
+from joserfc.jwk import ECKey
 
 import settings as config
 
@@ -29,10 +27,6 @@ class SigningKey:
     verifier: Any  # jose's key object for the public half
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 @functools.lru_cache(maxsize=8)
 def signing_key(master_key: bytes) -> SigningKey:
     """The ES256 key every process derives alike from the master key (no key table)."""
@@ -42,13 +36,18 @@ def signing_key(master_key: bytes) -> SigningKey:
     # 64 extra bits before the reduction make the bias negligible (FIPS 186-5 A.2.1).
     scalar = int.from_bytes(material, "big") % (_P256_ORDER - 1) + 1
     private_key = ec.derive_private_key(scalar, ec.SECP256R1())
-    numbers = private_key.public_key().public_numbers()
-    x, y = _b64(numbers.x.to_bytes(32, "big")), _b64(numbers.y.to_bytes(32, "big"))
-    thumbprint = json.dumps(  # RFC 7638
-        {"crv": "P-256", "kty": "EC", "x": x, "y": y}, separators=(",", ":"), sort_keys=True
-    )
-    kid = _b64(hashlib.sha256(thumbprint.encode()).digest())
-    jwk = {"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": ALGORITHM}
+    public = ECKey.import_key(private_key.public_key())
+    coordinates = public.as_dict()
+    kid = public.thumbprint()  # RFC 7638
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": str(coordinates["x"]),
+        "y": str(coordinates["y"]),
+        "kid": kid,
+        "use": "sig",
+        "alg": ALGORITHM,
+    }
     verifier = CryptographyECKey(private_key.public_key(), ALGORITHM)
     return SigningKey(kid, private_key, jwk, verifier)
 
