@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -129,6 +130,12 @@ def verify_access_token(
     return AccessClaims(user_id=user_id, family_id=family_id)
 
 
+async def family_owner(store: Redis, family_id: str) -> str | None:
+    """The account id a live sign-in family belongs to, or None once it has ended."""
+    raw = await store.get(FAMILY_PREFIX + family_id)
+    return None if raw is None else str(json.loads(raw)["user_id"])
+
+
 def bearer_credentials(authorization: str) -> str | None:
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
@@ -157,7 +164,9 @@ async def authenticate_bearer(
         return None
     # One store read per request: revoking the family (reuse, sign out everywhere, account
     # disable) stops its access tokens at once instead of when they expire.
-    if not await store.exists(FAMILY_PREFIX + claims.family_id):
+    # We sign a family's id only beside its owner's: any other pairing is a forgery (made
+    # with a leaked or development key), not a sign-in of ours.
+    if await family_owner(store, claims.family_id) != str(claims.user_id):
         return None
     user = await live_user(claims.user_id)
     if user is None:

@@ -21,6 +21,7 @@ import settings as config
 from auth.sessions import end_app_sign_ins, token_hash
 from auth.tokens.access import (
     ACCESS_TOKEN_TTL,
+    family_owner,
     issue_access_token,
     live_user,
     verify_access_token,
@@ -174,7 +175,11 @@ async def sign_out_app(
     families: set[str] = set()
     if access_token:
         with contextlib.suppress(InvalidAccessToken):
-            families.add(verify_access_token(settings, access_token, expired_ok=True).family_id)
+            claims = verify_access_token(settings, access_token, expired_ok=True)
+            # An ended family may be ended again (its sign-in records with it); another
+            # person's family never.
+            if await family_owner(store, claims.family_id) in (None, str(claims.user_id)):
+                families.add(claims.family_id)
     if refresh_token and opaque(refresh_token):
         raw = await store.get(REFRESH_PREFIX + token_hash(refresh_token))
         if raw is not None:
