@@ -130,6 +130,6 @@ def principal_of(user: User, request_id: str | None) -> Principal:
     return Principal.for_user(
         user.id,
         parse_roles(user.roles),
-        user.team_id,  # type: ignore[attr-defined]
+        user.team_id,
         request_id=request_id,
     )

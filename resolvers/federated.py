@@ -81,7 +81,7 @@ async def _link(
             issuer=record["issuer"], subject=record["subject"], tenant_id=record["tenant_id"]
         )
         if existing is not None:
-            if existing.user_id != user_id:  # type: ignore[attr-defined]
+            if existing.user_id != user_id:
                 raise MappingRefused("this identity already signs in to another account")
             return existing
         identity = ExternalIdentity(
@@ -121,7 +121,7 @@ async def map_identity(
         issuer=identity.issuer, subject=identity.subject, tenant_id=identity.tenant_id
     )
     if existing is not None:
-        owner_id: UUID = existing.user_id  # type: ignore[attr-defined]
+        owner_id: UUID = existing.user_id
         if linking and signed_in is not None and signed_in.user_id != owner_id:
             raise MappingRefused("this identity already signs in to another account")
         user = await User.get_or_none(id=owner_id)
@@ -236,7 +236,7 @@ async def load_identities(
     if visible:
         rows = await ExternalIdentity.filter(user_id__in=visible).order_by("linked_at")
         for row in rows:
-            grouped[row.user_id].append(row)  # type: ignore[attr-defined]
+            grouped[row.user_id].append(row)
     return [grouped[ident] for ident in user_ids]
 
 

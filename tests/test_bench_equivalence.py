@@ -236,7 +236,7 @@ async def test_bench_data_set_reads_back_through_the_orm_and_both_endpoints_agre
     assert agent.name == "Bea Bench"
     assert agent.roles == ["agent"]
     assert sum(1 for user in users if user.roles == ["agent"]) == 3
-    guests = [ticket for ticket in tickets if ticket.requester_id is None]  # type: ignore[attr-defined]
+    guests = [ticket for ticket in tickets if ticket.requester_id is None]
     assert len(guests) > 0
     assert all(ticket.requester_name and ticket.requester_email for ticket in guests)
     assert all(message.body for message in messages)
