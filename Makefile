@@ -31,6 +31,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
+	@# tests/ may also import the test extras.
+	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
 test: lint $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/python -m pytest
