@@ -71,7 +71,10 @@ class Provider:
 
 
 def provider_kind(name: str) -> Kind:
-    return name if name in ("google", "microsoft", "linkedin") else "generic"  # type: ignore[return-value]
+    match name:
+        case "google" | "microsoft" | "linkedin":
+            return name
+    return "generic"
 
 
 def configured_providers(oidc: Mapping[str, Mapping[str, str]]) -> dict[str, Provider]:
