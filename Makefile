@@ -37,6 +37,9 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
+	@# tests/ may also import the test extras.
+	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
 test: lint $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/python -m pytest

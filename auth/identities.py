@@ -14,7 +14,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict, overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from auth.oidc import VerifiedIdentity
 from auth.principal import Principal, parse_roles
+from auth.redirects import Intent
 from models import User
 
 PENDING_TTL = 600
@@ -29,6 +30,35 @@ PENDING_PREFIX = "ocis:oidc:pending:"
 MINIMUM_AGE = 16
 
 Step = Literal["signed_in", "linked", "needs_birthdate", "needs_password_to_link"]
+
+
+class IdentityRecord(TypedDict):
+    """A verified identity as an account is created or linked from it."""
+
+    provider: str
+    issuer: str
+    subject: str
+    tenant_id: str
+    email: str | None
+    email_trusted: bool
+    name: str | None
+
+
+class _PendingStep(IdentityRecord):
+    intent: Intent  # where the sign-in goes on once the step is done
+
+
+class PendingSignUp(_PendingStep):
+    """A first sign-in waiting for the date of birth its provider did not give."""
+
+    kind: Literal["signup"]
+
+
+class PendingLink(_PendingStep):
+    """An identity waiting to be linked once its holder proves control of the account."""
+
+    kind: Literal["link"]
+    user_id: str  # the account whose holder must sign in
 
 
 class MappingRefused(Exception):
@@ -54,7 +84,7 @@ def age_on(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def identity_record(identity: VerifiedIdentity) -> dict[str, Any]:
+def identity_record(identity: VerifiedIdentity) -> IdentityRecord:
     return {
         "provider": identity.provider,
         "issuer": identity.issuer,
@@ -78,7 +108,7 @@ def _pending_key(token: str, binder: str) -> AESGCM:
     return AESGCM(hashlib.sha256(material).digest())
 
 
-async def remember(store: Redis, kind: str, record: dict[str, Any], binder: str) -> str:
+async def remember(store: Redis, record: PendingSignUp | PendingLink, binder: str) -> str:
     """Keep a pending sign-up or link for 10 minutes, usable only with `binder` beside it.
 
     The token travels in a URL fragment to the frontend; the binder stays in an HttpOnly
@@ -88,16 +118,28 @@ async def remember(store: Redis, kind: str, record: dict[str, Any], binder: str)
     """
     token = secrets.token_urlsafe(32)
     nonce = secrets.token_bytes(12)
-    plaintext = json.dumps({"kind": kind, **record}).encode()
-    sealed = nonce + _pending_key(token, binder).encrypt(nonce, plaintext, kind.encode())
+    plaintext = json.dumps(record).encode()
+    sealed = nonce + _pending_key(token, binder).encrypt(nonce, plaintext, record["kind"].encode())
     encoded = base64.urlsafe_b64encode(sealed).decode()
     await store.set(PENDING_PREFIX + _digest(token), encoded, ex=PENDING_TTL)
     return token
 
 
+@overload
 async def take_pending(
-    store: Redis, token: str | None, kind: str, binder: str | None
-) -> dict[str, Any] | None:
+    store: Redis, token: str | None, kind: Literal["signup"], binder: str | None
+) -> PendingSignUp | None: ...
+
+
+@overload
+async def take_pending(
+    store: Redis, token: str | None, kind: Literal["link"], binder: str | None
+) -> PendingLink | None: ...
+
+
+async def take_pending(
+    store: Redis, token: str | None, kind: Literal["signup", "link"], binder: str | None
+) -> PendingSignUp | PendingLink | None:
     """A pending sign-up or link, usable once, and only from the browser it was bound to."""
     if not token or len(token) > 128 or not binder or len(binder) > 128:
         return None
@@ -109,7 +151,8 @@ async def take_pending(
         plaintext = _pending_key(token, binder).decrypt(sealed[:12], sealed[12:], kind.encode())
     except (InvalidTag, ValueError):
         return None  # another browser's binder, or a step of another kind
-    record: dict[str, Any] = json.loads(plaintext)
+    # Sealed with its kind as associated data: only a record of that kind opens here.
+    record: PendingSignUp | PendingLink = json.loads(plaintext)
     return record
 
 
@@ -130,6 +173,6 @@ def principal_of(user: User, request_id: str | None) -> Principal:
     return Principal.for_user(
         user.id,
         parse_roles(user.roles),
-        user.team_id,  # type: ignore[attr-defined]
+        user.team_id,
         request_id=request_id,
     )

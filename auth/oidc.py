@@ -23,6 +23,8 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from redis.asyncio import Redis
 
+from auth.redirects import Intent
+
 with warnings.catch_warnings():
     # Authlib 1.9 announces moving its httpx client to "httpx2"; nothing to act on yet.
     # Its deprecate module forces its warnings on at import, so silence them after that.
@@ -71,7 +73,10 @@ class Provider:
 
 
 def provider_kind(name: str) -> Kind:
-    return name if name in ("google", "microsoft", "linkedin") else "generic"  # type: ignore[return-value]
+    match name:
+        case "google" | "microsoft" | "linkedin":
+            return name
+    return "generic"
 
 
 def configured_providers(oidc: Mapping[str, Mapping[str, str]]) -> dict[str, Provider]:
@@ -222,7 +227,7 @@ class Transaction:
     code_verifier: str | None
     redirect_uri: str
     binding: str
-    intent: dict[str, Any]
+    intent: Intent
 
 
 class Gateway:
@@ -251,7 +256,7 @@ class Gateway:
         return self.providers.get(name)
 
     async def begin(
-        self, provider: Provider, *, redirect_uri: str, intent: Mapping[str, Any]
+        self, provider: Provider, *, redirect_uri: str, intent: Intent
     ) -> tuple[str, str]:
         """The authorization URL and the browser-binding secret for its cookie."""
         client = self.oauth.create_client(provider.name)

@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
 DEFAULT_NEXT = "/"
+
+
+class MobileIntent(TypedDict):
+    """The mobile app's part of a sign-in, checked against its registration."""
+
+    client: Literal["mobile"]
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+
+
+class Intent(TypedDict, total=False):
+    """What a sign-in goes on to once the provider answers, kept with its transaction."""
+
+    client: Literal["web", "mobile"]
+    next: str  # the web client's page on our origin
+    link_token: str  # a pending link that signing in here also proves
+    link_user_id: str  # the signed-in account that started linking
+    client_id: str  # the mobile client's, as in MobileIntent
+    redirect_uri: str
+    code_challenge: str
 
 
 def same_origin_path(value: str | None) -> str:
@@ -24,7 +46,7 @@ def same_origin_path(value: str | None) -> str:
 MOBILE_REDIRECTS: dict[str, frozenset[str]] = {"ocis-mobile": frozenset({"ocis://auth/callback"})}
 
 
-def mobile_intent(params: Mapping[str, str]) -> dict[str, str] | None:
+def mobile_intent(params: Mapping[str, str]) -> MobileIntent | None:
     """The mobile app's part of a sign-in: its client, exact redirect URI and PKCE challenge."""
     client_id = params.get("client_id", "")
     redirect_uri = params.get("redirect_uri", "")

@@ -80,7 +80,7 @@ async def resolve_session(store: Redis, token: str | None, request_id: str | Non
     return Principal.for_user(
         user.id,
         parse_roles(user.roles),
-        user.team_id,  # type: ignore[attr-defined]
+        user.team_id,
         session_id=UUID(record["sign_in_id"]),
         request_id=request_id,
     )

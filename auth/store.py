@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis.asyncio import Redis
 
 
@@ -13,5 +11,4 @@ def connect_store(redis_url: str | None) -> Redis:
         return client
     from fakeredis import FakeAsyncRedis
 
-    fake: Any = FakeAsyncRedis(decode_responses=True)
-    return fake  # type: ignore[no-any-return]
+    return FakeAsyncRedis(decode_responses=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from tortoise import fields
 
 from models.base import Entity
@@ -15,6 +17,7 @@ class Notice(Entity):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="notices", on_delete=fields.CASCADE
     )
+    user_id: UUID
     kind = fields.CharField(max_length=50)
     params = fields.JSONField[dict[str, str]](default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -27,6 +29,7 @@ class ConsentEntry(Entity):
     user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="consents", null=True, on_delete=fields.CASCADE
     )
+    user_id: UUID | None
     visitor_id = fields.CharField(max_length=64, null=True, db_index=True)
     purpose = fields.CharEnumField(ConsentPurpose, max_length=20)
     granted = fields.BooleanField()
@@ -45,6 +48,7 @@ class PrivacyRequest(Entity):
     subject: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="privacy_requests", on_delete=fields.CASCADE
     )
+    subject_id: UUID
     kind = fields.CharEnumField(PrivacyRequestKind, max_length=20)
     status = fields.CharEnumField(
         PrivacyRequestStatus, default=PrivacyRequestStatus.RECEIVED, max_length=20
@@ -56,6 +60,7 @@ class PrivacyRequest(Entity):
     assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="assigned_privacy_requests", null=True, on_delete=fields.SET_NULL
     )
+    assignee_id: UUID | None
     outcome = EncryptedField(null=True)
 
     class Meta:

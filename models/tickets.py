@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from tortoise import fields
 
 from models.base import Entity
@@ -18,15 +20,18 @@ class Ticket(Entity):
     requester: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="requested_tickets", null=True, on_delete=fields.SET_NULL
     )
+    requester_id: UUID | None
     requester_name = EncryptedField(null=True)
     requester_email = EncryptedField(null=True)
     requester_email_index = fields.CharField(max_length=64, null=True, db_index=True)
     assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="assigned_tickets", null=True, on_delete=fields.SET_NULL
     )
+    assignee_id: UUID | None
     team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
         "ocis.Team", related_name="tickets", null=True, on_delete=fields.SET_NULL
     )
+    team_id: UUID | None
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
     closed_at = fields.DatetimeField(null=True)
@@ -40,9 +45,11 @@ class TicketMessage(Entity):
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
         "ocis.Ticket", related_name="messages", on_delete=fields.CASCADE
     )
+    ticket_id: UUID
     author: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
+    author_id: UUID | None
     body = EncryptedField()
     internal = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)

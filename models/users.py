@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from tortoise import fields
 
 from models import crypto
@@ -38,6 +40,7 @@ class User(Entity):
     team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
         "ocis.Team", related_name="members", null=True, on_delete=fields.SET_NULL
     )
+    team_id: UUID | None
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -57,6 +60,7 @@ class ExternalIdentity(Entity):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="identities", on_delete=fields.CASCADE
     )
+    user_id: UUID
     issuer = fields.CharField(max_length=255)
     subject = fields.CharField(max_length=255)
     tenant_id = fields.CharField(max_length=64, default="")
@@ -76,6 +80,7 @@ class SignInSession(Entity):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="sign_ins", on_delete=fields.CASCADE
     )
+    user_id: UUID
     token_hash = fields.CharField(max_length=64, unique=True)
     method = fields.CharField(max_length=30, default="password")
     ip_address = EncryptedField(null=True)
@@ -100,6 +105,7 @@ class PaymentMethod(Entity):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="payment_methods", on_delete=fields.CASCADE
     )
+    user_id: UUID
     gateway_token = EncryptedField()
     brand = fields.CharField(max_length=20)
     last4 = fields.CharField(max_length=4)

@@ -112,9 +112,7 @@ async def _recipient(notice: Notice) -> str | None:
     A provider's address that it did not vouch for, or that another account holds, is kept
     on the account but never mailed: it may well be someone else's.
     """
-    user = await User.get_or_none(id=notice.user_id).only(  # type: ignore[attr-defined]
-        "id", "email", "email_index", "status"
-    )
+    user = await User.get_or_none(id=notice.user_id).only("id", "email", "email_index", "status")
     if user is None or user.status == UserStatus.ERASED or user.email_index is None:
         return None
     address = (user.email or "").strip()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -19,8 +18,11 @@ from tortoise.transactions import in_transaction
 
 from auth.identities import (
     MINIMUM_AGE,
+    IdentityRecord,
     Mapped,
     MappingRefused,
+    PendingLink,
+    PendingSignUp,
     TooYoung,
     age_on,
     identity_record,
@@ -29,6 +31,7 @@ from auth.identities import (
 )
 from auth.oidc import VerifiedIdentity
 from auth.principal import Principal
+from auth.redirects import Intent
 from auth.scopes import Scope
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
@@ -64,7 +67,7 @@ async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) ->
 
 
 async def link(
-    actor: Principal, user_id: UUID, record: dict[str, Any], *, tell_owner: bool = True
+    actor: Principal, user_id: UUID, record: IdentityRecord, *, tell_owner: bool = True
 ) -> ExternalIdentity:
     """Attach an identity to an account whose owner has proved control of it, and tell them."""
     try:
@@ -74,14 +77,14 @@ async def link(
 
 
 async def _link(
-    actor: Principal, user_id: UUID, record: dict[str, Any], *, tell_owner: bool
+    actor: Principal, user_id: UUID, record: IdentityRecord, *, tell_owner: bool
 ) -> ExternalIdentity:
     async with in_transaction():
         existing = await ExternalIdentity.get_or_none(
             issuer=record["issuer"], subject=record["subject"], tenant_id=record["tenant_id"]
         )
         if existing is not None:
-            if existing.user_id != user_id:  # type: ignore[attr-defined]
+            if existing.user_id != user_id:
                 raise MappingRefused("this identity already signs in to another account")
             return existing
         identity = ExternalIdentity(
@@ -108,7 +111,7 @@ async def map_identity(
     linking: bool,
     request_id: str | None,
     binder: str,
-    intent: dict[str, Any] | None = None,
+    intent: Intent | None = None,
 ) -> Mapped:
     """Decide which account this identity reaches, creating or linking where it may."""
     actor = signed_in or Principal(request_id=request_id)
@@ -121,7 +124,7 @@ async def map_identity(
         issuer=identity.issuer, subject=identity.subject, tenant_id=identity.tenant_id
     )
     if existing is not None:
-        owner_id: UUID = existing.user_id  # type: ignore[attr-defined]
+        owner_id: UUID = existing.user_id
         if linking and signed_in is not None and signed_in.user_id != owner_id:
             raise MappingRefused("this identity already signs in to another account")
         user = await User.get_or_none(id=owner_id)
@@ -132,7 +135,7 @@ async def map_identity(
             existing.email_verified = identity.email_trusted
             await existing.save(update_fields=["email", "email_verified"])
         return Mapped("signed_in", user=user)
-    record = {**identity_record(identity), "intent": intent or {}}
+    record = identity_record(identity)
     if linking:
         if signed_in is None or signed_in.user_id is None:
             raise MappingRefused("linking needs the signed-in session that started it")
@@ -143,17 +146,24 @@ async def map_identity(
     if identity.email:
         holder = await User.get_or_none(email_index=crypto.blind_index(identity.email))
     if holder is not None and identity.email_trusted:
-        token = await remember(store, "link", {**record, "user_id": str(holder.id)}, binder)
+        link_step: PendingLink = {
+            "kind": "link",
+            **record,
+            "intent": intent or {},
+            "user_id": str(holder.id),
+        }
+        token = await remember(store, link_step, binder)
         return Mapped("needs_password_to_link", pending=token)
     birth = parse_birthdate(identity.birthdate)
     if birth is None:
-        token = await remember(store, "signup", record, binder)
+        signup_step: PendingSignUp = {"kind": "signup", **record, "intent": intent or {}}
+        token = await remember(store, signup_step, binder)
         return Mapped("needs_birthdate", pending=token)
     user = await create_account(actor, record, birth)
     return Mapped("signed_in", user=user)
 
 
-async def create_account(actor: Principal, record: dict[str, Any], birth: date) -> User:
+async def create_account(actor: Principal, record: IdentityRecord, birth: date) -> User:
     """A new customer account for a first federated sign-in (16 or over only, P29)."""
     today = datetime.now(UTC).date()
     validation.date_of_birth(birth, today)
@@ -194,12 +204,12 @@ async def create_account(actor: Principal, record: dict[str, Any], birth: date) 
     return user
 
 
-async def complete_signup(pending: dict[str, Any], birth: date, request_id: str | None) -> User:
+async def complete_signup(pending: PendingSignUp, birth: date, request_id: str | None) -> User:
     """The second step of a first federated sign-in: the date of birth the provider lacked."""
     return await create_account(Principal(request_id=request_id), pending, birth)
 
 
-async def link_after_proof(principal: Principal, pending: dict[str, Any] | None) -> bool:
+async def link_after_proof(principal: Principal, pending: PendingLink | None) -> bool:
     """Link a pending identity to the account its holder just proved control of (a password
     sign-in, or a sign-in through a provider already linked to it)."""
     if pending is None or principal.user_id is None:
@@ -236,7 +246,7 @@ async def load_identities(
     if visible:
         rows = await ExternalIdentity.filter(user_id__in=visible).order_by("linked_at")
         for row in rows:
-            grouped[row.user_id].append(row)  # type: ignore[attr-defined]
+            grouped[row.user_id].append(row)
     return [grouped[ident] for ident in user_ids]
 
 

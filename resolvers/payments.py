@@ -108,5 +108,5 @@ async def load_payment_methods(
     found: dict[UUID, list[PaymentMethod]] = {ident: [] for ident in user_ids}
     rows = await scoping.readable_payment_methods(principal).filter(user_id__in=user_ids)
     for method in sorted(rows, key=lambda row: row.created_at):
-        found[method.user_id].append(method)  # type: ignore[attr-defined]
+        found[method.user_id].append(method)
     return [found[ident] for ident in user_ids]

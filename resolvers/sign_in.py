@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from tortoise.transactions import in_transaction
@@ -15,6 +14,7 @@ from auth import rate_limit, tokens
 from auth.identities import Mapped, MappingRefused, new_binder, principal_of, take_pending
 from auth.oidc import Gateway, Provider, SignInRefused
 from auth.principal import ANONYMOUS
+from auth.redirects import Intent
 from auth.sessions import resolve_session
 from models import User
 from privacy import audit
@@ -46,13 +46,13 @@ class ProviderSignIn:
 
     mapped: Mapped
     binder: str
-    intent: dict[str, Any] = field(default_factory=dict)
+    intent: Intent = field(default_factory=lambda: Intent())
 
 
 @dataclass(frozen=True, slots=True)
 class CompletedSignup:
     user: User
-    intent: dict[str, Any]
+    intent: Intent
     method: str
 
 

@@ -22,7 +22,7 @@ async def load_sign_ins(principal: Principal, user_ids: list[UUID]) -> list[list
     )
     grouped: dict[UUID, list[SignInSession]] = defaultdict(list)
     for row in rows:
-        bucket = grouped[row.user_id]  # type: ignore[attr-defined]
+        bucket = grouped[row.user_id]
         if len(bucket) < MAX_LISTED:
             bucket.append(row)
     return [grouped.get(ident, []) for ident in user_ids]

@@ -120,7 +120,7 @@ async def create_ticket(
             action="ticket.create",
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            subject_id=ticket.requester_id,
             field_names=["subject", "body", *(["requesterEmail"] if on_behalf_of else [])],
         )
     return ticket
@@ -144,7 +144,7 @@ async def add_message(
             raise InvalidInput("This ticket is closed; open a new one.", field="ticketId")
         message = TicketMessage(ticket=ticket, author_id=author_id, body=body, internal=internal)
         await message.save()
-        is_requester = ticket.requester_id == author_id  # type: ignore[attr-defined]
+        is_requester = ticket.requester_id == author_id
         if is_requester and ticket.status in (TicketStatus.PENDING, TicketStatus.SOLVED):
             ticket.status = TicketStatus.OPEN
         await ticket.save(update_fields=["status", "updated_at"])
@@ -153,7 +153,7 @@ async def add_message(
             action="ticket.note" if internal else "ticket.reply",
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            subject_id=ticket.requester_id,
             field_names=["body"],
         )
     return message
@@ -181,8 +181,8 @@ async def assign_ticket(
             raise NotFound("No such ticket.", field="ticketId")
         ticket.assignee_id = assignee.id if assignee else None
         fields = ["assignee_id", "updated_at"]
-        if assignee is not None and assignee.team_id is not None:  # type: ignore[attr-defined]
-            ticket.team_id = assignee.team_id  # type: ignore[attr-defined]
+        if assignee is not None and assignee.team_id is not None:
+            ticket.team_id = assignee.team_id
             fields.append("team_id")
         await ticket.save(update_fields=fields)
         await audit.record(
@@ -190,7 +190,7 @@ async def assign_ticket(
             action="ticket.assign",
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            subject_id=ticket.requester_id,
             field_names=["assignee"],
         )
     return ticket
@@ -211,7 +211,7 @@ async def change_ticket_status(
         if ticket is None:
             raise NotFound("No such ticket.", field="ticketId")
         works_it = principal.is_staff
-        owns_it = ticket.requester_id == user_id  # type: ignore[attr-defined]
+        owns_it = ticket.requester_id == user_id
         if not works_it and not (owns_it and status in _CUSTOMER_TARGETS):
             raise NotAllowed("You may only close your own ticket.", field="status")
         if ticket.status == TicketStatus.CLOSED:
@@ -226,7 +226,7 @@ async def change_ticket_status(
             action="ticket.status",
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,  # type: ignore[attr-defined]
+            subject_id=ticket.requester_id,
             field_names=["status"],
         )
     return ticket
@@ -249,7 +249,7 @@ async def load_message_pages(
             .order_by("created_at", "id")
         )
         for message in rows:
-            grouped[message.ticket_id].append(message)  # type: ignore[attr-defined]
+            grouped[message.ticket_id].append(message)
         for ticket_id in ticket_ids:
             thread = grouped.get(ticket_id, [])
             pages[(ticket_id, first, after)] = Page(thread[:size], len(thread) > size)

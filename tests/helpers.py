@@ -1,21 +1,28 @@
-"""Helpers for tests: a GraphQL caller, sign-in, a SQL statement counter."""
+"""Helpers that several test files share: callers, sign-ins, database views, processes."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import logging
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
+from tortoise import Tortoise
 
 import settings as config
+from models import User, crypto
 
+ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "http://127.0.0.1:8000"
 DEMO_PASSWORD = "ocis-demo"
 
@@ -50,6 +57,50 @@ async def sign_in(http: httpx.AsyncClient, email: str, password: str = DEMO_PASS
     assert token
     http.cookies.clear()
     return token
+
+
+async def user_by_email(email: str) -> User:
+    return await User.get(email_index=crypto.blind_index(email))
+
+
+async def table_counts() -> dict[str, int]:
+    return {
+        model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()
+    }
+
+
+async def database_rows() -> str:
+    """Every row of every table, as the database holds it."""
+    connection = Tortoise.get_connection("default")
+    rows: list[str] = []
+    for model in Tortoise.apps["ocis"].values():
+        table = model._meta.db_table
+        result = await connection.execute_query_dict(f'SELECT * FROM "{table}"')
+        rows.extend(repr(row) for row in result)
+    return "\n".join(rows)
+
+
+def subprocess_environment(**overrides: str) -> dict[str, str]:
+    """This environment without our settings (only `overrides` configure the process)."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
+    }
+    return environment | overrides
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an `ocis` command in a process of its own, configured by `env` only."""
+    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
+        [sys.executable, "server.py", *args],
+        cwd=ROOT,
+        env=subprocess_environment(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 class StatementCounter(logging.Handler):
@@ -99,6 +150,13 @@ async def bypass_append_only(statements: list[str]) -> None:
 
 APP_CLIENT_ID = "ocis-mobile"
 APP_REDIRECT_URI = "ocis://auth/callback"
+
+
+async def app_refresh(http: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    """The mobile app's refresh at the token endpoint."""
+    return await http.post(
+        "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+    )
 
 
 async def app_code_exchange(store: Any, user_id: Any) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 from tests.test_two_processes import _start, _stop
 
 QUERY = "{ tickets(first: 50) { edges { node { id subject requester { email } } } } }"

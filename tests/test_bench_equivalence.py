@@ -39,7 +39,7 @@ from bench.raw_app import (
 )
 from models import Team, Ticket, TicketMessage, TicketStatus, User, crypto
 from models.keys import DataKey
-from tests.helpers import ORIGIN, Api, sign_in
+from tests.helpers import ORIGIN, Api, sign_in, user_by_email
 
 
 def benchmark_query(first: int, messages_first: int) -> str:
@@ -72,15 +72,17 @@ async def raw_answer(
         return await http.post("/graphql", json={"query": QUERY})
 
 
-async def _user(email: str) -> User:
-    return await User.get(email_index=crypto.blind_index(email))
-
-
 async def seed_desk() -> dict[str, UUID]:
     """On top of the demo data: a busy queue, odd requesters, one long thread, tied times."""
     team = await Team.get(name="Support")
-    agent, agent2 = await _user("agent@example.com"), await _user("agent2@example.com")
-    customers = [await _user("customer@example.com"), await _user("customer2@example.com")]
+    agent, agent2 = (
+        await user_by_email("agent@example.com"),
+        await user_by_email("agent2@example.com"),
+    )
+    customers = [
+        await user_by_email("customer@example.com"),
+        await user_by_email("customer2@example.com"),
+    ]
     statuses = list(TicketStatus)
     for index in range(80):
         ticket = await Ticket.create(
@@ -137,7 +139,7 @@ async def test_raw_endpoint_returns_the_graphql_bytes_for_the_agent_page(
     app: Any, client: httpx.AsyncClient, demo: None, app_settings: config.Settings
 ) -> None:
     tickets = await seed_desk()
-    agent = await _user("agent@example.com")
+    agent = await user_by_email("agent@example.com")
     api = Api(client, await sign_in(client, "agent@example.com"))
 
     graphql = await api.post(QUERY)
@@ -169,7 +171,7 @@ async def test_raw_endpoint_matches_graphql_for_another_agent_and_page_shape(
     app: Any, client: httpx.AsyncClient, demo: None, app_settings: config.Settings
 ) -> None:
     await seed_desk()
-    agent2 = await _user("agent2@example.com")
+    agent2 = await user_by_email("agent2@example.com")
     api = Api(client, await sign_in(client, "agent2@example.com"))
 
     graphql = await api.post(benchmark_query(7, 1))
@@ -231,12 +233,12 @@ async def test_bench_data_set_reads_back_through_the_orm_and_both_endpoints_agre
     users, tickets = await User.all(), await Ticket.all()
     messages = await TicketMessage.all()
     assert (len(users), len(tickets), len(messages)) == (30, 240, 720)
-    agent = await _user(AGENT_EMAIL)
+    agent = await user_by_email(AGENT_EMAIL)
     assert agent.id == dataset.agent_id
     assert agent.name == "Bea Bench"
     assert agent.roles == ["agent"]
     assert sum(1 for user in users if user.roles == ["agent"]) == 3
-    guests = [ticket for ticket in tickets if ticket.requester_id is None]  # type: ignore[attr-defined]
+    guests = [ticket for ticket in tickets if ticket.requester_id is None]
     assert len(guests) > 0
     assert all(ticket.requester_name and ticket.requester_email for ticket in guests)
     assert all(message.body for message in messages)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +13,7 @@ from tortoise.exceptions import OperationalError
 from auth.principal import Principal
 from models import AuditEvent, Role, User, crypto
 from privacy import audit
-from tests.helpers import bypass_append_only
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OCIS_", "DATABASE_URL", "REDIS_URL"))
-    }
-    environment.update(env or {})
-    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
-        [sys.executable, "server.py", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.helpers import bypass_append_only, run_cli
 
 
 def test_migrate_and_seed_on_a_fresh_sqlite_file(tmp_path: Path) -> None:

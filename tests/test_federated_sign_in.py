@@ -224,7 +224,7 @@ async def test_a_first_sign_in_creates_the_account_and_the_second_reaches_it(
     assert again["id"] == account["id"]
     assert session_of(second) != token
     identity = await ExternalIdentity.get(provider=provider)
-    user = await User.get(id=identity.user_id)  # type: ignore[attr-defined]
+    user = await User.get(id=identity.user_id)
     assert user.name == "Alice Federated"
     # Only a provider that vouches for the email makes it a way to find the account.
     indexed = await User.filter(email_index=crypto.blind_index("alice@example.com")).exists()
@@ -488,7 +488,7 @@ async def test_a_microsoft_token_of_another_tenant_with_a_victims_email_is_a_new
     assert account["name"] == "Mallory"
     identity = await ExternalIdentity.get(provider="microsoft")
     assert identity.tenant_id == TENANT_B
-    assert identity.user_id != victim.id  # type: ignore[attr-defined]
+    assert identity.user_id != victim.id
 
 
 @pytest.mark.promise("P06")
@@ -565,7 +565,7 @@ async def test_an_email_claim_that_is_no_address_is_not_kept(
     identity = await ExternalIdentity.get(provider="google")
     assert identity.email is None
     assert identity.email_verified is False
-    user = await User.get(id=identity.user_id)  # type: ignore[attr-defined]
+    user = await User.get(id=identity.user_id)
     assert user.email == ""
     assert user.email_index is None
 
@@ -598,7 +598,7 @@ async def test_signing_in_through_a_linked_provider_proves_the_account_for_a_pen
     proved = await callback(client, redirect)
     assert proved.status_code == 302
     linked = await ExternalIdentity.get(provider="microsoft")
-    assert str(linked.user_id) == str((await ExternalIdentity.get(provider="google")).user_id)  # type: ignore[attr-defined]
+    assert str(linked.user_id) == str((await ExternalIdentity.get(provider="google")).user_id)
     client.cookies.clear()
     later = await me(
         client, session_of(await sign_in_with(client, browser, "microsoft", "alice")) or ""
@@ -799,7 +799,7 @@ async def test_a_disabled_account_cannot_sign_in_through_its_provider(
     first = await sign_in_with(client, browser, "google", "alice")
     assert first.status_code == 302
     identity = await ExternalIdentity.get(provider="google")
-    await User.filter(id=identity.user_id).update(status=UserStatus.DISABLED)  # type: ignore[attr-defined]
+    await User.filter(id=identity.user_id).update(status=UserStatus.DISABLED)
     client.cookies.clear()
     await refused(await sign_in_with(client, browser, "google", "alice"), sessions_before=1)
 

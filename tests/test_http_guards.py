@@ -9,12 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tortoise import Tortoise
 
 import resolvers.consents
 from models import ConsentEntry, User
 from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
-from tests.helpers import ORIGIN, Api, StatementCounter, sign_in
+from tests.helpers import ORIGIN, Api, StatementCounter, sign_in, table_counts
 from web.middleware import MAX_BODY_BYTES
 
 EVIL_ORIGIN = "https://evil.example.net"
@@ -65,12 +64,6 @@ async def _post(
 
 def _query(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"query": query, "variables": variables or {}}
-
-
-async def _table_counts() -> dict[str, int]:
-    return {
-        model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()
-    }
 
 
 # --- CSRF: cookies authenticate only JSON POSTs from our own origin (item 20) ---------------
@@ -256,14 +249,14 @@ async def _refused_before_execution(
     operation_name: str | None = None,
 ) -> list[str]:
     """Send an anonymous document that would write if run; return the error messages."""
-    counts = await _table_counts()
+    counts = await table_counts()
     counter.statements.clear()
     payload: dict[str, Any] = _query(document, variables)
     if operation_name:
         payload["operationName"] = operation_name
     response = await _post(client, json=payload)
     assert counter.statements == [], "nothing may reach the database"
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
     body = response.json()
     assert response.status_code == 200
     assert body.get("data") is None
@@ -355,7 +348,7 @@ async def test_undefined_fragment_is_refused_without_a_crash(
 async def test_batched_array_body_is_refused(
     client: httpx.AsyncClient, demo: None, count_statements: StatementCounter
 ) -> None:
-    counts = await _table_counts()
+    counts = await table_counts()
     count_statements.statements.clear()
     batch = [
         _query(REGISTER, _registration("first@example.com")),
@@ -365,7 +358,7 @@ async def test_batched_array_body_is_refused(
     assert response.status_code == 400
     assert "RegisterSuccess" not in response.text
     assert count_statements.statements == []
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
 
 
 # --- no schema hints (item 19) ---------------------------------------------------------------

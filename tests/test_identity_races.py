@@ -6,14 +6,14 @@ import asyncio
 from datetime import date
 from typing import Any
 
-from auth.identities import MappingRefused
+from auth.identities import IdentityRecord, MappingRefused
 from auth.principal import Principal
 from models import ExternalIdentity, Role, User
 from resolvers import federated
 from resolvers.errors import NotAllowed
 
 
-def _record(subject: str) -> dict[str, Any]:
+def _record(subject: str) -> IdentityRecord:
     return {
         "provider": "acme",
         "issuer": "https://id.acme.example",

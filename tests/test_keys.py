@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -41,12 +37,11 @@ from models import (
 from models.crypto import DecryptionError, KeyPurpose, UnknownMasterKey
 from models.keys import DataKey, KeyRotation, KeyState
 from privacy import keys as key_management
-from tests.helpers import Api, StatementCounter, sign_in
+from tests.helpers import Api, StatementCounter, run_cli, sign_in, user_by_email
 from tests.test_query_counts import MAX_STATEMENTS, measure, seed_agent_tickets
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
-ROOT = Path(__file__).resolve().parent.parent
 CUSTOMER = "customer@example.com"
 CUSTOMER2 = "customer2@example.com"
 AGENT = "agent@example.com"
@@ -79,10 +74,6 @@ async def keyed(app: Any, app_settings: config.Settings) -> AsyncIterator[None]:
 @pytest.fixture
 async def desk(keyed: None, demo: None) -> None:
     """The demo data set, written after the deployment started."""
-
-
-async def person(email: str) -> User:
-    return await User.get(email_index=crypto.blind_index(email))
 
 
 def readable(value: str | None) -> str | None:
@@ -192,7 +183,7 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
 
 @pytest.mark.promise("P10")
 async def test_each_subject_has_a_data_key_of_its_own(desk: None) -> None:
-    carla, agent = await person(CUSTOMER), await person(AGENT)
+    carla, agent = await user_by_email(CUSTOMER), await user_by_email(AGENT)
     await add_personal_data(carla)
     records = await data_keys()
     by_id = {record.id: record for record in records}
@@ -211,7 +202,7 @@ async def test_each_subject_has_a_data_key_of_its_own(desk: None) -> None:
         assert subject_of[("tickets", str(ticket.id))] == carla.id
     assert subject_of[("tickets", str(guest.id))] == guest.id
     for message in await TicketMessage.filter(ticket__requester=carla):
-        author: UUID = message.author_id  # type: ignore[attr-defined]
+        author = message.author_id
         assert subject_of[("ticket_messages", str(message.id))] == author
     assert {
         subject_of[("ticket_messages", str(m.id))] for m in await TicketMessage.filter(ticket=guest)
@@ -246,7 +237,7 @@ async def test_a_key_made_in_a_rolled_back_transaction_never_seals_committed_dat
 
 
 async def test_bulk_writes_seal_under_each_subjects_key(desk: None) -> None:
-    carla, chris = await person(CUSTOMER), await person(CUSTOMER2)
+    carla, chris = await user_by_email(CUSTOMER), await user_by_email(CUSTOMER2)
     ticket = await Ticket.filter(requester=carla).first()
     assert ticket is not None
     messages = [
@@ -278,7 +269,7 @@ async def test_rotation_moves_every_value_to_a_new_key_and_the_old_keys_can_be_r
     desk: None, as_user: AsUser
 ) -> None:
     customer = await as_user(CUSTOMER)
-    await add_personal_data(await person(CUSTOMER))
+    await add_personal_data(await user_by_email(CUSTOMER))
     before = await plaintexts()
     first = await data_keys()
     old_ids = {record.id for record in first}
@@ -333,7 +324,7 @@ def stop_after_first_reencrypted_batch(step: key_management.Step) -> None:
 
 @pytest.mark.promise("P10")
 async def test_an_interrupted_rotation_continues_where_it_stopped(desk: None) -> None:
-    await add_personal_data(await person(CUSTOMER), consents=7)
+    await add_personal_data(await user_by_email(CUSTOMER), consents=7)
     before = await plaintexts()
     old_ids = {record.id for record in await data_keys()}
     rows = {(table, row_id) for table, _, row_id, _ in await raw_ciphertexts()}
@@ -374,7 +365,7 @@ async def test_an_interrupted_rotation_continues_where_it_stopped(desk: None) ->
 
 @pytest.mark.promise("P10")
 async def test_reads_while_rotating_keep_succeeding(desk: None, as_user: AsUser) -> None:
-    carla = await person(CUSTOMER)
+    carla = await user_by_email(CUSTOMER)
     for number in range(30):
         ticket = await Ticket.create(subject=f"Busy {number:02d}", requester=carla)
         await TicketMessage.create(ticket=ticket, author=carla, body=f"Body {number:02d}")
@@ -428,9 +419,9 @@ def test_previous_master_keys_come_from_the_environment() -> None:
 async def test_master_key_rotation_rewraps_every_key_and_the_old_master_key_can_go(
     desk: None, client: httpx.AsyncClient, app_settings: config.Settings
 ) -> None:
-    await add_personal_data(await person(CUSTOMER))
+    await add_personal_data(await user_by_email(CUSTOMER))
     before = await plaintexts()
-    email_index = (await person(CUSTOMER)).email_index
+    email_index = (await user_by_email(CUSTOMER)).email_index
     new_kek = crypto.MasterKey.from_bytes(NEW_MASTER).kek_id
     old_kek = crypto.MasterKey.from_bytes(app_settings.master_key).kek_id
     assert {str(kek) for kek in await DataKey.all().values_list("kek_id", flat=True)} == {old_kek}
@@ -460,34 +451,20 @@ async def test_rotate_keys_command_rewraps_and_rotates_with_progress(
     before = await plaintexts()
     old_ids = {record.id for record in await data_keys()}
     environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OCIS_", "DATABASE_URL", "REDIS_URL"))
-    }
-    environment |= {
         "DATABASE_URL": database_url,
         "OCIS_MASTER_KEY": b64(NEW_MASTER),
         "OCIS_PREVIOUS_MASTER_KEYS": b64(app_settings.master_key),
     }
 
     result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "server.py",
-            "rotate-keys",
-            "--batch-size",
-            "4",
-            "--settle-seconds",
-            "0",
-            "--delete-retired",
-        ],
-        cwd=ROOT,
+        run_cli,
+        "rotate-keys",
+        "--batch-size",
+        "4",
+        "--settle-seconds",
+        "0",
+        "--delete-retired",
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -509,7 +486,7 @@ async def test_rotate_keys_command_rewraps_and_rotates_with_progress(
 async def test_a_ciphertext_moved_to_another_subject_does_not_open(
     desk: None, is_postgres: bool, tampering: str
 ) -> None:
-    carla, chris = await person(CUSTOMER), await person(CUSTOMER2)
+    carla, chris = await user_by_email(CUSTOMER), await user_by_email(CUSTOMER2)
     hers = await Ticket.filter(requester=carla).order_by("created_at").first()
     his = await Ticket.filter(requester=chris).order_by("created_at").first()
     assert hers is not None
@@ -558,7 +535,7 @@ AGENT_PAGE = "{ tickets(first: 20) { edges { node { subject requester { name ema
 async def test_destroying_a_subjects_keys_makes_their_data_unreadable_and_no_one_elses(
     desk: None, as_user: AsUser, is_postgres: bool
 ) -> None:
-    carla, chris = await person(CUSTOMER), await person(CUSTOMER2)
+    carla, chris = await user_by_email(CUSTOMER), await user_by_email(CUSTOMER2)
     agent = await as_user(AGENT)
     await add_personal_data(carla)
     before = await plaintexts()
@@ -628,7 +605,7 @@ async def test_destroying_a_subjects_keys_makes_their_data_unreadable_and_no_one
 async def test_other_processes_stop_opening_a_destroyed_key_when_their_cache_expires(
     desk: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    carla = await person(CUSTOMER)
+    carla = await user_by_email(CUSTOMER)
     monkeypatch.setattr(keys, "CACHE_TTL_SECONDS", 1.0)
     keys.forget()
     assert (await User.get(id=carla.id)).name == "Carla Customer"
@@ -641,7 +618,7 @@ async def test_other_processes_stop_opening_a_destroyed_key_when_their_cache_exp
     await asyncio.sleep(1.1)
     shredded = await User.get(id=carla.id)
     assert (readable(shredded.name), readable(shredded.email)) == (None, None)
-    assert (await person(CUSTOMER2)).name == "Chris Customer"
+    assert (await user_by_email(CUSTOMER2)).name == "Chris Customer"
 
 
 # --- key loading cost ----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from jose.backends.cryptography_backend import CryptographyECKey
 import settings as config
 from auth import tokens
 from models import AuditEvent, SignInSession, User, crypto
-from tests.helpers import ORIGIN, sign_in
+from tests.helpers import ORIGIN, app_refresh, sign_in
 
 CLIENT_ID = "ocis-mobile"
 REDIRECT_URI = "ocis://auth/callback"
@@ -86,10 +86,6 @@ def _exchange_form(code: str, verifier: str) -> dict[str, str]:
 
 async def _token(mobile: httpx.AsyncClient, form: dict[str, str]) -> httpx.Response:
     return await mobile.post("/auth/token", data=form)
-
-
-async def _refresh(mobile: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
-    return await _token(mobile, {"grant_type": "refresh_token", "refresh_token": refresh_token})
 
 
 async def _sign_in(app: Any, mobile: httpx.AsyncClient, email: str = CUSTOMER) -> SignedIn:
@@ -198,7 +194,7 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(
     issued = first.json()
     _assert_invalid_grant(await _token(mobile, _exchange_form(code, verifier)))
     _assert_invalid_token(await _me(mobile, issued["access_token"]))
-    _assert_invalid_grant(await _refresh(mobile, issued["refresh_token"]))
+    _assert_invalid_grant(await app_refresh(mobile, issued["refresh_token"]))
     (event,) = await _audit("authorization_code.reuse")
     assert event.subject_id == await _user_id(CUSTOMER)
     assert event.entity == "RefreshTokenFamily"
@@ -471,7 +467,7 @@ async def test_the_access_token_of_a_revoked_family_stops_at_once(
     assert await _me_email(mobile, signed_in.access_token) == CUSTOMER
     assert await tokens.revoke_family(app.state.store, signed_in.family_id) is True
     _assert_invalid_token(await _me(mobile, signed_in.access_token))
-    _assert_invalid_grant(await _refresh(mobile, signed_in.refresh_token))
+    _assert_invalid_grant(await app_refresh(mobile, signed_in.refresh_token))
     assert await tokens.revoke_family(app.state.store, signed_in.family_id) is False
 
 
@@ -527,7 +523,7 @@ async def test_a_refresh_rotates_the_token_within_its_family(
     app: Any, mobile: httpx.AsyncClient, demo: None
 ) -> None:
     signed_in = await _sign_in(app, mobile)
-    response = await _refresh(mobile, signed_in.refresh_token)
+    response = await app_refresh(mobile, signed_in.refresh_token)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "Bearer"
@@ -537,7 +533,7 @@ async def test_a_refresh_rotates_the_token_within_its_family(
     assert claims["sid"] == signed_in.family_id
     assert claims["jti"] != jwt.get_unverified_claims(signed_in.access_token)["jti"]
     assert await _me_email(mobile, body["access_token"]) == CUSTOMER
-    again = await _refresh(mobile, body["refresh_token"])
+    again = await app_refresh(mobile, body["refresh_token"])
     assert again.status_code == 200
     assert await _audit("refresh_token.reuse") == []
 
@@ -558,18 +554,18 @@ async def test_a_refresh_token_used_twice_revokes_its_family_newest_child_too(
 ) -> None:
     signed_in = await _sign_in(app, mobile)
     stolen = signed_in.refresh_token
-    first = await _refresh(mobile, stolen)
+    first = await app_refresh(mobile, stolen)
     assert first.status_code == 200
     newest = first.json()
     for _ in range(rotations_after):
-        step = await _refresh(mobile, newest["refresh_token"])
+        step = await app_refresh(mobile, newest["refresh_token"])
         assert step.status_code == 200
         newest = step.json()
     other = await _sign_in(app, mobile)  # another device of the same person
 
-    _assert_invalid_grant(await _refresh(mobile, stolen))
+    _assert_invalid_grant(await app_refresh(mobile, stolen))
 
-    _assert_invalid_grant(await _refresh(mobile, newest["refresh_token"]))
+    _assert_invalid_grant(await app_refresh(mobile, newest["refresh_token"]))
     _assert_invalid_token(await _me(mobile, newest["access_token"]))
     (event,) = await _audit("refresh_token.reuse")
     assert event.subject_id == signed_in.user_id
@@ -578,9 +574,9 @@ async def test_a_refresh_token_used_twice_revokes_its_family_newest_child_too(
     assert event.field_names == []
     # The other sign-in is another family and keeps working.
     assert await _me_email(mobile, other.access_token) == CUSTOMER
-    assert (await _refresh(mobile, other.refresh_token)).status_code == 200
+    assert (await app_refresh(mobile, other.refresh_token)).status_code == 200
     # Presenting the dead token again is refused without a second revocation record.
-    _assert_invalid_grant(await _refresh(mobile, stolen))
+    _assert_invalid_grant(await app_refresh(mobile, stolen))
     assert len(await _audit("refresh_token.reuse")) == 1
 
 
@@ -590,7 +586,7 @@ async def test_parallel_refreshes_with_one_token_yield_exactly_one_valid_child(
     signed_in = await _sign_in(app, mobile)
     current = signed_in.refresh_token
     for _ in range(5):
-        answers = await asyncio.gather(_refresh(mobile, current), _refresh(mobile, current))
+        answers = await asyncio.gather(app_refresh(mobile, current), app_refresh(mobile, current))
         winners = [answer for answer in answers if answer.status_code == 200]
         losers = [answer for answer in answers if answer.status_code != 200]
         assert len(winners) == 1, [answer.text for answer in answers]
@@ -599,7 +595,7 @@ async def test_parallel_refreshes_with_one_token_yield_exactly_one_valid_child(
         # The race loser is refused, but the winner's child stays valid.
         assert await _me_email(mobile, child["access_token"]) == CUSTOMER
         current = child["refresh_token"]
-    assert (await _refresh(mobile, current)).status_code == 200
+    assert (await app_refresh(mobile, current)).status_code == 200
     assert await _audit("refresh_token.reuse") == []
 
 
@@ -646,7 +642,7 @@ async def test_revoke_all_for_user_kills_every_family_of_that_person_only(
 ) -> None:
     phone = await _sign_in(app, mobile)
     tablet = await _sign_in(app, mobile)
-    rotated = (await _refresh(mobile, tablet.refresh_token)).json()
+    rotated = (await app_refresh(mobile, tablet.refresh_token)).json()
     neighbour = await _sign_in(app, mobile, "customer2@example.com")
 
     assert await tokens.revoke_all_for_user(app.state.store, phone.user_id) == 2
@@ -654,7 +650,7 @@ async def test_revoke_all_for_user_kills_every_family_of_that_person_only(
     for access_token in (phone.access_token, tablet.access_token, rotated["access_token"]):
         _assert_invalid_token(await _me(mobile, access_token))
     for refresh_token in (phone.refresh_token, rotated["refresh_token"]):
-        _assert_invalid_grant(await _refresh(mobile, refresh_token))
+        _assert_invalid_grant(await app_refresh(mobile, refresh_token))
     assert await _me_email(mobile, neighbour.access_token) == "customer2@example.com"
     assert await tokens.revoke_all_for_user(app.state.store, phone.user_id) == 0
     # Signing in again after "sign out everywhere" starts a fresh, working family.
@@ -667,7 +663,7 @@ async def test_the_store_holds_no_raw_code_or_token(
 ) -> None:
     code, verifier = await _code(app)
     issued = (await _token(mobile, _exchange_form(code, verifier))).json()
-    child = (await _refresh(mobile, issued["refresh_token"])).json()
+    child = (await app_refresh(mobile, issued["refresh_token"])).json()
     secrets_seen = [code, issued["refresh_token"], child["refresh_token"]]
     store = app.state.store
     dumped: list[str] = []
@@ -697,7 +693,7 @@ async def test_the_app_signs_out_with_its_access_token_and_only_that_sign_in_end
     assert response.status_code == 204
     assert response.headers["cache-control"] == "no-store"
     _assert_invalid_token(await _me(mobile, phone.access_token))
-    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    _assert_invalid_grant(await app_refresh(mobile, phone.refresh_token))
     assert await _me_email(mobile, tablet.access_token) == CUSTOMER
     # Both app sign-ins are on record (P04); the ended one says so.
     records = await SignInSession.filter(method="app:code").order_by("created_at")
@@ -713,7 +709,7 @@ async def test_the_app_signs_out_with_its_refresh_token_once_the_access_token_ex
     sent = {"data": body} if encoding == "form" else {"json": body}
     response = await mobile.post("/auth/logout", **sent)  # type: ignore[arg-type]
     assert response.status_code == 204
-    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    _assert_invalid_grant(await app_refresh(mobile, phone.refresh_token))
     _assert_invalid_token(await _me(mobile, phone.access_token))
     assert not await tokens.revoke_family(app.state.store, phone.family_id)
 
@@ -730,7 +726,7 @@ async def test_an_unknown_or_forged_token_signs_nothing_out_and_says_nothing(
         response = await mobile.post("/auth/logout", **attempt)  # type: ignore[arg-type]
         assert response.status_code == 204
     assert await _me_email(mobile, phone.access_token) == CUSTOMER
-    assert (await _refresh(mobile, phone.refresh_token)).status_code == 200
+    assert (await app_refresh(mobile, phone.refresh_token)).status_code == 200
 
 
 async def test_an_expired_access_token_still_signs_its_own_app_sign_in_out(
@@ -744,7 +740,7 @@ async def test_an_expired_access_token_still_signs_its_own_app_sign_in_out(
     _assert_invalid_token(await _me(mobile, expired))
     response = await mobile.post("/auth/logout", headers={"authorization": f"Bearer {expired}"})
     assert response.status_code == 204
-    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    _assert_invalid_grant(await app_refresh(mobile, phone.refresh_token))
 
 
 async def test_a_refresh_token_beside_a_stale_bearer_header_is_honoured(
@@ -757,4 +753,4 @@ async def test_a_refresh_token_beside_a_stale_bearer_header_is_honoured(
         data={"refresh_token": phone.refresh_token},
     )
     assert response.status_code == 204
-    _assert_invalid_grant(await _refresh(mobile, phone.refresh_token))
+    _assert_invalid_grant(await app_refresh(mobile, phone.refresh_token))

@@ -23,7 +23,7 @@ from models import (
     crypto,
 )
 from schema.types import to_global_id
-from tests.helpers import Api
+from tests.helpers import Api, user_by_email
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
@@ -61,12 +61,8 @@ query ($id: ID!) {
 USERS = "{ users(first: 50) { edges { node { id name email } } } }"
 
 
-async def person(email: str) -> User:
-    return await User.get(email_index=crypto.blind_index(email))
-
-
 async def user_gid(email: str) -> str:
-    return str(to_global_id("User", (await person(email)).id))
+    return str(to_global_id("User", (await user_by_email(email)).id))
 
 
 async def ticket_gid(subject: str) -> str:
@@ -386,7 +382,7 @@ async def test_directory_is_refused_without_the_directory_scope(
 
 
 async def _give_customer_private_data() -> User:
-    customer = await person(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     customer.date_of_birth = "1987-06-05"
     await customer.save(update_fields=["date_of_birth"])
     await PaymentMethod.create(

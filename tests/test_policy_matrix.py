@@ -555,7 +555,7 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
         principal = Principal.for_user(
             user.id,
             parse_roles(user.roles),
-            user.team_id,  # type: ignore[attr-defined]
+            user.team_id,
             session_id=session.sign_in.id,
         )
         world.viewers[key] = Viewer(key, principal, Api(client, session.token))
@@ -616,7 +616,7 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
             Principal.for_user(
                 users[actor].id,
                 parse_roles(users[actor].roles),
-                users[actor].team_id,  # type: ignore[attr-defined]
+                users[actor].team_id,
                 request_id=world.canary(),
             ),
             action=world.canary(),

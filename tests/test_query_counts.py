@@ -7,8 +7,8 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import Role, Team, Ticket, TicketMessage, User, crypto
-from tests.helpers import Api, StatementCounter
+from models import Role, Team, Ticket, TicketMessage, User
+from tests.helpers import Api, StatementCounter, user_by_email
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
@@ -31,13 +31,9 @@ query ($first: Int!) {
 """
 
 
-async def _user(email: str) -> User:
-    return await User.get(email_index=crypto.blind_index(email))
-
-
 async def seed_agent_tickets() -> None:
     """Fifty customers, one ticket each, assigned to agent@, three public messages each."""
-    agent = await _user(AGENT)
+    agent = await user_by_email(AGENT)
     team = await Team.get(name="Support")
     async with in_transaction():
         for n in range(ROWS):
@@ -53,8 +49,8 @@ async def seed_agent_tickets() -> None:
 
 async def seed_customer_tickets() -> None:
     """Fifty tickets of customer@, assigned to agent@, three replies and one internal note."""
-    agent = await _user(AGENT)
-    customer = await _user(CUSTOMER)
+    agent = await user_by_email(AGENT)
+    customer = await user_by_email(CUSTOMER)
     team = await Team.get(name="Support")
     async with in_transaction():
         for n in range(ROWS):

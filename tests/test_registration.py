@@ -8,10 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tortoise import Tortoise
 
 from models import AuditEvent, Role, User, UserStatus, crypto
-from tests.helpers import Api
+from tests.helpers import Api, database_rows, table_counts
 
 REGISTER = """
 mutation Register($input: RegisterInput!) {
@@ -56,23 +55,6 @@ async def _register(client: httpx.AsyncClient, **overrides: Any) -> dict[str, An
     assert "errors" not in body, body
     result: dict[str, Any] = body["data"]["register"]
     return result
-
-
-async def _table_counts() -> dict[str, int]:
-    return {
-        model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()
-    }
-
-
-async def _dump() -> str:
-    """Every row of every table, as the database holds it."""
-    connection = Tortoise.get_connection("default")
-    rows: list[str] = []
-    for model in Tortoise.apps["ocis"].values():
-        table = model._meta.db_table
-        result = await connection.execute_query_dict(f'SELECT * FROM "{table}"')  # noqa: S608
-        rows.extend(repr(row) for row in result)
-    return "\n".join(rows)
 
 
 # --- success ---------------------------------------------------------------------------------
@@ -193,7 +175,7 @@ async def test_under_sixteen_is_refused_and_nothing_is_stored(
     birth: date,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    counts = await _table_counts()
+    counts = await table_counts()
     email = "young.teen@example.com"
     name = "Tilly Teenager"
     phone = "+44 20 7946 0999"
@@ -207,10 +189,10 @@ async def test_under_sixteen_is_refused_and_nothing_is_stored(
         "message": "OCIS is not for anyone under 16.",
         "code": "AGE_REQUIREMENT_NOT_MET",
     }
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
     assert not await User.exists(email_index=crypto.blind_index(email))
     assert await AuditEvent.filter(action="account.create").count() == 0
-    dump = await _dump()
+    dump = await database_rows()
     for value in (email, name, phone, crypto.blind_index(email)):
         assert value not in dump
     keys = [key async for key in app.state.store.scan_iter(match="*")]
@@ -223,12 +205,12 @@ async def test_under_sixteen_is_refused_and_nothing_is_stored(
 
 @pytest.mark.promise("P29")
 async def test_age_is_checked_before_anything_else(client: httpx.AsyncClient) -> None:
-    counts = await _table_counts()
+    counts = await table_counts()
     result = await _register(
         client, email="not-an-email", dateOfBirth=_years_before(_today(), 12).isoformat()
     )
     assert result["__typename"] == "AgeRequirementError"
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
 
 
 # --- invalid input changes nothing -----------------------------------------------------------
@@ -259,17 +241,17 @@ async def test_age_is_checked_before_anything_else(client: httpx.AsyncClient) ->
 async def test_invalid_input_names_the_field_and_changes_nothing(
     client: httpx.AsyncClient, overrides: dict[str, Any], field: str
 ) -> None:
-    counts = await _table_counts()
+    counts = await table_counts()
     result = await _register(client, **overrides)
     assert result["__typename"] == "InvalidInputError"
     assert result["code"] == "INVALID_INPUT"
     assert result["field"] == field
     assert result["message"]
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
 
 
 async def test_a_future_birth_date_is_invalid(client: httpx.AsyncClient) -> None:
-    counts = await _table_counts()
+    counts = await table_counts()
     tomorrow = _today() + timedelta(days=1)
     result = await _register(client, dateOfBirth=tomorrow.isoformat())
     assert result == {
@@ -278,7 +260,7 @@ async def test_a_future_birth_date_is_invalid(client: httpx.AsyncClient) -> None
         "code": "INVALID_INPUT",
         "field": "dateOfBirth",
     }
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
 
 
 @pytest.mark.parametrize(
@@ -293,7 +275,7 @@ async def test_a_registered_email_in_any_case_or_spacing_is_refused(
     client: httpx.AsyncClient, duplicate: str
 ) -> None:
     assert (await _register(client))["__typename"] == "RegisterSuccess"
-    counts = await _table_counts()
+    counts = await table_counts()
     result = await _register(client, email=duplicate, name="Someone Else", phone=None)
     assert result == {
         "__typename": "InvalidInputError",
@@ -301,17 +283,17 @@ async def test_a_registered_email_in_any_case_or_spacing_is_refused(
         "code": "INVALID_INPUT",
         "field": "email",
     }
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
     user = await User.get(email_index=crypto.blind_index(duplicate))
     assert user.name == "Rosa Registrant"
 
 
 async def test_a_taken_username_is_refused(client: httpx.AsyncClient) -> None:
     assert (await _register(client, username="rosa_r"))["__typename"] == "RegisterSuccess"
-    counts = await _table_counts()
+    counts = await table_counts()
     result = await _register(client, email="other@example.com", username="ROSA_R")
     assert (result["__typename"], result["field"]) == ("InvalidInputError", "username")
-    assert await _table_counts() == counts
+    assert await table_counts() == counts
 
 
 @pytest.mark.parametrize(
@@ -325,7 +307,7 @@ async def test_a_taken_username_is_refused(client: httpx.AsyncClient) -> None:
 async def test_a_mistyped_variable_is_a_client_error_not_an_internal_one(
     client: httpx.AsyncClient, overrides: dict[str, Any], field: str
 ) -> None:
-    counts = await _table_counts()
+    counts = await table_counts()
     body = await Api(client).gql(REGISTER, {"input": _input(**overrides)})
     assert body["data"] is None
     assert len(body["errors"]) == 1
@@ -333,4 +315,4 @@ async def test_a_mistyped_variable_is_a_client_error_not_an_internal_one(
     assert error["message"] != "Unexpected error."
     assert error.get("extensions", {}).get("code") != "INTERNAL_SERVER_ERROR"
     assert field in error["message"]
-    assert await _table_counts() == counts
+    assert await table_counts() == counts

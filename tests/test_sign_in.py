@@ -17,7 +17,7 @@ import auth.passwords
 import settings as config
 from models import SignInSession, User, crypto
 from server import create_app
-from tests.helpers import DEMO_PASSWORD, Api, https_settings, sign_in
+from tests.helpers import DEMO_PASSWORD, Api, database_rows, https_settings, sign_in
 
 CUSTOMER = "customer@example.com"
 HTTPS_ORIGIN = "https://ocis.example.com"
@@ -59,17 +59,6 @@ async def _me_email(client: httpx.AsyncClient, cookie: str) -> str | None:
     body = await Api(client, cookie).gql("{ me { email } }")
     me = body["data"]["me"]
     return None if me is None else str(me["email"])
-
-
-async def _dump() -> str:
-    """Every row of every table, as the database holds it."""
-    connection = Tortoise.get_connection("default")
-    rows: list[str] = []
-    for model in Tortoise.apps["ocis"].values():
-        table = model._meta.db_table
-        result = await connection.execute_query_dict(f'SELECT * FROM "{table}"')  # noqa: S608
-        rows.extend(repr(row) for row in result)
-    return "\n".join(rows)
 
 
 async def _store_entries(app: Any) -> list[tuple[str, str]]:
@@ -426,7 +415,7 @@ async def test_raw_session_ids_never_reach_the_store_or_the_database(
 ) -> None:
     tokens = [await sign_in(client, CUSTOMER), await sign_in(client, "agent@example.com")]
     entries = await _store_entries(app)
-    dump = await _dump()
+    dump = await database_rows()
     hashes = {row.token_hash for row in await SignInSession.all()}
     assert hashes == {hashlib.sha256(token.encode()).hexdigest() for token in tokens}
     for token in tokens:
@@ -438,7 +427,7 @@ async def test_raw_session_ids_never_reach_the_store_or_the_database(
 
     client.cookies.clear()
     await client.post("/auth/logout", json={}, headers={"cookie": f"ocis_session={tokens[0]}"})
-    assert tokens[0] not in await _dump()
+    assert tokens[0] not in await database_rows()
     assert all(tokens[0] not in key + value for key, value in await _store_entries(app))
 
 
@@ -481,7 +470,7 @@ async def test_passwords_are_stored_only_as_argon2id_hashes(
     ).password_hash
     assert registered is not None
     assert hasher.verify(registered, password)
-    dump = await _dump()
+    dump = await database_rows()
     assert password not in dump
     assert DEMO_PASSWORD not in dump
 

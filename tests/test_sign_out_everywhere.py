@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from models import AuditEvent, Notice, SignInSession, User, UserStatus, crypto
+from models import AuditEvent, Notice, SignInSession, User, UserStatus
 from schema.types import to_global_id
-from tests.helpers import Api, app_code_exchange, sign_in
+from tests.helpers import Api, app_code_exchange, app_refresh, sign_in, user_by_email
 
 CUSTOMER = "customer@example.com"
 OTHER = "customer2@example.com"
@@ -28,10 +28,6 @@ ENABLE = """mutation($id: ID!) { enableAccount(userId: $id) {
 NOTICES = "{ myNotices { id kind subject body readAt emailedAt } }"
 
 
-async def _user(email: str) -> User:
-    return await User.get(email_index=crypto.blind_index(email))
-
-
 async def _email_of(api: Api) -> str | None:
     body = await api.gql(ME)
     me = body["data"]["me"]
@@ -40,7 +36,7 @@ async def _email_of(api: Api) -> str | None:
 
 async def _exchange(app: Any, client: httpx.AsyncClient, email: str) -> httpx.Response:
     """The mobile app's code exchange (PKCE) for a code the sign-in flow issued."""
-    form = await app_code_exchange(app.state.store, (await _user(email)).id)
+    form = await app_code_exchange(app.state.store, (await user_by_email(email)).id)
     return await client.post("/auth/token", data=form)
 
 
@@ -57,12 +53,6 @@ async def _bearer_me(client: httpx.AsyncClient, access_token: str) -> httpx.Resp
         "/graphql",
         json={"query": ME},
         headers={"authorization": f"Bearer {access_token}", "origin": ""},
-    )
-
-
-async def _refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
-    return await client.post(
-        "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
     )
 
 
@@ -86,15 +76,15 @@ async def test_signing_out_everywhere_ends_every_session_and_app_sign_in_of_that
     assert await _email_of(laptop) is None
     assert await _email_of(phone_browser) is None
     assert (await _bearer_me(client, grant["access_token"])).status_code == 401
-    refused = await _refresh(client, grant["refresh_token"])
+    refused = await app_refresh(client, grant["refresh_token"])
     assert refused.status_code == 400
     assert refused.json() == {"error": "invalid_grant"}
-    customer = await _user(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     assert not await SignInSession.filter(user_id=customer.id, revoked_at__isnull=True).exists()
     # Someone else's sign-ins are untouched.
     assert await _email_of(bystander) == OTHER
     assert (await _bearer_me(client, bystander_grant["access_token"])).status_code == 200
-    assert (await _refresh(client, bystander_grant["refresh_token"])).status_code == 200
+    assert (await app_refresh(client, bystander_grant["refresh_token"])).status_code == 200
 
     event = await AuditEvent.get(action="account.sign_out_everywhere")
     assert event.subject_id == customer.id
@@ -108,7 +98,7 @@ async def test_signing_out_everywhere_ends_every_session_and_app_sign_in_of_that
 async def test_a_sign_in_code_issued_before_signing_out_everywhere_buys_nothing(
     app: Any, client: httpx.AsyncClient, demo: None
 ) -> None:
-    form = await app_code_exchange(app.state.store, (await _user(CUSTOMER)).id)
+    form = await app_code_exchange(app.state.store, (await user_by_email(CUSTOMER)).id)
     laptop = Api(client, await sign_in(client, CUSTOMER))
     await laptop.gql(SIGN_OUT_EVERYWHERE)
     response = await client.post("/auth/token", data=form)
@@ -121,7 +111,7 @@ async def test_a_sign_in_code_issued_before_signing_out_everywhere_buys_nothing(
 async def test_an_administrator_disables_an_account_at_once_and_can_enable_it_again(
     app: Any, client: httpx.AsyncClient, demo: None
 ) -> None:
-    customer = await _user(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     session = Api(client, await sign_in(client, CUSTOMER))
     grant = await _app_sign_in(app, client, CUSTOMER)
     admin = Api(client, await sign_in(client, ADMIN))
@@ -137,7 +127,7 @@ async def test_an_administrator_disables_an_account_at_once_and_can_enable_it_ag
     assert (await User.get(id=customer.id)).status == UserStatus.DISABLED
     assert await _email_of(session) is None
     assert (await _bearer_me(client, grant["access_token"])).status_code == 401
-    assert (await _refresh(client, grant["refresh_token"])).status_code == 400
+    assert (await app_refresh(client, grant["refresh_token"])).status_code == 400
     # Only the right password learns that the account is disabled.
     client.cookies.clear()
     right = await client.post("/auth/password", json={"email": CUSTOMER, "password": "ocis-demo"})
@@ -173,14 +163,14 @@ async def test_an_administrator_disables_an_account_at_once_and_can_enable_it_ag
 async def test_only_an_administrator_disables_and_never_their_own_account(
     client: httpx.AsyncClient, demo: None
 ) -> None:
-    customer = await _user(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     target = to_global_id("User", customer.id)
     for email in ("agent@example.com", "privacy@example.com", OTHER, CUSTOMER):
         api = Api(client, await sign_in(client, email))
         body = await api.gql(DISABLE, {"id": target})
         assert body["data"]["disableAccount"]["__typename"] == "ForbiddenError", email
     assert (await User.get(id=customer.id)).status == UserStatus.ACTIVE
-    admin = await _user(ADMIN)
+    admin = await user_by_email(ADMIN)
     api = Api(client, await sign_in(client, ADMIN))
     own = await api.gql(DISABLE, {"id": to_global_id("User", admin.id)})
     assert own["data"]["disableAccount"]["__typename"] == "InvalidInputError"
@@ -220,7 +210,7 @@ async def test_notices_are_the_callers_own_and_only_they_mark_them_read(
 
 
 async def test_a_restricted_account_still_signs_in(client: httpx.AsyncClient, demo: None) -> None:
-    customer = await _user(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     await User.filter(id=customer.id).update(status=UserStatus.RESTRICTED)
     api = Api(client, await sign_in(client, CUSTOMER))
     assert await _email_of(api) == CUSTOMER
@@ -229,7 +219,7 @@ async def test_a_restricted_account_still_signs_in(client: httpx.AsyncClient, de
 async def test_a_restricted_account_disabled_and_enabled_again_stays_restricted(
     client: httpx.AsyncClient, demo: None
 ) -> None:
-    customer = await _user(CUSTOMER)
+    customer = await user_by_email(CUSTOMER)
     await User.filter(id=customer.id).update(status=UserStatus.RESTRICTED)
     admin = Api(client, await sign_in(client, ADMIN))
     target = to_global_id("User", customer.id)

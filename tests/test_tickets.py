@@ -379,7 +379,7 @@ async def test_team_lead_assigns_a_ticket_to_another_agent(as_user: AsUser) -> N
     assert answer["ticket"]["status"] == "SOLVED"
 
     stored = await ticket_by_subject(subject)
-    assert stored.assignee_id == (await User.get(email_index=crypto.blind_index(AGENT2))).id  # type: ignore[attr-defined]
+    assert stored.assignee_id == (await User.get(email_index=crypto.blind_index(AGENT2))).id
     assert subject in await subjects(agent2)
     assert await subjects(agent2, {"assigneeId": await user_id(AGENT2)}) == [subject]
 
@@ -392,7 +392,7 @@ async def test_agent_without_assign_scope_cannot_assign(as_user: AsUser) -> None
     )
     assert payload(result, "assignTicket")["__typename"] == "ForbiddenError"
     assert payload(result, "assignTicket")["code"] == "FORBIDDEN"
-    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None  # type: ignore[attr-defined]
+    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None
 
 
 async def test_tickets_cannot_be_assigned_to_a_customer(as_user: AsUser) -> None:
@@ -404,7 +404,7 @@ async def test_tickets_cannot_be_assigned_to_a_customer(as_user: AsUser) -> None
     answer = payload(result, "assignTicket")
     assert answer["__typename"] == "InvalidInputError"
     assert answer["field"] == "assigneeId"
-    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None  # type: ignore[attr-defined]
+    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None
 
 
 @pytest.mark.parametrize(
@@ -431,7 +431,7 @@ async def test_assign_refuses_malformed_ids(
     assert answer["__typename"] == "InvalidInputError"
     assert answer["code"] == "INVALID_INPUT"
     assert answer["field"] == field
-    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None  # type: ignore[attr-defined]
+    assert (await ticket_by_subject("How do I export my data?")).assignee_id is None
 
 
 # Status changes

@@ -25,10 +25,9 @@ from redis.asyncio import Redis
 import settings as config
 from models import SignInSession, User, crypto
 from schema.types import to_global_id
-from tests.helpers import ORIGIN
+from tests.helpers import ORIGIN, ROOT, subprocess_environment
 from tests.smtp_server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 # The Redis database these processes share on the embedded leg (they empty its ocis: keys).
 EMBEDDED_LEG_REDIS = os.environ.get("OCIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CUSTOMER = "customer@example.com"
@@ -74,12 +73,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def server_process(settings: config.Settings, redis_url: str, log: Path) -> Iterator[str]:
     """Serve the app in a process of its own until the block ends; yield its base URL."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
-    }
-    environment.update(
+    environment = subprocess_environment(
         DATABASE_URL=settings.database_url,
         REDIS_URL=redis_url,
         OCIS_MASTER_KEY=base64.b64encode(settings.master_key).decode(),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from auth import rate_limit
 from auth.oidc import TRANSACTION_TTL, Gateway
-from auth.redirects import mobile_intent, same_origin_path
+from auth.redirects import Intent, mobile_intent, same_origin_path
 from auth.sessions import resolve_session
 from web import cookies
 from web.bodies import read_params
@@ -39,7 +38,7 @@ async def provider_login(request: Request) -> Response:
         params = await read_params(request) or {}
     elif params.get("link") == "1":
         return error("Start linking with a POST from the OCIS site.", 405)
-    intent: dict[str, Any] = {"client": "web", "next": same_origin_path(params.get("next"))}
+    intent: Intent = {"client": "web", "next": same_origin_path(params.get("next"))}
     link_token = params.get("linkToken")
     if link_token and len(link_token) <= 128:
         # Signing in here through a provider already linked proves control of the account
@@ -54,7 +53,10 @@ async def provider_login(request: Request) -> Response:
         mobile = mobile_intent(params)
         if mobile is None:
             return error("Unknown mobile client or redirect.", 400)
-        intent.update(mobile)
+        intent["client"] = mobile["client"]
+        intent["client_id"] = mobile["client_id"]
+        intent["redirect_uri"] = mobile["redirect_uri"]
+        intent["code_challenge"] = mobile["code_challenge"]
     redirect_uri = f"{settings.public_url}/auth/callback/{provider.name}"
     url, binding = await gateway.begin(provider, redirect_uri=redirect_uri, intent=intent)
     response: Response = (

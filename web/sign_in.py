@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from auth import rate_limit, tokens
 from auth.csrf import origin_allowed
 from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
+from auth.redirects import Intent
 from auth.sessions import end_session, start_session
 from models import User
 from resolvers import sign_in
@@ -70,9 +71,7 @@ async def password_sign_in(request: Request) -> Response:
     return response
 
 
-async def finish_sign_in(
-    request: Request, user: User, intent: dict[str, Any], method: str
-) -> Response:
+async def finish_sign_in(request: Request, user: User, intent: Intent, method: str) -> Response:
     """A provider sign-in ends in a session (web) or a one-time code for the app (mobile)."""
     settings, store = settings_of(request), store_of(request)
     if intent.get("client") == "mobile":

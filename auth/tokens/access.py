@@ -174,6 +174,6 @@ async def authenticate_bearer(
     return Principal.for_user(
         user.id,
         parse_roles(user.roles),
-        user.team_id,  # type: ignore[attr-defined]
+        user.team_id,
         request_id=request_id,
     )
