@@ -13,7 +13,7 @@ from tortoise import Tortoise
 
 from models import AuditEvent, ConsentEntry, PrivacyRequest, User, crypto
 from privacy import audit
-from schema.types import from_global_id
+from schema.relay import from_global_id
 from tests.helpers import Api
 
 AsUser = Callable[[str | None], Awaitable[Api]]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from models import AuditEvent, Notice, SignInSession, User, UserStatus, crypto
-from schema.types import to_global_id
+from schema.relay import to_global_id
 from tests.helpers import Api, app_code_exchange, sign_in
 
 CUSTOMER = "customer@example.com"
