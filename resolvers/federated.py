@@ -17,23 +17,22 @@ from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from auth import scoping
 from auth.identities import (
-    MINIMUM_AGE,
     Mapped,
     MappingRefused,
     TooYoung,
-    age_on,
     identity_record,
     parse_birthdate,
     remember,
 )
 from auth.oidc import VerifiedIdentity
 from auth.principal import Principal
-from auth.scopes import Scope
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
 from resolvers import validation
-from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from resolvers.errors import InvalidInput, NotAllowed, NotFound
+from resolvers.users import require_user
 
 
 def _usable_email(claim: str | None) -> str | None:
@@ -157,8 +156,8 @@ async def create_account(actor: Principal, record: dict[str, Any], birth: date) 
     """A new customer account for a first federated sign-in (16 or over only, P29)."""
     today = datetime.now(UTC).date()
     validation.date_of_birth(birth, today)
-    if age_on(birth, today) < MINIMUM_AGE:
-        raise TooYoung("OCIS is not for anyone under 16")
+    if not validation.old_enough(birth, today):
+        raise TooYoung(f"OCIS is not for anyone under {validation.MINIMUM_AGE}")
     email = record["email"]
     # The email is indexed for lookups only when the provider vouches for it and no
     # account holds it; otherwise this is a separate account that email cannot reach.
@@ -227,14 +226,10 @@ async def load_identities(
     principal: Principal, user_ids: list[UUID]
 ) -> list[list[ExternalIdentity]]:
     """Batch: linked identities per account, for the account itself or an administrator."""
-    visible = [
-        ident
-        for ident in user_ids
-        if ident == principal.user_id or principal.has(Scope.USERS_PERSONAL_DATA)
-    ]
     grouped: dict[UUID, list[ExternalIdentity]] = {ident: [] for ident in user_ids}
-    if visible:
-        rows = await ExternalIdentity.filter(user_id__in=visible).order_by("linked_at")
+    if user_ids:
+        readable = scoping.readable_identities(principal)
+        rows = await readable.filter(user_id__in=user_ids).order_by("linked_at")
         for row in rows:
             grouped[row.user_id].append(row)  # type: ignore[attr-defined]
     return [grouped[ident] for ident in user_ids]
@@ -242,21 +237,16 @@ async def load_identities(
 
 async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
     """Remove one of one's own identities, never the last way to sign in."""
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
+    user_id = require_user(principal)
     async with in_transaction():
-        identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=principal.user_id)
+        identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=user_id)
         if identity is None:
             raise NotFound("No such linked identity.", field="id")
         # Lock the account row: two unlinks at once must not both see "one other way in".
-        user = await User.select_for_update().get(id=principal.user_id)
-        others = (
-            await ExternalIdentity.filter(user_id=principal.user_id).exclude(id=identity_id).count()
-        )
+        user = await User.select_for_update().get(id=user_id)
+        others = await ExternalIdentity.filter(user_id=user_id).exclude(id=identity_id).count()
         if others == 0 and not user.password_hash:
             raise NotAllowed("This is your only way to sign in; add another first.")
         await identity.delete()
-        await _audit(principal, "identity.unlink", principal.user_id, identity.provider)
-        await notices.notify(
-            principal.user_id, "identity.unlinked", provider=_label(identity.provider)
-        )
+        await _audit(principal, "identity.unlink", user_id, identity.provider)
+        await notices.notify(user_id, "identity.unlinked", provider=_label(identity.provider))

@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 
 from auth import scoping
 from auth.principal import Principal
-from auth.scopes import STAFF_ROLES, Scope
+from auth.scopes import Scope, is_staff_account
 from models import (
     Channel,
     Team,
@@ -170,8 +170,7 @@ async def assign_ticket(
         assignee = await User.get_or_none(id=assignee_id, status=UserStatus.ACTIVE).only(
             "id", "roles", "team_id"
         )
-        workers = {role.value for role in STAFF_ROLES}
-        if assignee is None or not workers.intersection(assignee.roles):
+        if assignee is None or not is_staff_account(assignee.roles):
             raise InvalidInput("Assign tickets to an active staff member.", field="assigneeId")
     async with in_transaction():
         ticket = (

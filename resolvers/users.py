@@ -41,7 +41,7 @@ async def register(principal: Principal, form: Registration, today: date | None 
     """Open a customer account; anyone under 16 is refused and nothing about them is kept."""
     today = today or datetime.now(UTC).date()
     birth = validation.date_of_birth(form.date_of_birth, today)
-    if validation.age_on(birth, today) < validation.MINIMUM_AGE:
+    if not validation.old_enough(birth, today):
         raise AgeRequirementNotMet(
             f"OCIS is not for anyone under {validation.MINIMUM_AGE}.", field="dateOfBirth"
         )
