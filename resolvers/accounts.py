@@ -20,6 +20,7 @@ from auth.scopes import Scope
 from auth.sessions import end_all_sessions
 from models import Notice, User, UserStatus
 from privacy import audit, notices
+from privacy.audit_actions import AuditAction
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.users import require_user
 
@@ -45,7 +46,7 @@ async def sign_out_everywhere(principal: Principal, store: Redis) -> Ended:
     async with in_transaction():
         await audit.record(
             principal,
-            action="account.sign_out_everywhere",
+            action=AuditAction.ACCOUNT_SIGN_OUT_EVERYWHERE,
             entity="User",
             entity_id=user_id,
             subject_id=user_id,
@@ -69,7 +70,7 @@ async def _change_status(
     user_id: UUID,
     before: UserStatus,
     after: UserStatus,
-    what: str,
+    action: AuditAction,
     **also: UserStatus | None,
 ) -> None:
     """Move an account between statuses once: audited, and its owner told."""
@@ -78,13 +79,13 @@ async def _change_status(
         if changed:
             await audit.record(
                 principal,
-                action=f"account.{what}",
+                action=action,
                 entity="User",
                 entity_id=user_id,
                 subject_id=user_id,
-                field_names=["status"],
+                field_names=["User.status"],
             )
-            await notices.notify(user_id, f"account.{what}d")
+            await notices.notify(user_id, f"{action}d")
 
 
 async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> Ended:
@@ -99,7 +100,7 @@ async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> 
             user_id,
             user.status,
             UserStatus.DISABLED,
-            "disable",
+            AuditAction.ACCOUNT_DISABLE,
             status_before_disable=user.status,
         )
     # After the commit, every request already refuses the account; this frees the store.
@@ -113,7 +114,12 @@ async def enable_account(principal: Principal, user_id: UUID) -> None:
         raise InvalidInput("This account is not disabled.", field="userId")
     previous = UserStatus(user.status_before_disable or UserStatus.ACTIVE)
     await _change_status(
-        principal, user_id, UserStatus.DISABLED, previous, "enable", status_before_disable=None
+        principal,
+        user_id,
+        UserStatus.DISABLED,
+        previous,
+        AuditAction.ACCOUNT_ENABLE,
+        status_before_disable=None,
     )
 
 

@@ -30,6 +30,7 @@ from auth.oidc import VerifiedIdentity
 from auth.principal import Principal
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
+from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.users import require_user
@@ -51,14 +52,14 @@ def _label(provider: str) -> str:
     return known.get(provider.lower(), provider[:50])
 
 
-async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) -> None:
+async def _audit(actor: Principal, action: AuditAction, user_id: UUID, provider: str) -> None:
     await audit.record(
         actor,
         action=action,
         entity="ExternalIdentity",
         entity_id=provider,
         subject_id=user_id,
-        field_names=["issuer", "subject", "email"],
+        field_names=["LinkedIdentity.issuer", "LinkedIdentity.subject", "LinkedIdentity.email"],
     )
 
 
@@ -93,7 +94,7 @@ async def _link(
             email_verified=bool(record["email_trusted"]),
         )
         await identity.save()
-        await _audit(actor, "identity.link", user_id, record["provider"])
+        await _audit(actor, AuditAction.IDENTITY_LINK, user_id, record["provider"])
         if tell_owner:
             await notices.notify(user_id, "identity.linked", provider=_label(record["provider"]))
     return identity
@@ -180,11 +181,11 @@ async def create_account(actor: Principal, record: dict[str, Any], birth: date) 
             await user.save()
             await audit.record(
                 actor,
-                action="account.create",
+                action=AuditAction.ACCOUNT_CREATE,
                 entity="User",
                 entity_id=user.id,
                 subject_id=user.id,
-                field_names=["name", "email", "dateOfBirth"],
+                field_names=["User.name", "User.email", "User.dateOfBirth"],
             )
             # The first way in of a new account: nothing was added to an account that existed.
             await _link(actor, user.id, record, tell_owner=False)
@@ -214,7 +215,7 @@ async def record_refusal(request_id: str | None, provider: str, reason: str) -> 
     async with in_transaction():
         await audit.record(
             Principal(request_id=request_id),
-            action="sign_in.refused",
+            action=AuditAction.SIGN_IN_REFUSED,
             entity="Provider",
             entity_id=provider,
             subject_id=None,
@@ -248,5 +249,5 @@ async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
         if others == 0 and not user.password_hash:
             raise NotAllowed("This is your only way to sign in; add another first.")
         await identity.delete()
-        await _audit(principal, "identity.unlink", user_id, identity.provider)
+        await _audit(principal, AuditAction.IDENTITY_UNLINK, user_id, identity.provider)
         await notices.notify(user_id, "identity.unlinked", provider=_label(identity.provider))

@@ -24,6 +24,7 @@ from models import (
     crypto,
 )
 from privacy import audit
+from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, after_clause, page_size, paginate
@@ -117,11 +118,15 @@ async def create_ticket(
         await message.save()
         await audit.record(
             principal,
-            action="ticket.create",
+            action=AuditAction.TICKET_CREATE,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,  # type: ignore[attr-defined]
-            field_names=["subject", "body", *(["requesterEmail"] if on_behalf_of else [])],
+            field_names=[
+                "Ticket.subject",
+                "TicketMessage.body",
+                *(["Ticket.requesterEmail"] if on_behalf_of else []),
+            ],
         )
     return ticket
 
@@ -150,11 +155,11 @@ async def add_message(
         await ticket.save(update_fields=["status", "updated_at"])
         await audit.record(
             principal,
-            action="ticket.note" if internal else "ticket.reply",
+            action=AuditAction.TICKET_NOTE if internal else AuditAction.TICKET_REPLY,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,  # type: ignore[attr-defined]
-            field_names=["body"],
+            field_names=["TicketMessage.body"],
         )
     return message
 
@@ -186,11 +191,11 @@ async def assign_ticket(
         await ticket.save(update_fields=fields)
         await audit.record(
             principal,
-            action="ticket.assign",
+            action=AuditAction.TICKET_ASSIGN,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,  # type: ignore[attr-defined]
-            field_names=["assignee"],
+            field_names=["Ticket.assignee"],
         )
     return ticket
 
@@ -222,11 +227,11 @@ async def change_ticket_status(
         await ticket.save(update_fields=["status", "closed_at", "updated_at"])
         await audit.record(
             principal,
-            action="ticket.status",
+            action=AuditAction.TICKET_STATUS,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,  # type: ignore[attr-defined]
-            field_names=["status"],
+            field_names=["Ticket.status"],
         )
     return ticket
 
