@@ -27,7 +27,6 @@ from models import User
 
 PENDING_TTL = 600
 PENDING_PREFIX = "ocis:oidc:pending:"
-MINIMUM_AGE = 16
 
 Step = Literal["signed_in", "linked", "needs_birthdate", "needs_password_to_link"]
 
@@ -78,10 +77,6 @@ class Mapped:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def age_on(birth: date, today: date) -> int:
-    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
 def identity_record(identity: VerifiedIdentity) -> IdentityRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from models.enums import Role
@@ -58,6 +59,12 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
 }
 
 STAFF_ROLES = frozenset({Role.AGENT, Role.TEAM_LEAD, Role.PRIVACY_OFFICER, Role.ADMINISTRATOR})
+_STAFF_ROLE_VALUES = frozenset(role.value for role in STAFF_ROLES)
+
+
+def is_staff_account(roles: Iterable[str]) -> bool:
+    """Whether an account's stored roles include a staff role."""
+    return not _STAFF_ROLE_VALUES.isdisjoint(roles)
 
 
 def scopes_for(roles: frozenset[Role]) -> frozenset[Scope]:

@@ -10,7 +10,7 @@ from tortoise.queryset import QuerySet
 
 from auth.policy import Relation
 from auth.principal import Principal
-from auth.scopes import STAFF_ROLES, Scope
+from auth.scopes import Scope, is_staff_account
 from models import (
     AuditEvent,
     ExternalIdentity,
@@ -29,6 +29,14 @@ QUEUE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING)
 _NOTHING = Q(id__in=[])
 
 
+def _worked_by(principal: Principal) -> Q:
+    """Tickets the caller works: assigned to them, or in their team's open queue."""
+    work = Q(assignee_id=principal.user_id)
+    if principal.team_id is not None:
+        work |= Q(team_id=principal.team_id, status__in=QUEUE_STATUSES)
+    return work
+
+
 def _ticket_scope(principal: Principal) -> Q:
     if principal.user_id is None:
         return _NOTHING
@@ -38,9 +46,7 @@ def _ticket_scope(principal: Principal) -> Q:
     if principal.has(Scope.TICKETS_OWN):
         clauses.append(Q(requester_id=principal.user_id))
     if principal.has(Scope.TICKETS_WORK):
-        clauses.append(Q(assignee_id=principal.user_id))
-        if principal.team_id is not None:
-            clauses.append(Q(team_id=principal.team_id, status__in=QUEUE_STATUSES))
+        clauses.append(_worked_by(principal))
     if principal.has(Scope.TICKETS_TEAM) and principal.team_id is not None:
         clauses.append(Q(team_id=principal.team_id))
     return Q(*clauses, join_type=Q.OR) if clauses else _NOTHING
@@ -131,11 +137,8 @@ async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUI
     worked: set[UUID] = set()
     handled: set[UUID] = set()
     if others and principal.has(Scope.CONTACT_NEED_TO_KNOW):
-        work = Q(assignee_id=principal.user_id)
-        if principal.team_id is not None:
-            work |= Q(team_id=principal.team_id, status__in=QUEUE_STATUSES)
         rows = (
-            await Ticket.filter(work, requester_id__in=others)
+            await Ticket.filter(_worked_by(principal), requester_id__in=others)
             .distinct()
             .values_list("requester_id", flat=True)
         )
@@ -148,11 +151,10 @@ async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUI
             .values_list("subject_id", flat=True)
         )
         handled = {UUID(str(row)) for row in rows}
-    staff_roles = {role.value for role in STAFF_ROLES}
     return {
         person.id: Relation(
             is_self=person.id == principal.user_id,
-            subject_is_staff=bool(staff_roles.intersection(person.roles)),
+            subject_is_staff=is_staff_account(person.roles),
             works_their_ticket=person.id in worked,
             handles_their_privacy_request=person.id in handled,
         )
@@ -164,11 +166,8 @@ async def worked_walk_ins(principal: Principal, email_indexes: list[str]) -> set
     """Which email-only requesters (by blind index) have a ticket the caller works."""
     if principal.user_id is None or not principal.has(Scope.CONTACT_NEED_TO_KNOW):
         return set()
-    work = Q(assignee_id=principal.user_id)
-    if principal.team_id is not None:
-        work |= Q(team_id=principal.team_id, status__in=QUEUE_STATUSES)
     rows = (
-        await Ticket.filter(work, requester_email_index__in=email_indexes)
+        await Ticket.filter(_worked_by(principal), requester_email_index__in=email_indexes)
         .distinct()
         .values_list("requester_email_index", flat=True)
     )

@@ -20,7 +20,9 @@ from auth.scopes import Scope
 from auth.sessions import end_all_sessions
 from models import Notice, User, UserStatus
 from privacy import audit, notices
-from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from privacy.audit_actions import AuditAction
+from resolvers.errors import InvalidInput, NotAllowed, NotFound
+from resolvers.users import require_user
 
 MAX_NOTICES = 50
 
@@ -39,24 +41,22 @@ async def _end_everything(store: Redis, user_id: UUID) -> Ended:
 
 async def sign_out_everywhere(principal: Principal, store: Redis) -> Ended:
     """End every session and app sign-in of the caller, this one included."""
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
-    ended = await _end_everything(store, principal.user_id)
+    user_id = require_user(principal)
+    ended = await _end_everything(store, user_id)
     async with in_transaction():
         await audit.record(
             principal,
-            action="account.sign_out_everywhere",
+            action=AuditAction.ACCOUNT_SIGN_OUT_EVERYWHERE,
             entity="User",
-            entity_id=principal.user_id,
-            subject_id=principal.user_id,
+            entity_id=user_id,
+            subject_id=user_id,
         )
-        await notices.notify(principal.user_id, "account.signed_out_everywhere")
+        await notices.notify(user_id, "account.signed_out_everywhere")
     return ended
 
 
 async def _account(principal: Principal, user_id: UUID) -> User:
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
+    require_user(principal)
     if not principal.has(Scope.ACCOUNTS_DISABLE):
         raise NotAllowed("Only an administrator may disable or enable accounts.")
     user = await User.get_or_none(id=user_id).only("id", "status", "status_before_disable")
@@ -70,7 +70,7 @@ async def _change_status(
     user_id: UUID,
     before: UserStatus,
     after: UserStatus,
-    what: str,
+    action: AuditAction,
     **also: UserStatus | None,
 ) -> None:
     """Move an account between statuses once: audited, and its owner told."""
@@ -79,13 +79,13 @@ async def _change_status(
         if changed:
             await audit.record(
                 principal,
-                action=f"account.{what}",
+                action=action,
                 entity="User",
                 entity_id=user_id,
                 subject_id=user_id,
-                field_names=["status"],
+                field_names=["User.status"],
             )
-            await notices.notify(user_id, f"account.{what}d")
+            await notices.notify(user_id, f"{action}d")
 
 
 async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> Ended:
@@ -100,7 +100,7 @@ async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> 
             user_id,
             user.status,
             UserStatus.DISABLED,
-            "disable",
+            AuditAction.ACCOUNT_DISABLE,
             status_before_disable=user.status,
         )
     # After the commit, every request already refuses the account; this frees the store.
@@ -114,7 +114,12 @@ async def enable_account(principal: Principal, user_id: UUID) -> None:
         raise InvalidInput("This account is not disabled.", field="userId")
     previous = UserStatus(user.status_before_disable or UserStatus.ACTIVE)
     await _change_status(
-        principal, user_id, UserStatus.DISABLED, previous, "enable", status_before_disable=None
+        principal,
+        user_id,
+        UserStatus.DISABLED,
+        previous,
+        AuditAction.ACCOUNT_ENABLE,
+        status_before_disable=None,
     )
 
 
@@ -124,16 +129,14 @@ def notice_text(notice: Notice, contact: str) -> notices.Template:
 
 
 async def my_notices(principal: Principal, first: int, unread_only: bool) -> list[Notice]:
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
+    user_id = require_user(principal)
     if not 1 <= first <= MAX_NOTICES:
         raise InvalidInput(f"first must be between 1 and {MAX_NOTICES}.", field="first")
-    return await notices.for_user(principal.user_id, first=first, unread_only=unread_only)
+    return await notices.for_user(user_id, first=first, unread_only=unread_only)
 
 
 async def mark_notices_read(principal: Principal, notice_ids: list[UUID]) -> int:
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
+    user_id = require_user(principal)
     if len(notice_ids) > MAX_NOTICES:
         raise InvalidInput(f"At most {MAX_NOTICES} notices at a time.", field="ids")
-    return await notices.mark_read(principal.user_id, notice_ids)
+    return await notices.mark_read(user_id, notice_ids)

@@ -9,7 +9,8 @@ from auth import scoping
 from auth.principal import Principal
 from auth.scopes import Scope
 from models import AuditEvent
-from privacy.audit import READ_ACTION, Entry, record_many
+from privacy.audit import Entry, record_many
+from privacy.audit_actions import AuditAction
 from resolvers.errors import InvalidInput, NotAllowed
 from resolvers.users import require_user
 
@@ -20,7 +21,7 @@ async def record_reads(principal: Principal, reads: Mapping[UUID, set[str]]) -> 
     """One audit record per person whose personal data was read, in one write."""
     entries = [
         Entry(
-            action=READ_ACTION,
+            action=AuditAction.PERSONAL_DATA_READ,
             entity="personal_data",
             entity_id=None,
             subject_id=subject,

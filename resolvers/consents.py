@@ -7,6 +7,7 @@ from tortoise.transactions import in_transaction
 from auth.principal import Principal
 from models import ConsentEntry, ConsentPurpose
 from privacy import audit, consent
+from privacy.audit_actions import AuditAction
 from privacy.consent import ConsentState
 from resolvers.users import require_user
 
@@ -33,11 +34,11 @@ async def set_consent(
         )
         await audit.record(
             principal,
-            action="consent.grant" if granted else "consent.withdraw",
+            action=AuditAction.CONSENT_GRANT if granted else AuditAction.CONSENT_WITHDRAW,
             entity="ConsentEntry",
             entity_id=entry.id,
             subject_id=user_id,
-            field_names=[purpose.value],
+            field_names=["ConsentEntry.granted", "ConsentEntry.purpose"],
         )
     return ConsentState(purpose, granted, entry.policy_version, entry.created_at)
 

@@ -16,15 +16,14 @@ from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from auth import scoping
 from auth.identities import (
-    MINIMUM_AGE,
     IdentityRecord,
     Mapped,
     MappingRefused,
     PendingLink,
     PendingSignUp,
     TooYoung,
-    age_on,
     identity_record,
     parse_birthdate,
     remember,
@@ -32,11 +31,12 @@ from auth.identities import (
 from auth.oidc import VerifiedIdentity
 from auth.principal import Principal
 from auth.redirects import Intent
-from auth.scopes import Scope
 from models import SIGN_IN_STATUSES, ExternalIdentity, Role, User, crypto
 from privacy import audit, notices
+from privacy.audit_actions import AuditAction
 from resolvers import validation
-from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from resolvers.errors import InvalidInput, NotAllowed, NotFound
+from resolvers.users import require_user
 
 
 def _usable_email(claim: str | None) -> str | None:
@@ -55,14 +55,14 @@ def _label(provider: str) -> str:
     return known.get(provider.lower(), provider[:50])
 
 
-async def _audit(actor: Principal, action: str, user_id: UUID, provider: str) -> None:
+async def _audit(actor: Principal, action: AuditAction, user_id: UUID, provider: str) -> None:
     await audit.record(
         actor,
         action=action,
         entity="ExternalIdentity",
         entity_id=provider,
         subject_id=user_id,
-        field_names=["issuer", "subject", "email"],
+        field_names=["LinkedIdentity.issuer", "LinkedIdentity.subject", "LinkedIdentity.email"],
     )
 
 
@@ -97,7 +97,7 @@ async def _link(
             email_verified=bool(record["email_trusted"]),
         )
         await identity.save()
-        await _audit(actor, "identity.link", user_id, record["provider"])
+        await _audit(actor, AuditAction.IDENTITY_LINK, user_id, record["provider"])
         if tell_owner:
             await notices.notify(user_id, "identity.linked", provider=_label(record["provider"]))
     return identity
@@ -167,8 +167,8 @@ async def create_account(actor: Principal, record: IdentityRecord, birth: date) 
     """A new customer account for a first federated sign-in (16 or over only, P29)."""
     today = datetime.now(UTC).date()
     validation.date_of_birth(birth, today)
-    if age_on(birth, today) < MINIMUM_AGE:
-        raise TooYoung("OCIS is not for anyone under 16")
+    if not validation.old_enough(birth, today):
+        raise TooYoung(f"OCIS is not for anyone under {validation.MINIMUM_AGE}")
     email = record["email"]
     # The email is indexed for lookups only when the provider vouches for it and no
     # account holds it; otherwise this is a separate account that email cannot reach.
@@ -191,11 +191,11 @@ async def create_account(actor: Principal, record: IdentityRecord, birth: date) 
             await user.save()
             await audit.record(
                 actor,
-                action="account.create",
+                action=AuditAction.ACCOUNT_CREATE,
                 entity="User",
                 entity_id=user.id,
                 subject_id=user.id,
-                field_names=["name", "email", "dateOfBirth"],
+                field_names=["User.name", "User.email", "User.dateOfBirth"],
             )
             # The first way in of a new account: nothing was added to an account that existed.
             await _link(actor, user.id, record, tell_owner=False)
@@ -225,7 +225,7 @@ async def record_refusal(request_id: str | None, provider: str, reason: str) -> 
     async with in_transaction():
         await audit.record(
             Principal(request_id=request_id),
-            action="sign_in.refused",
+            action=AuditAction.SIGN_IN_REFUSED,
             entity="Provider",
             entity_id=provider,
             subject_id=None,
@@ -237,14 +237,10 @@ async def load_identities(
     principal: Principal, user_ids: list[UUID]
 ) -> list[list[ExternalIdentity]]:
     """Batch: linked identities per account, for the account itself or an administrator."""
-    visible = [
-        ident
-        for ident in user_ids
-        if ident == principal.user_id or principal.has(Scope.USERS_PERSONAL_DATA)
-    ]
     grouped: dict[UUID, list[ExternalIdentity]] = {ident: [] for ident in user_ids}
-    if visible:
-        rows = await ExternalIdentity.filter(user_id__in=visible).order_by("linked_at")
+    if user_ids:
+        readable = scoping.readable_identities(principal)
+        rows = await readable.filter(user_id__in=user_ids).order_by("linked_at")
         for row in rows:
             grouped[row.user_id].append(row)
     return [grouped[ident] for ident in user_ids]
@@ -252,21 +248,16 @@ async def load_identities(
 
 async def unlink_identity(principal: Principal, identity_id: UUID) -> None:
     """Remove one of one's own identities, never the last way to sign in."""
-    if principal.user_id is None:
-        raise NotAuthenticated("Sign in first.")
+    user_id = require_user(principal)
     async with in_transaction():
-        identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=principal.user_id)
+        identity = await ExternalIdentity.get_or_none(id=identity_id, user_id=user_id)
         if identity is None:
             raise NotFound("No such linked identity.", field="id")
         # Lock the account row: two unlinks at once must not both see "one other way in".
-        user = await User.select_for_update().get(id=principal.user_id)
-        others = (
-            await ExternalIdentity.filter(user_id=principal.user_id).exclude(id=identity_id).count()
-        )
+        user = await User.select_for_update().get(id=user_id)
+        others = await ExternalIdentity.filter(user_id=user_id).exclude(id=identity_id).count()
         if others == 0 and not user.password_hash:
             raise NotAllowed("This is your only way to sign in; add another first.")
         await identity.delete()
-        await _audit(principal, "identity.unlink", principal.user_id, identity.provider)
-        await notices.notify(
-            principal.user_id, "identity.unlinked", provider=_label(identity.provider)
-        )
+        await _audit(principal, AuditAction.IDENTITY_UNLINK, user_id, identity.provider)
+        await notices.notify(user_id, "identity.unlinked", provider=_label(identity.provider))

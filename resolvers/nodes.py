@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from uuid import UUID
 
 from tortoise.models import Model
@@ -11,14 +12,15 @@ from tortoise.queryset import QuerySet
 from auth import scoping
 from auth.principal import Principal
 
-_SCOPES: dict[str, Callable[[Principal], QuerySet[Model]]] = {
-    "User": scoping.readable_users,  # type: ignore[dict-item]
-    "Ticket": scoping.readable_tickets,  # type: ignore[dict-item]
-    "TicketMessage": scoping.readable_messages,  # type: ignore[dict-item]
-    "PrivacyRequest": scoping.readable_privacy_requests,  # type: ignore[dict-item]
-    "SignIn": scoping.readable_sign_ins,  # type: ignore[dict-item]
-    "PaymentMethod": scoping.readable_payment_methods,  # type: ignore[dict-item]
-    "LinkedIdentity": scoping.readable_identities,  # type: ignore[dict-item]
+# Each scope yields its own model's rows; QuerySet is invariant, so the table says Any.
+_SCOPES: Mapping[str, Callable[[Principal], QuerySet[Any]]] = {
+    "User": scoping.readable_users,
+    "Ticket": scoping.readable_tickets,
+    "TicketMessage": scoping.readable_messages,
+    "PrivacyRequest": scoping.readable_privacy_requests,
+    "SignIn": scoping.readable_sign_ins,
+    "PaymentMethod": scoping.readable_payment_methods,
+    "LinkedIdentity": scoping.readable_identities,
 }
 
 NODE_TYPES = frozenset(_SCOPES)
@@ -29,4 +31,5 @@ async def get_node(principal: Principal, type_name: str, ident: UUID) -> Model |
     scope = _SCOPES.get(type_name)
     if scope is None:
         return None
-    return await scope(principal).get_or_none(id=ident)
+    found: Model | None = await scope(principal).get_or_none(id=ident)
+    return found

@@ -13,6 +13,7 @@ from auth import scoping
 from auth.principal import Principal
 from models import PaymentMethod
 from privacy import audit
+from privacy.audit_actions import AuditAction
 from privacy.card_data import contains_card_data, value_holds_card_data
 from resolvers.errors import CardDataRefused, InvalidInput, NotFound
 from resolvers.users import require_user
@@ -76,11 +77,17 @@ async def add_payment_method(principal: Principal, card: CardReference) -> Payme
         await method.save()
         await audit.record(
             principal,
-            action="payment_method.add",
+            action=AuditAction.PAYMENT_METHOD_ADD,
             entity="PaymentMethod",
             entity_id=method.id,
             subject_id=user_id,
-            field_names=["gatewayToken", "brand", "last4", "expiry"],
+            field_names=[
+                "PaymentMethod.gatewayToken",
+                "PaymentMethod.brand",
+                "PaymentMethod.last4",
+                "PaymentMethod.expMonth",
+                "PaymentMethod.expYear",
+            ],
         )
     return method
 
@@ -94,7 +101,7 @@ async def remove_payment_method(principal: Principal, method_id: UUID) -> UUID:
         await method.delete()
         await audit.record(
             principal,
-            action="payment_method.remove",
+            action=AuditAction.PAYMENT_METHOD_REMOVE,
             entity="PaymentMethod",
             entity_id=method_id,
             subject_id=user_id,

@@ -10,6 +10,7 @@ from auth import scoping
 from auth.principal import Principal
 from models import PrivacyRequest, PrivacyRequestKind
 from privacy import audit
+from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.users import require_user
 
@@ -40,11 +41,13 @@ async def submit_privacy_request(
         await request.save()
         await audit.record(
             principal,
-            action="privacy_request.submit",
+            action=AuditAction.PRIVACY_REQUEST_SUBMIT,
             entity="PrivacyRequest",
             entity_id=request.id,
             subject_id=subject_id,
-            field_names=["kind", "details"] if cleaned else ["kind"],
+            field_names=["PrivacyRequest.kind", "PrivacyRequest.details"]
+            if cleaned
+            else ["PrivacyRequest.kind"],
         )
     return request
 

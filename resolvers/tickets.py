@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 
 from auth import scoping
 from auth.principal import Principal
-from auth.scopes import STAFF_ROLES, Scope
+from auth.scopes import Scope, is_staff_account
 from models import (
     Channel,
     Team,
@@ -24,6 +24,7 @@ from models import (
     crypto,
 )
 from privacy import audit
+from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, after_clause, page_size, paginate
@@ -117,11 +118,15 @@ async def create_ticket(
         await message.save()
         await audit.record(
             principal,
-            action="ticket.create",
+            action=AuditAction.TICKET_CREATE,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,
-            field_names=["subject", "body", *(["requesterEmail"] if on_behalf_of else [])],
+            field_names=[
+                "Ticket.subject",
+                "TicketMessage.body",
+                *(["Ticket.requesterEmail"] if on_behalf_of else []),
+            ],
         )
     return ticket
 
@@ -150,11 +155,11 @@ async def add_message(
         await ticket.save(update_fields=["status", "updated_at"])
         await audit.record(
             principal,
-            action="ticket.note" if internal else "ticket.reply",
+            action=AuditAction.TICKET_NOTE if internal else AuditAction.TICKET_REPLY,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,
-            field_names=["body"],
+            field_names=["TicketMessage.body"],
         )
     return message
 
@@ -170,8 +175,7 @@ async def assign_ticket(
         assignee = await User.get_or_none(id=assignee_id, status=UserStatus.ACTIVE).only(
             "id", "roles", "team_id"
         )
-        workers = {role.value for role in STAFF_ROLES}
-        if assignee is None or not workers.intersection(assignee.roles):
+        if assignee is None or not is_staff_account(assignee.roles):
             raise InvalidInput("Assign tickets to an active staff member.", field="assigneeId")
     async with in_transaction():
         ticket = (
@@ -187,11 +191,11 @@ async def assign_ticket(
         await ticket.save(update_fields=fields)
         await audit.record(
             principal,
-            action="ticket.assign",
+            action=AuditAction.TICKET_ASSIGN,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,
-            field_names=["assignee"],
+            field_names=["Ticket.assignee"],
         )
     return ticket
 
@@ -223,11 +227,11 @@ async def change_ticket_status(
         await ticket.save(update_fields=["status", "closed_at", "updated_at"])
         await audit.record(
             principal,
-            action="ticket.status",
+            action=AuditAction.TICKET_STATUS,
             entity="Ticket",
             entity_id=ticket.id,
             subject_id=ticket.requester_id,
-            field_names=["status"],
+            field_names=["Ticket.status"],
         )
     return ticket
 

@@ -14,6 +14,7 @@ from auth.principal import Principal
 from auth.scopes import Scope
 from models import Role, User, UserStatus, crypto
 from privacy import audit
+from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import AgeRequirementNotMet, InvalidInput, NotAllowed, NotAuthenticated
 from resolvers.pagination import Page, paginate
@@ -23,6 +24,15 @@ def require_user(principal: Principal) -> UUID:
     if principal.user_id is None:
         raise NotAuthenticated("Sign in first.")
     return principal.user_id
+
+
+# The audit trail's names for the profile columns (see privacy.audit_actions).
+_PROFILE_FIELDS = {
+    "name": "User.name",
+    "phone": "User.phone",
+    "locale": "User.locale",
+    "time_zone": "User.timeZone",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +51,7 @@ async def register(principal: Principal, form: Registration, today: date | None 
     """Open a customer account; anyone under 16 is refused and nothing about them is kept."""
     today = today or datetime.now(UTC).date()
     birth = validation.date_of_birth(form.date_of_birth, today)
-    if validation.age_on(birth, today) < validation.MINIMUM_AGE:
+    if not validation.old_enough(birth, today):
         raise AgeRequirementNotMet(
             f"OCIS is not for anyone under {validation.MINIMUM_AGE}.", field="dateOfBirth"
         )
@@ -74,11 +84,18 @@ async def register(principal: Principal, form: Registration, today: date | None 
         await user.save()
         await audit.record(
             principal,
-            action="account.create",
+            action=AuditAction.ACCOUNT_CREATE,
             entity="User",
             entity_id=user.id,
             subject_id=user.id,
-            field_names=["name", "email", "phone", "username", "dateOfBirth", "password"],
+            field_names=[
+                "User.name",
+                "User.email",
+                "User.phone",
+                "User.username",
+                "User.dateOfBirth",
+                "User.password",
+            ],
         )
     return user
 
@@ -115,11 +132,11 @@ async def update_profile(principal: Principal, changes: ProfileChanges) -> User:
         await user.save(update_fields=[*updates.keys(), "updated_at"])
         await audit.record(
             principal,
-            action="profile.update",
+            action=AuditAction.PROFILE_UPDATE,
             entity="User",
             entity_id=user.id,
             subject_id=user.id,
-            field_names=updates.keys(),
+            field_names=[_PROFILE_FIELDS[name] for name in updates],
         )
     return user
 

@@ -74,6 +74,11 @@ def age_on(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
+def old_enough(birth: date, today: date) -> bool:
+    """OCIS is for people of MINIMUM_AGE or over (P29)."""
+    return age_on(birth, today) >= MINIMUM_AGE
+
+
 def date_of_birth(value: date, today: date, field: str = "dateOfBirth") -> date:
     if value > today or value.year < 1900:
         raise InvalidInput("Enter a real date of birth.", field=field)

@@ -11,23 +11,21 @@ import strawberry
 from graphql import lexicographic_sort_schema, print_schema
 from graphql.error import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from schema.attributes import read_attribute
+from schema.audit import AuditEntryType, AuditQuery
 from schema.context import Context, Info, Loaders
+from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
-from schema.mutations import Mutation
-from schema.queries import Query
-from schema.types import (
-    AuditEntryType,
-    ConsentEntryType,
-    LinkedIdentityType,
-    PaymentMethodType,
-    PrivacyRequestType,
-    SignInType,
-    TicketMessageType,
-    TicketType,
-    UserType,
-)
+from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
+from schema.node import NodeQuery
+from schema.notices import NoticesMutation, NoticesQuery
+from schema.payments import PaymentMethodType, PaymentsMutation
+from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
+from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
+from schema.users import UsersMutation, UsersQuery, UserType
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
@@ -52,6 +50,21 @@ class OcisSchema(strawberry.Schema):
             logger.info("graphql error %s at %s (request %s)", code, path or "-", request_id)
 
 
+Query = merge_types(
+    "Query", (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery)
+)
+Mutation = merge_types(
+    "Mutation",
+    (
+        UsersMutation,
+        TicketsMutation,
+        PrivacyMutation,
+        PaymentsMutation,
+        IdentitiesMutation,
+        NoticesMutation,
+    ),
+)
+
 schema = OcisSchema(
     query=Query,
     mutation=Mutation,
@@ -67,7 +80,8 @@ schema = OcisSchema(
         ConsentEntryType,
     ],
     extensions=EXTENSIONS,
-    config=StrawberryConfig(disable_field_suggestions=True),
+    config=StrawberryConfig(disable_field_suggestions=True, default_resolver=read_attribute),
+    exception_handlers=EXCEPTION_HANDLERS,
 )
 
 

@@ -14,6 +14,7 @@ from strawberry.dataloader import DataLoader
 
 from auth.policy import Relation
 from auth.principal import Principal
+from auth.relations import NO_RELATION
 from auth.scoping import relations_to, worked_walk_ins
 from models import ExternalIdentity, PaymentMethod, SignInSession, TicketMessage, User
 from resolvers.federated import load_identities
@@ -43,7 +44,7 @@ class Loaders:
         async def load_relations(ids: list[UUID]) -> list[Relation]:
             people = [person for person in await users.load_many(ids) if person is not None]
             known = await relations_to(principal, people)
-            return [known.get(ident, Relation()) for ident in ids]
+            return [known.get(ident, NO_RELATION) for ident in ids]
 
         async def load_walk_ins(indexes: list[str]) -> list[bool]:
             worked = await worked_walk_ins(principal, indexes)
@@ -80,6 +81,13 @@ class Context:
     def note_read(self, subject_id: UUID, type_name: str, field_name: str) -> None:
         """Remember that this request read a field of another person's personal data."""
         self.reads.setdefault(subject_id, set()).add(f"{type_name}.{field_name}")
+
+
+def store_of(context: Context) -> Redis:
+    """The shared store, which every server request carries (a bare schema call does not)."""
+    if context.store is None:
+        raise RuntimeError("this mutation needs the shared store")
+    return context.store
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import strawberry
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
+import strawberry
+from strawberry.types.field import StrawberryField
+
+from auth import rate_limit
 from resolvers.errors import (
     AgeRequirementNotMet,
     CardDataRefused,
@@ -13,6 +20,7 @@ from resolvers.errors import (
     NotAuthenticated,
     NotFound,
 )
+from schema.context import Info
 
 
 class PublicError(Exception):
@@ -35,6 +43,23 @@ def not_found() -> PublicError:
 
 def from_domain(error: DomainError) -> PublicError:
     return PublicError(error.message, error.code)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def coded_errors(resolve: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A query field whose domain errors answer as coded errors at its path."""
+
+    @functools.wraps(resolve)
+    async def resolve_coded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await resolve(*args, **kwargs)
+        except DomainError as error:
+            raise from_domain(error) from None
+
+    return resolve_coded
 
 
 @strawberry.interface(description="A failure the caller can act on.")
@@ -95,18 +120,43 @@ MutationError = (
 )
 
 
-def user_error(error: DomainError) -> UserError:
-    """The union member for a domain error."""
-    if isinstance(error, NotFound):
-        return NotFoundError(message=error.message, code=error.code, field=error.field)
-    if isinstance(error, NotAllowed):
-        return ForbiddenError(message=error.message, code=error.code)
-    if isinstance(error, NotAuthenticated):
-        return AuthenticationRequiredError(message=error.message, code=error.code)
-    if isinstance(error, AgeRequirementNotMet):
-        return AgeRequirementError(message=error.message, code=error.code)
-    if isinstance(error, CardDataRefused):
-        return CardDataRefusedError(message=error.message, code=error.code, field=error.field)
-    if isinstance(error, InvalidInput):
-        return InvalidInputError(message=error.message, code=error.code, field=error.field)
-    return InvalidInputError(message=error.message, code=error.code, field=error.field)
+def refusal(info: Info, decision: rate_limit.Decision) -> RateLimitedError | None:
+    """The typed error for an attempt over its limit; the HTTP answer becomes 429 too."""
+    if decision.allowed:
+        return None
+    response = info.context.response
+    if response is not None:
+        response.status_code = 429
+        response.headers["Retry-After"] = str(decision.retry_after)
+    return rate_limited(decision.retry_after)
+
+
+class DomainErrorAnswer:
+    """Answer one kind of domain error with its union member, wherever a union holds it.
+
+    Strawberry asks these handlers for every mutation whose result union has the
+    ``error_type``; the first whose ``exception_type`` matches answers.
+    """
+
+    def __init__(self, exception_type: type[DomainError], error_type: type[UserError]) -> None:
+        self.exception_type = exception_type
+        self.error_type = error_type
+        self.names_field = "field" in {each.name for each in dataclasses.fields(error_type)}
+
+    def handle(self, exception: DomainError, *, field: StrawberryField, info: Any) -> UserError:
+        values: dict[str, Any] = {"message": exception.message, "code": exception.code}
+        if self.names_field:
+            values["field"] = exception.field
+        return self.error_type(**values)
+
+
+# Most specific first: a bare DomainError (or an unmapped kind) is an input error.
+EXCEPTION_HANDLERS = (
+    DomainErrorAnswer(NotFound, NotFoundError),
+    DomainErrorAnswer(NotAllowed, ForbiddenError),
+    DomainErrorAnswer(NotAuthenticated, AuthenticationRequiredError),
+    DomainErrorAnswer(AgeRequirementNotMet, AgeRequirementError),
+    DomainErrorAnswer(CardDataRefused, CardDataRefusedError),
+    DomainErrorAnswer(InvalidInput, InvalidInputError),
+    DomainErrorAnswer(DomainError, InvalidInputError),
+)

@@ -13,7 +13,7 @@ from tortoise import Tortoise
 
 from models import AuditEvent, ConsentEntry, PrivacyRequest, User, crypto
 from privacy import audit
-from schema.types import from_global_id
+from schema.relay import from_global_id
 from tests.helpers import Api
 
 AsUser = Callable[[str | None], Awaitable[Api]]
@@ -160,7 +160,8 @@ async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
             str(entry_id),
         )
         assert (event.actor_id, event.subject_id) == (customer_id, customer_id)
-        assert event.field_names == [purpose.lower()]
+        assert event.field_names == ["ConsentEntry.granted", "ConsentEntry.purpose"]
+        assert (await ConsentEntry.get(id=entry_id)).purpose == purpose.lower()
         assert event.request_id == request_id
 
     stored = await ConsentEntry.all()
@@ -266,7 +267,7 @@ async def test_a_privacy_request_is_received_and_due_in_thirty_days(
         str(stored_id),
     )
     assert (event.actor_id, event.subject_id) == (customer_id, customer_id)
-    assert event.field_names == ["details", "kind"]
+    assert event.field_names == ["PrivacyRequest.details", "PrivacyRequest.kind"]
     assert event.request_id == request_id
     rows = await raw_audit_rows()
     assert not any(details.split(":")[0] in row for row in rows)
@@ -281,7 +282,9 @@ async def test_a_privacy_request_without_details_audits_only_its_kind(as_user: A
 
     assert body["data"]["submitPrivacyRequest"]["request"]["details"] is None
     events = await audit_events()
-    assert [e.field_names for e in events if e.action == "privacy_request.submit"] == [["kind"]]
+    assert [e.field_names for e in events if e.action == "privacy_request.submit"] == [
+        ["PrivacyRequest.kind"]
+    ]
     await assert_chain_intact(len(events))
 
 

@@ -22,7 +22,7 @@ from models import (
     User,
     crypto,
 )
-from schema.types import to_global_id
+from schema.relay import to_global_id
 from tests.helpers import Api, user_by_email
 
 AsUser = Callable[[str | None], Awaitable[Api]]

@@ -64,7 +64,7 @@ from models import (
 )
 from privacy import audit
 from schema import schema
-from schema.types import to_global_id
+from schema.relay import to_global_id
 from tests.helpers import Api
 
 GQL = schema._schema

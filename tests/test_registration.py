@@ -137,7 +137,14 @@ async def test_registration_is_audited_without_values(client: httpx.AsyncClient)
     ]
     assert events[0].entity_id == str(user.id)
     assert events[0].field_names == sorted(
-        ["name", "email", "phone", "username", "dateOfBirth", "password"]
+        [
+            "User.name",
+            "User.email",
+            "User.phone",
+            "User.username",
+            "User.dateOfBirth",
+            "User.password",
+        ]
     )
     raw = repr(await AuditEvent.all().values())
     for value in ("Rosa", "rosa.registrant", "7946", "1990-05-17", PASSWORD):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from models import AuditEvent, Notice, SignInSession, User, UserStatus
-from schema.types import to_global_id
+from schema.relay import to_global_id
 from tests.helpers import Api, app_code_exchange, app_refresh, sign_in, user_by_email
 
 CUSTOMER = "customer@example.com"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from models import Team, Ticket, TicketMessage, TicketStatus, User, crypto
-from schema.types import from_global_id, to_global_id
+from schema.relay import from_global_id, to_global_id
 from tests.helpers import Api
 
 AsUser = Callable[[str | None], Awaitable[Api]]

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 import settings as config
 from models import SignInSession, User, crypto
-from schema.types import to_global_id
+from schema.relay import to_global_id
 from tests.helpers import ORIGIN, ROOT, subprocess_environment
 from tests.smtp_server import free_port
 

@@ -1,0 +1,74 @@
+"""The caller's relation to the person a row is about: what every need-to-know rule receives.
+
+People (accounts, ticket requesters) are judged in batches by ``auth.scoping``; every
+other row is about its owner, and only being that owner counts.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from tortoise.models import Model
+
+from auth.policy import Relation
+from auth.principal import Principal
+from auth.scopes import is_staff_account
+from models import (
+    AuditEvent,
+    ConsentEntry,
+    ExternalIdentity,
+    Notice,
+    PaymentMethod,
+    PrivacyRequest,
+    SignInSession,
+    Ticket,
+    TicketMessage,
+    User,
+)
+
+NO_RELATION = Relation()
+
+# The column naming the person each kind of row is about.
+_SUBJECT_COLUMN: dict[type[Model], str] = {
+    User: "id",
+    Ticket: "requester_id",
+    TicketMessage: "author_id",
+    SignInSession: "user_id",
+    ExternalIdentity: "user_id",
+    PaymentMethod: "user_id",
+    PrivacyRequest: "subject_id",
+    ConsentEntry: "user_id",
+    Notice: "user_id",
+    AuditEvent: "subject_id",
+}
+
+
+def person_in(row: Model, column: str) -> UUID | None:
+    """The account id a row's foreign-key column holds."""
+    person: UUID | None = getattr(row, column)
+    return person
+
+
+def subject_of(row: Model) -> UUID | None:
+    """The id of the person a row is about, if it names one."""
+    return person_in(row, _SUBJECT_COLUMN[type(row)])
+
+
+def relation_to_person(principal: Principal, person_id: UUID | None) -> Relation:
+    """Being the person, or nothing."""
+    return Relation(is_self=person_id is not None and person_id == principal.user_id)
+
+
+def relation_to_row(principal: Principal, row: Model) -> Relation:
+    """Being the person the row is about, or nothing."""
+    return relation_to_person(principal, subject_of(row))
+
+
+def relation_to_own_account(user: User) -> Relation:
+    """The caller's relation to the account they just opened or changed."""
+    return Relation(is_self=True, subject_is_staff=is_staff_account(user.roles))
+
+
+def relation_to_walk_in(worked: bool) -> Relation:
+    """The caller's relation to a requester known only by email."""
+    return Relation(works_their_ticket=worked)

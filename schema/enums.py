@@ -1,0 +1,37 @@
+"""The models' enums, registered with Strawberry once so fields annotate the Python enum."""
+
+import strawberry
+
+from models import (
+    Channel,
+    ConsentPurpose,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+    Role,
+    TicketPriority,
+    TicketStatus,
+    UserStatus,
+)
+
+for _enum in (
+    Channel,
+    ConsentPurpose,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+    Role,
+    TicketPriority,
+    TicketStatus,
+    UserStatus,
+):
+    strawberry.enum(_enum, name=_enum.__name__)
+
+__all__ = [
+    "Channel",
+    "ConsentPurpose",
+    "PrivacyRequestKind",
+    "PrivacyRequestStatus",
+    "Role",
+    "TicketPriority",
+    "TicketStatus",
+    "UserStatus",
+]
