@@ -208,3 +208,33 @@ async def test_postgresql_refuses_truncating_the_audit_trail(app: Any, is_postgr
         with pytest.raises(OperationalError):
             await connection.execute_script("TRUNCATE audit_events")
     assert await AuditEvent.all().count() == 1
+
+
+@pytest.mark.promise("P20")
+@pytest.mark.parametrize(
+    ("tampering", "named"),
+    [
+        ("DELETE FROM audit_events WHERE seq >= {fourth}", "truncated: chain"),
+        ("DELETE FROM audit_events", "wiped: no records"),
+        (
+            "DELETE FROM audit_events WHERE seq = {third};"
+            " UPDATE audit_events SET position = position - 1, prev_hash = '{second_hash}',"
+            " hash = '{forged}' WHERE seq = {fourth}",
+            "broken at record {fourth}: does not verify under our key",
+        ),
+    ],
+)
+async def test_audit_verify_names_truncation_wiping_and_recomputed_hashes(
+    app: Any, database_url: str, app_settings: Any, tampering: str, named: str
+) -> None:
+    events = await _write_chain(5)
+    values = {
+        "third": events[2].seq,
+        "fourth": events[3].seq,
+        "second_hash": events[1].hash,
+        "forged": "f" * 64,
+    }
+    await bypass_append_only([tampering.format(**values)])
+    result = _verify(database_url, app_settings)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert named.format(**values) in result.stdout
