@@ -6,14 +6,19 @@ import asyncio
 import hashlib
 import hmac
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tortoise import Tortoise
+from tortoise.migrations.api.migrate import migrate as run_migrations
 
+import settings as config
 from auth.principal import Principal
 from bench.audit_appends import measure
-from models import AuditEvent
+from models import AuditEvent, db
 from privacy import audit
 from tests.helpers import bypass_append_only
 
@@ -195,3 +200,59 @@ async def test_a_pruned_prefix_leaves_the_rest_verifiable_from_its_anchor(app: A
     assert report.first_broken_seq == more[0].seq
     assert report.reason is not None
     assert report.reason.startswith("does not follow")
+
+
+async def test_records_from_before_0007_stay_verifiable_and_are_anchored(tmp_path: Path) -> None:
+    """Migration 0007 keeps the old rows as the legacy chain; the first start anchors it."""
+    path = tmp_path / "at-0005.sqlite3"
+    url = f"sqlite://{path}"
+    await run_migrations(
+        config=db.tortoise_config(url),
+        app_labels=["ocis"],
+        target="ocis.0005_notices_and_disabled_accounts",
+    )
+    await Tortoise.close_connections()
+    prev_hash = audit.GENESIS
+    with sqlite3.connect(path) as connection:
+        for i in range(3):
+            event = AuditEvent(
+                occurred_at=datetime(2026, 11, 1, 10, i, tzinfo=UTC),
+                actor_id=None,
+                actor_roles=[],
+                subject_id=None,
+                action="test.event",
+                entity="Thing",
+                entity_id=str(i),
+                field_names=[],
+                purpose=None,
+                request_id="req-1",
+            )
+            event_hash = audit.link_hash(prev_hash, event)
+            connection.execute(
+                "INSERT INTO audit_events (occurred_at, actor_roles, action, entity, entity_id,"
+                " field_names, request_id, prev_hash, hash)"
+                " VALUES (?, '[]', 'test.event', 'Thing', ?, '[]', 'req-1', ?, ?)",
+                (event.occurred_at.isoformat(sep=" "), str(i), prev_hash, event_hash),
+            )
+            prev_hash = event_hash
+    await db.migrate(url)
+    settings = config.Settings(
+        database_url=url, master_key=b"m" * 32, audit_checkpoint_dir=tmp_path / "checkpoints"
+    )
+    await db.connect(url, settings.master_key)
+    try:
+        audit.configure(settings)
+        assert await audit.verify_chain() == audit.ChainReport(3, None, None)
+        await audit.prime_head(settings)
+        await write_chain(1)
+        assert await audit.verify_chain() == audit.ChainReport(4, None, None)
+        with sqlite3.connect(path) as connection:
+            connection.executescript(
+                "DROP TRIGGER audit_events_no_delete;"
+                " DELETE FROM audit_events WHERE entity_id = '2' AND chain = 'legacy';"
+            )
+        report = await audit.verify_chain()
+        assert report.reason is not None
+        assert report.reason.startswith("truncated: chain legacy ends at position 2")
+    finally:
+        await db.disconnect()
