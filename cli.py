@@ -91,8 +91,10 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
             if report.intact:
                 print(f"audit chain intact: {report.checked} records")  # noqa: T201
                 return 0
+            # Record 0: nothing left to name (the trail was wiped or a checkpoint forged).
+            where = f" at record {report.first_broken_seq}" if report.first_broken_seq else ""
             print(  # noqa: T201
-                f"audit chain broken at record {report.first_broken_seq}: {report.reason}"
+                f"audit chain broken{where}: {report.reason}"
                 f" ({report.checked} records verified before it)"
             )
             return 1

@@ -61,8 +61,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         quiet_access_log()  # after uvicorn configured its loggers
         await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
         await db.load_keys()
-        await audit.prime_head()
         app.state.store = connect_store(settings.redis_url)
+        await audit.prime_head(settings, app.state.store if settings.redis_url else None)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
         # Each process delivers due notice mail; claims keep processes from sending twice.
         mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
@@ -73,6 +73,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 mailer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await mailer
+            await audit.checkpoint()
             await app.state.store.aclose()
             await db.disconnect()
 

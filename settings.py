@@ -48,6 +48,8 @@ class Settings:
     oidc: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Peers whose X-Forwarded-For is believed (auth/client_ip.py); empty: none.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Where audit checkpoints go without Redis (privacy/audit.py); with REDIS_URL, to Redis.
+    audit_checkpoint_dir: Path = ROOT / "var" / "audit-checkpoints"
 
     @property
     def is_production(self) -> bool:
@@ -200,6 +202,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         port=port,
         oidc=_oidc(env),
         trusted_proxies=_trusted_proxies(env.get("OCIS_TRUSTED_PROXIES", "")),
+        audit_checkpoint_dir=Path(
+            env.get("OCIS_AUDIT_CHECKPOINT_DIR") or defaults.audit_checkpoint_dir
+        ),
     )
     if settings.is_production:
         problems = []

@@ -81,9 +81,16 @@ class AuditEvent(Model):
     field_names = fields.JSONField[list[str]](default=list)
     purpose = fields.CharField(max_length=100, null=True)
     request_id = fields.CharField(max_length=64, null=True)
-    # Unique: two writers appending after the same record collide instead of forking the chain.
+    # Unique: two appends after the same record collide instead of forking its chain (every
+    # chain starts from a genesis of its own, so chains never collide with each other).
     prev_hash = fields.CharField(max_length=64, unique=True)
     hash = fields.CharField(max_length=64, unique=True)
+    # One chain per writer (privacy/audit.py); rows from before migration 0007 form the unkeyed
+    # "legacy" chain, ordered by seq, which is why these have defaults.
+    chain = fields.CharField(max_length=40, default="legacy")
+    position = fields.BigIntField(default=0)
+    key_id = fields.CharField(max_length=16, default="sha256")
 
     class Meta:
         table = "audit_events"
+        indexes = (("chain", "position"),)

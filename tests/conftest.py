@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,14 +75,23 @@ def is_postgres(database_url: str) -> bool:
     return database_url.startswith("postgres")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_checkpoints_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps built from the environment keep their audit checkpoints out of var/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OCIS_AUDIT_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("checkpoints")))
+        yield
+
+
 @pytest.fixture
-def app_settings(database_url: str) -> config.Settings:
+def app_settings(database_url: str, tmp_path: Path) -> config.Settings:
     return config.Settings(
         env="development",
         database_url=database_url,
         redis_url=os.environ.get("REDIS_URL") or None,
         public_url=ORIGIN,
         master_key=b"k" * 32,
+        audit_checkpoint_dir=tmp_path / "audit-checkpoints",
     )
 
 
@@ -105,8 +116,10 @@ async def app(app_settings: config.Settings) -> AsyncIterator[Any]:
     application = create_app(app_settings)
     async with application.router.lifespan_context(application):
         await _clean(app_settings.redis_url)
-        await audit.prime_head()
+        # The lifespan checkpointed what the previous test left; this test starts from nothing.
+        shutil.rmtree(app_settings.audit_checkpoint_dir, ignore_errors=True)
         store = application.state.store
+        await audit.prime_head(app_settings, store if app_settings.redis_url else None)
         async for key in store.scan_iter(match="ocis:*"):
             await store.delete(key)
         yield application

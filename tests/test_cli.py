@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,23 @@ async def _write_chain(length: int) -> list[AuditEvent]:
     ]
 
 
-def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("audit-verify", env={"DATABASE_URL": database_url})
+def _verify(database_url: str, settings: Any) -> subprocess.CompletedProcess[str]:
+    """audit-verify with the app's master key and checkpoints, as an operator runs it."""
+    env = {
+        "DATABASE_URL": database_url,
+        "OCIS_MASTER_KEY": base64.b64encode(settings.master_key).decode(),
+        "OCIS_AUDIT_CHECKPOINT_DIR": str(settings.audit_checkpoint_dir),
+    }
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return run_cli("audit-verify", env=env)
 
 
-async def test_audit_verify_accepts_an_intact_chain(app: Any, database_url: str) -> None:
+async def test_audit_verify_accepts_an_intact_chain(
+    app: Any, database_url: str, app_settings: Any
+) -> None:
     await _write_chain(4)
-    result = _verify(database_url)
+    result = _verify(database_url, app_settings)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "intact: 4 records" in result.stdout
 
@@ -118,7 +129,7 @@ async def test_audit_verify_accepts_an_intact_chain(app: Any, database_url: str)
 @pytest.mark.promise("P20")
 @pytest.mark.parametrize("tampering", ["update", "delete", "swap"])
 async def test_audit_verify_names_the_first_tampered_record(
-    app: Any, database_url: str, tampering: str
+    app: Any, database_url: str, app_settings: Any, tampering: str
 ) -> None:
     events = await _write_chain(5)
     third, fourth = events[2], events[3]
@@ -137,7 +148,7 @@ async def test_audit_verify_names_the_first_tampered_record(
         ]
         expected = third.seq
     await bypass_append_only(statements)
-    result = _verify(database_url)
+    result = _verify(database_url, app_settings)
     assert result.returncode == 1
     assert f"broken at record {expected}:" in result.stdout
 
@@ -175,3 +186,33 @@ async def test_postgresql_refuses_truncating_the_audit_trail(app: Any, is_postgr
         with pytest.raises(OperationalError):
             await connection.execute_script("TRUNCATE audit_events")
     assert await AuditEvent.all().count() == 1
+
+
+@pytest.mark.promise("P20")
+@pytest.mark.parametrize(
+    ("tampering", "named"),
+    [
+        ("DELETE FROM audit_events WHERE seq >= {fourth}", "truncated: chain"),
+        ("DELETE FROM audit_events", "wiped: no records"),
+        (
+            "DELETE FROM audit_events WHERE seq = {third};"
+            " UPDATE audit_events SET position = position - 1, prev_hash = '{second_hash}',"
+            " hash = '{forged}' WHERE seq = {fourth}",
+            "broken at record {fourth}: does not verify under our key",
+        ),
+    ],
+)
+async def test_audit_verify_names_truncation_wiping_and_recomputed_hashes(
+    app: Any, database_url: str, app_settings: Any, tampering: str, named: str
+) -> None:
+    events = await _write_chain(5)
+    values = {
+        "third": events[2].seq,
+        "fourth": events[3].seq,
+        "second_hash": events[1].hash,
+        "forged": "f" * 64,
+    }
+    await bypass_append_only([tampering.format(**values)])
+    result = _verify(database_url, app_settings)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert named.format(**values) in result.stdout
