@@ -73,7 +73,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 mailer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await mailer
-            await audit.checkpoint()
+            await audit.checkpoint_at_shutdown()
             await app.state.store.aclose()
             await db.disconnect()
 
