@@ -25,7 +25,7 @@ class AddFieldFillingRows(ops.AddField):
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0005_notices_and_disabled_accounts')]
+    dependencies = [('ocis', '0006_encrypted_client_details')]
 
     initial = False
 

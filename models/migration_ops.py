@@ -5,13 +5,25 @@ DROP the old table, rename the copy. With foreign keys on (as OCIS connects), th
 cascades: every row referring to the table (identities, sign-ins, notices of its users) is
 deleted. These operations rebuild with foreign keys off, then check every reference still
 holds. PostgreSQL alters columns in place and is unaffected.
+
+``seal_plaintext`` and ``open_ciphertext`` convert a column's existing rows when it becomes an
+EncryptedField (or stops being one), in batches of plain SQL: the models of the day may differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from tortoise.migrations import operations as ops
+
+import settings as config
+from models import crypto
+from models.crypto import DataCipher
+from models.fields import associated_data
+from models.keys import KeyState
 
 
 class ForeignKeyProblem(RuntimeError):
@@ -51,3 +63,140 @@ async def _with_foreign_keys_off(state_editor: Any, change: Any) -> None:
             raise ForeignKeyProblem(f"{len(problems)} rows lost their referenced row")
     finally:
         await client.execute_script("PRAGMA foreign_keys = ON")
+
+
+BATCH = 500
+
+
+def _keyring_ready() -> None:
+    """Migrations run before the app has its keys: read them as the app would."""
+    try:
+        crypto.keyring()
+    except RuntimeError:
+        settings = config.from_environ()
+        crypto.configure(settings.master_key, settings.previous_master_keys)
+
+
+def _placeholder(client: Any, position: int) -> str:
+    return f"${position}" if client.capabilities.dialect == "postgres" else "?"
+
+
+async def _rows(client: Any, table: str, columns: list[str]) -> AsyncIterator[list[Any]]:
+    """All rows of a table, a batch at a time, in id order."""
+    names = ", ".join(f'"{column}"' for column in ["id", *columns])
+    last: str | None = None
+    while True:
+        after = "" if last is None else f'WHERE "id" > {_placeholder(client, 1)} '
+        _, batch = await client.execute_query(
+            f'SELECT {names} FROM "{table}" {after}ORDER BY "id" LIMIT {BATCH}',  # noqa: S608
+            [] if last is None else [last],
+        )
+        if not batch:
+            return
+        yield [dict(row) for row in batch]
+        last = str(batch[-1]["id"])
+
+
+async def _write(client: Any, table: str, pk: object, values: dict[str, str]) -> None:
+    sets = ", ".join(
+        f'"{column}" = {_placeholder(client, i)}' for i, column in enumerate(values, 1)
+    )
+    where = _placeholder(client, len(values) + 1)
+    await client.execute_query(
+        f'UPDATE "{table}" SET {sets} WHERE "id" = {where}',  # noqa: S608
+        [*values.values(), str(pk)],
+    )
+
+
+async def _sealing_cipher(client: Any, subject: UUID) -> DataCipher:
+    """The subject's active data key, created as models.keys would when there is none (the
+    models are not set up while migrating, so this is plain SQL)."""
+    p = _placeholder
+    _, rows = await client.execute_query(
+        f'SELECT "id", "state", "version", "wrapped_key", "kek_id" FROM "data_keys"'  # noqa: S608
+        f' WHERE "purpose" = {p(client, 1)} AND "subject_id" = {p(client, 2)}',
+        [crypto.KeyPurpose.DATA.value, str(subject)],
+    )
+    active = [dict(r) for r in rows if r["state"] == KeyState.ACTIVE.value and r["wrapped_key"]]
+    if active:
+        newest = max(active, key=lambda r: (r["version"], r["id"]))
+        return crypto.keyring().open_data_key(
+            newest["id"], subject, newest["wrapped_key"], newest["kek_id"]
+        )
+    cipher, wrapped = crypto.keyring().new_data_key(subject)
+    now = datetime.now(UTC)
+    values = [
+        wrapped.key_id,
+        crypto.KeyPurpose.DATA.value,
+        str(subject),
+        max((r["version"] for r in rows), default=0) + 1,
+        KeyState.ACTIVE.value,
+        wrapped.wrapped_key,
+        wrapped.kek_id,
+        now,
+        now,
+    ]
+    places = ", ".join(p(client, i) for i in range(1, len(values) + 1))
+    await client.execute_query(
+        'INSERT INTO "data_keys" ("id", "purpose", "subject_id", "version", "state",'  # noqa: S608
+        f' "wrapped_key", "kek_id", "created_at", "updated_at") VALUES ({places})',
+        values,
+    )
+    return cipher
+
+
+async def _opening_cipher(client: Any, key_id: str) -> DataCipher:
+    _, rows = await client.execute_query(
+        'SELECT "subject_id", "wrapped_key", "kek_id" FROM "data_keys"'  # noqa: S608
+        f' WHERE "id" = {_placeholder(client, 1)}',
+        [key_id],
+    )
+    if not rows or not rows[0]["wrapped_key"]:
+        raise crypto.DecryptionError(f"data key {key_id} is not available")
+    row = dict(rows[0])
+    return crypto.keyring().open_data_key(
+        key_id, UUID(str(row["subject_id"])), row["wrapped_key"], row["kek_id"]
+    )
+
+
+def _is_sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(f"{crypto.FORMAT}:")
+
+
+async def seal_plaintext(client: Any, table: str, subject: str, columns: list[str]) -> None:
+    """Encrypt the values of these columns still in plaintext, each under its row's subject's
+    data key and bound to its table, column and row (as EncryptedField writes them)."""
+    ready = False
+    async for batch in _rows(client, table, [subject, *columns]):
+        plain = [
+            r for r in batch if any(r[c] is not None and not _is_sealed(r[c]) for c in columns)
+        ]
+        if not plain:
+            continue
+        if not ready:
+            _keyring_ready()
+            ready = True
+        for row in plain:
+            cipher = await _sealing_cipher(client, UUID(str(row[subject])))
+            sealed = {
+                column: cipher.seal(str(row[column]), associated_data(table, column, row["id"]))
+                for column in columns
+                if row[column] is not None and not _is_sealed(row[column])
+            }
+            await _write(client, table, row["id"], sealed)
+
+
+async def open_ciphertext(client: Any, table: str, columns: list[str]) -> None:
+    """Undo seal_plaintext: write these columns' values back in plaintext."""
+    _keyring_ready()
+    async for batch in _rows(client, table, columns):
+        for row in batch:
+            opened: dict[str, str] = {}
+            for column in columns:
+                value = row[column]
+                if not _is_sealed(value):
+                    continue
+                cipher = await _opening_cipher(client, crypto.key_id_of(value))
+                opened[column] = cipher.open(value, associated_data(table, column, row["id"]))
+            if opened:
+                await _write(client, table, row["id"], opened)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from auth.client_info import stored_header
 from models import ConsentEntry, ConsentPurpose, PolicyVersion
 
 DEFAULT_POLICY_VERSION = "2026-01"
@@ -34,6 +35,7 @@ async def append(
     user_agent: str | None,
 ) -> ConsentEntry:
     """Add one line to the ledger; earlier lines are never changed."""
+    agent = stored_header(user_agent)
     entry = ConsentEntry(
         user_id=user_id,
         purpose=purpose,
@@ -41,7 +43,7 @@ async def append(
         policy_version=await current_policy_version(),
         source=source,
         ip_address=ip_address,
-        user_agent=user_agent[:512] if user_agent else None,
+        user_agent=stored_header(agent[:512]) if agent else None,
     )
     await entry.save()
     return entry

@@ -10,11 +10,11 @@ from uuid import UUID
 from tortoise.transactions import in_transaction
 
 from auth import scoping
+from auth.card_data import contains_card_data, value_holds_card_data
 from auth.principal import Principal
 from models import PaymentMethod
 from privacy import audit
 from privacy.audit_actions import AuditAction
-from privacy.card_data import contains_card_data, value_holds_card_data
 from resolvers.errors import CardDataRefused, InvalidInput, NotFound
 from resolvers.users import require_user
 
@@ -23,9 +23,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_\-:.]{8,128}$")
 MAX_METHODS = 10
 
 
-def holds_card_data(document: str, variables: object) -> bool:
-    """True when a request's text or variables carry a card number or security code (P03)."""
-    return contains_card_data(document) or value_holds_card_data(variables)
+def holds_card_data(literals: object, variables: object) -> bool:
+    """True when an operation's literal values or variables carry a card number or security
+    code (P03)."""
+    return value_holds_card_data(literals) or value_holds_card_data(variables)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    VariableDefinitionNode,
+    Visitor,
+    value_from_ast_untyped,
+    visit,
+)
 from graphql.error import GraphQLError
+from graphql.execution.values import get_variable_values
 from graphql.validation import ValidationContext, ValidationRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -54,16 +66,55 @@ class TokenLimit(MaxTokensLimiter):
 
 
 class CardDataGuard(SchemaExtension):
-    """Refuse, before parsing, any operation whose text or variables carry card data (P03)."""
+    """Refuse, once parsed and before validation or any resolver, any operation whose values
+    carry card data (P03).
 
-    def on_operation(self) -> Iterator[None]:
+    Judged on the values the operation uses, not on its text: the document's literals as
+    parsed (escapes and block strings decoded), and the variables as sent and as coerced to
+    their declared types.
+    """
+
+    def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if holds_card_data(context.query or "", context.variables or {}):
+        document = context.graphql_document
+        variables = context.variables or {}
+        if document is not None and holds_card_data(
+            _literals(document), [variables, *_coerced(context.schema._schema, document, variables)]
+        ):
             raise PublicError(
                 "Card numbers and security codes are never accepted; nothing was stored.",
                 "CARD_DATA_REFUSED",
             )
         yield
+
+
+def _literals(document: DocumentNode) -> list[object]:
+    """Every argument and variable default the document writes, as plain values by name."""
+    found: list[object] = []
+
+    class Literals(Visitor):
+        def enter_argument(self, node: ArgumentNode, *_: object) -> None:
+            found.append({node.name.value: value_from_ast_untyped(node.value, {})})
+
+        def enter_variable_definition(self, node: VariableDefinitionNode, *_: object) -> None:
+            if node.default_value is not None:
+                found.append({node.variable.name.value: value_from_ast_untyped(node.default_value)})
+
+    visit(document, Literals())
+    return found
+
+
+def _coerced(
+    schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any]
+) -> list[object]:
+    """The variables as each operation's declared types read them (where they can)."""
+    values: list[object] = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            coerced = get_variable_values(schema, definition.variable_definitions or (), variables)
+            if isinstance(coerced, dict):
+                values.append(coerced)
+    return values
 
 
 class AccessAudit(SchemaExtension):

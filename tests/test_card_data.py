@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from tortoise import Tortoise
 
-from models import PaymentMethod
-from privacy.card_data import (
+from auth.card_data import (
     contains_card_data,
     is_security_code_name,
     luhn_valid,
     value_holds_card_data,
 )
+from models import PaymentMethod
 from tests.helpers import Api
 
 AsUser = Callable[[str | None], Awaitable[Api]]
@@ -26,7 +26,7 @@ FUTURE_YEAR = datetime.now(UTC).year + 2
 OCIS_LOGGERS = ("ocis", "ocis.graphql", "strawberry")
 
 
-# --- unit tests of privacy/card_data.py ---------------------------------------------------
+# --- unit tests of auth/card_data.py ---------------------------------------------------
 
 
 @pytest.mark.parametrize(

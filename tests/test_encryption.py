@@ -15,10 +15,24 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from tortoise import Tortoise
+from tortoise import Tortoise, fields
+from tortoise.models import Model
 
-from models import User, crypto
+from auth.policy import PERSONAL_FIELDS
+from auth.sessions import token_hash
+from models import (
+    ConsentEntry,
+    ExternalIdentity,
+    PaymentMethod,
+    PrivacyRequest,
+    SignInSession,
+    Ticket,
+    TicketMessage,
+    User,
+    crypto,
+)
 from models.crypto import DataCipher, DecryptionError, Keyring
+from models.fields import EncryptedField
 from models.keys import DataKey
 from tests.helpers import DEMO_PASSWORD, Api, sign_in
 
@@ -381,7 +395,8 @@ async def test_a_database_dump_holds_no_plaintext_personal_data(
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
         f"Chrome/124.0.0.0 Safari/537.36 {canaries['user_agent']}"
     )
-    referrer = f"https://partner.example.org/landing?campaign={canaries['referrer']}"
+    # Only the Referer's origin is stored, so the canary is in the host name.
+    referrer = f"https://{canaries['referrer']}.example.org/landing?campaign=spring"
     client.headers["user-agent"] = user_agent
     anonymous = Api(client)
 
@@ -449,7 +464,12 @@ async def test_a_database_dump_holds_no_plaintext_personal_data(
         "phone": canaries["phone"],
         "username": canaries["username"],
         "dateOfBirth": canaries["date_of_birth"],
-        "signIns": [{"referrer": referrer, "ipAddress": canaries["ip_address"]}],
+        "signIns": [
+            {
+                "referrer": f"https://{canaries['referrer']}.example.org",
+                "ipAddress": canaries["ip_address"],
+            }
+        ],
     }
     counts = {
         model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()
@@ -472,8 +492,9 @@ async def test_a_database_dump_holds_no_plaintext_personal_data(
     assert named <= stored
     for kind, dump in dumps.items():
         lowered = dump.lower()
-        # The dump does hold the rows: plaintext columns, the blind index and ciphertexts.
-        assert "chrome" in lowered, f"{kind} dump misses the sign-in row"
+        # The dump does hold the rows: plaintext columns, the blind index and ciphertexts
+        # (the browser is sealed now: the sign-in row shows by its token's hash).
+        assert token_hash(token) in lowered, f"{kind} dump misses the sign-in row"
         assert crypto.blind_index(canaries["email"]) in lowered, f"{kind} dump misses the user"
         assert lowered.count("v2:") >= 13, f"{kind} dump misses the ciphertexts"
         leaked = [name for name, value in canaries.items() if value.lower() in lowered]
@@ -509,3 +530,108 @@ async def test_registering_a_case_variant_of_a_known_email_is_refused(as_user: A
 
     assert body["data"]["register"] == {"__typename": "InvalidInputError", "field": "email"}
     assert await User.all().count() == 7
+
+
+# --- every personal column, generated from the policy's list ------------------------------
+
+# The models behind the GraphQL types of PERSONAL_FIELDS; ConsentState is computed from the
+# consent ledger (ConsentEntry) and has no table of its own.
+STORED_AS: dict[str, type[Model]] = {
+    "User": User,
+    "Ticket": Ticket,
+    "TicketMessage": TicketMessage,
+    "SignIn": SignInSession,
+    "PaymentMethod": PaymentMethod,
+    "PrivacyRequest": PrivacyRequest,
+    "ConsentEntry": ConsentEntry,
+    "LinkedIdentity": ExternalIdentity,
+}
+COMPUTED = {"ConsentState"}
+# Personal columns that are not text: EncryptedField seals text only, so a dump shows these.
+NOT_TEXT = {
+    ("payment_methods", "exp_month"): "small integer (1-12); sealing needs a text column",
+    ("payment_methods", "exp_year"): "small integer; sealing needs a text column",
+    ("privacy_requests", "kind"): "an enum of request kinds; sealing needs a text column",
+    ("consent_entries", "purpose"): "an enum of the four cookie purposes",
+    ("consent_entries", "granted"): "a boolean",
+}
+
+
+def _column_name(field_name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", field_name).lower()
+
+
+def personal_columns() -> list[tuple[type[Model], str]]:
+    """Every model column that PERSONAL_FIELDS names, as (model, field name)."""
+    assert set(PERSONAL_FIELDS) == set(STORED_AS) | COMPUTED, "map each new type to its model"
+    found = []
+    for type_name, model in STORED_AS.items():
+        for field_name in sorted(PERSONAL_FIELDS[type_name]):
+            column = _column_name(field_name)
+            assert column in model._meta.fields_map, f"{type_name}.{field_name} has no column"
+            found.append((model, column))
+    return found
+
+
+def _is_text(field: Any) -> bool:
+    return isinstance(field, EncryptedField | fields.CharField | fields.TextField) and not (
+        isinstance(field, fields.data.CharEnumFieldInstance)
+    )
+
+
+@pytest.mark.promise("P10")
+def test_every_personal_text_column_is_an_encrypted_field() -> None:
+    columns = personal_columns()
+    text = [(m, c) for m, c in columns if _is_text(m._meta.fields_map[c])]
+    other = {(m._meta.db_table, c) for m, c in columns if (m, c) not in text}
+
+    plaintext = [
+        f"{model._meta.db_table}.{column}"
+        for model, column in text
+        if not isinstance(model._meta.fields_map[column], EncryptedField)
+    ]
+    assert plaintext == []
+    assert other == set(NOT_TEXT)
+
+
+@pytest.mark.promise("P10")
+async def test_a_canary_in_every_personal_text_column_is_absent_from_every_dump(
+    client: httpx.AsyncClient, as_user: AsUser, database_url: str
+) -> None:
+    customer = await as_user("customer@example.com")
+    await sign_in(client, "customer@example.com")
+    user = await User.get(email_index=crypto.blind_index("customer@example.com"))
+    await ExternalIdentity.create(
+        user=user, issuer="https://id.example.com", subject="canary-sub", provider="example"
+    )
+    made = await customer.gql(
+        'mutation { addPaymentMethod(input: {gatewayToken: "tok_visa_4242abcd", brand: "visa",'
+        f' last4: "4242", expMonth: 12, expYear: {datetime.now(UTC).year + 2}}}) {{ __typename }}'
+        ' submitPrivacyRequest(input: {kind: ACCESS, details: "all of it"}) { __typename }'
+        " grantConsent(input: {purpose: STATISTICS}) { __typename } }"
+    )
+    assert "errors" not in made, made
+    tag = uuid.uuid4().hex[:8]
+    canaries: dict[str, str] = {}
+    too_short: list[str] = []
+
+    columns = [(m, c) for m, c in personal_columns() if _is_text(m._meta.fields_map[c])]
+    for number, (model, column) in enumerate(columns):
+        row = await model.all().order_by(model._meta.pk_attr).first()
+        assert row is not None, f"no {model._meta.db_table} row to write a canary into"
+        canary = f"cy{tag}{number:02d}"
+        if len(canary) > (getattr(model._meta.fields_map[column], "max_length", None) or 1000):
+            too_short.append(f"{model._meta.db_table}.{column}")  # a short plaintext column
+            continue
+        setattr(row, column, canary)
+        await row.save(update_fields=[column])
+        reread = await model.get(pk=row.pk)
+        assert getattr(reread, column) == canary
+        canaries[f"{model._meta.db_table}.{column}"] = canary
+
+    dumps = await _database_dumps(database_url)
+    for kind, dump in dumps.items():
+        leaked = [name for name, canary in canaries.items() if canary in dump.lower()]
+        assert leaked == [], f"{kind} dump shows plaintext: {leaked}"
+    assert too_short == []
+    assert len(canaries) >= 20

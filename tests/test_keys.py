@@ -552,11 +552,13 @@ async def test_destroying_a_subjects_keys_makes_their_data_unreadable_and_no_one
         for place, value in before.items():
             assert now[place] == (None if place in her_rows else value), place
     assert {row for row in her_rows if row[0] == "users"} == {
-        ("users", column, str(carla.id)) for column in ("name", "email", "date_of_birth")
+        ("users", column, str(carla.id))
+        for column in ("name", "email", "date_of_birth", "locale", "time_zone")
     }
     stored = await User.get(id=carla.id)
-    assert stored.shredded_fields == {"name", "email", "date_of_birth"}
-    assert stored.locale == "en"
+    # Locale and time zone are sealed under her key too (P10), so they are shredded with it.
+    assert stored.shredded_fields == {"name", "email", "date_of_birth", "locale", "time_zone"}
+    assert stored.locale is None
     assert (await User.get(id=chris.id)).name == "Chris Customer"
     record = await DataKey.get(id=next(iter(hers)))
     assert (record.state, record.wrapped_key, record.kek_id) == (KeyState.DESTROYED, None, None)
