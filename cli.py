@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 import settings as config
 from models import db
 from models.keys import CACHE_TTL_SECONDS
-from privacy import audit
+from privacy import audit_verify
 from privacy import keys as key_management
 
 AppFactory = Callable[[config.Settings], ASGIApp]
@@ -87,7 +87,7 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
             await db.load_keys()
             return await _rotate_keys(args)
         if action == "audit-verify":
-            report = await audit.verify_chain()
+            report = await audit_verify.verify_chain()
             if report.intact:
                 print(f"audit chain intact: {report.checked} records")  # noqa: T201
                 return 0

@@ -48,7 +48,7 @@ class Settings:
     oidc: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Peers whose X-Forwarded-For is believed (auth/client_ip.py); empty: none.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
-    # Where audit checkpoints go without Redis (privacy/audit.py); with REDIS_URL, to Redis.
+    # Where audit checkpoints go without Redis (privacy/audit_checkpoints.py), else to Redis.
     audit_checkpoint_dir: Path = ROOT / "var" / "audit-checkpoints"
 
     @property

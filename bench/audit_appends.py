@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 import settings as config
 from auth.principal import Principal
 from models import db
-from privacy import audit
+from privacy import audit, audit_verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +75,11 @@ def _writer(run: Run) -> tuple[int, int, float]:
     return asyncio.run(_append(run))
 
 
-async def _verify(settings: config.Settings) -> audit.ChainReport:
+async def _verify(settings: config.Settings) -> audit_verify.ChainReport:
     await db.connect(settings.database_url, settings.master_key)
     try:
         audit.configure(settings)
-        return await audit.verify_chain()
+        return await audit_verify.verify_chain()
     finally:
         await db.disconnect()
 

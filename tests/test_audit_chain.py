@@ -19,7 +19,7 @@ import settings as config
 from auth.principal import Principal
 from bench.audit_appends import measure
 from models import AuditEvent, db
-from privacy import audit
+from privacy import audit, audit_checkpoints, audit_links, audit_verify
 from tests.helpers import bypass_append_only
 
 TICKETS = "{ tickets(first: 50) { edges { node { subject requester { id name email } } } } }"
@@ -36,11 +36,11 @@ async def write_chain(length: int) -> list[AuditEvent]:
 
 
 def _sha256_link(event: AuditEvent, prev_hash: str) -> str:
-    return hashlib.sha256(f"{prev_hash}|{audit._content(event)}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}|{audit_links.content(event)}".encode()).hexdigest()
 
 
 def _wrong_key_link(event: AuditEvent, prev_hash: str) -> str:
-    text = f"{event.chain}|{event.position}|{prev_hash}|{audit._content(event)}"
+    text = f"{event.chain}|{event.position}|{prev_hash}|{audit_links.content(event)}"
     return hmac.new(b"w" * 32, text.encode(), hashlib.sha256).hexdigest()
 
 
@@ -73,7 +73,7 @@ def _recompute_after(events: list[AuditEvent], removed: int, link: Any) -> list[
 )
 async def test_tampering_past_the_triggers_is_named(app: Any, tampering: str, reason: str) -> None:
     events = await write_chain(5)
-    assert await audit.verify_chain() == audit.ChainReport(5, None, None)
+    assert await audit_verify.verify_chain() == audit_verify.ChainReport(5, None, None)
     expected: int | None = events[2].seq
     if tampering == "delete the newest":
         statements = [f"DELETE FROM audit_events WHERE seq >= {events[3].seq}"]
@@ -82,7 +82,7 @@ async def test_tampering_past_the_triggers_is_named(app: Any, tampering: str, re
         expected = 0
     elif tampering == "relabel as the legacy chain":
         # Plain SHA-256 links in the chain that needs no key: the checkpoints still count.
-        statements, prev_hash = [], audit.GENESIS
+        statements, prev_hash = [], audit_links.GENESIS
         for event in events:
             event.chain, event.key_id, event.position, event.prev_hash = "legacy", "sha256", 0, ""
             event.hash = _sha256_link(event, prev_hash)
@@ -97,7 +97,7 @@ async def test_tampering_past_the_triggers_is_named(app: Any, tampering: str, re
         statements = _recompute_after(events, 2, link)
         expected = events[3].seq
     await bypass_append_only(statements)
-    report = await audit.verify_chain()
+    report = await audit_verify.verify_chain()
     assert not report.intact
     assert report.first_broken_seq == expected, report
     assert report.reason is not None
@@ -114,7 +114,7 @@ async def test_every_read_batch_leaves_a_keyed_checkpoint_outside_the_database(
         assert (await agent.gql(TICKETS)).get("errors") is None
     reads = await AuditEvent.filter(action=audit.READ_ACTION).order_by("seq")
     assert len(reads) == 4
-    stored = [json.loads(text) for text in await audit._stored()]
+    stored = [json.loads(text) for text in await audit_checkpoints.stored()]
     heads = {chain: head for doc in stored for chain, head in doc["chains"].items()}
     assert heads[reads[-1].chain] == [reads[-1].position, reads[-1].hash]
     assert all(doc["mac"] and doc["key_id"] == reads[-1].key_id for doc in stored)
@@ -129,7 +129,7 @@ async def test_every_read_batch_leaves_a_keyed_checkpoint_outside_the_database(
         assert len(files) == 1
     # Truncating the newest request's records is caught from the checkpoint.
     await bypass_append_only([f"DELETE FROM audit_events WHERE seq >= {reads[2].seq}"])
-    report = await audit.verify_chain()
+    report = await audit_verify.verify_chain()
     assert report.first_broken_seq == reads[1].seq
     assert report.reason is not None
     assert "ends at position 2 but its checkpoint names 4" in report.reason
@@ -147,12 +147,12 @@ async def test_a_change_in_a_transaction_is_checkpointed_once_committed(as_user:
     assert (await agent.gql(TICKETS)).get("errors") is None
     heads = {
         chain: head
-        for text in await audit._stored()
+        for text in await audit_checkpoints.stored()
         for chain, head in json.loads(text)["chains"].items()
     }
     assert heads[change.chain] == [change.position, change.hash]
     await bypass_append_only([f"DELETE FROM audit_events WHERE seq = {change.seq}"])
-    report = await audit.verify_chain()
+    report = await audit_verify.verify_chain()
     assert report.reason is not None
     assert report.reason.startswith(f"truncated: chain {change.chain} ends at position 0")
 
@@ -161,15 +161,17 @@ async def test_a_change_in_a_transaction_is_checkpointed_once_committed(as_user:
 async def test_a_forged_checkpoint_is_named(app: Any, app_settings: Any) -> None:
     events = await write_chain(2)
     # Someone who can write the checkpoint store but lacks the key moves the head back.
-    forger = audit.AuditKey(events[0].key_id, b"f" * 32)
-    body = audit._checkpoint_body("forged", {events[0].chain: (1, events[0].hash)})
-    text = audit._sealed(forger, body)
+    forger = audit_links.AuditKey(events[0].key_id, b"f" * 32)
+    body = audit_checkpoints.checkpoint_body("forged", {events[0].chain: (1, events[0].hash)})
+    text = audit_checkpoints.sealed(forger, body)
     if app_settings.redis_url:
-        await app.state.store.set(audit.REDIS_PREFIX + "checkpoint-forged", text)
+        await app.state.store.set(audit_checkpoints.REDIS_PREFIX + "checkpoint-forged", text)
     else:
-        audit._write_file(app_settings.audit_checkpoint_dir, "checkpoint-forged", text)
-    report = await audit.verify_chain()
-    assert report == audit.ChainReport(0, 0, "a checkpoint does not verify under our key (forged?)")
+        audit_checkpoints.write_file(app_settings.audit_checkpoint_dir, "checkpoint-forged", text)
+    report = await audit_verify.verify_chain()
+    assert report == audit_verify.ChainReport(
+        0, 0, "a checkpoint does not verify under our key (forged?)"
+    )
 
 
 @pytest.mark.promise("P20")
@@ -181,22 +183,24 @@ async def test_two_writer_processes_append_at_once_without_retries(
     )
     assert result["appends"] == 80
     assert result["retries"] == 0
-    assert await audit.verify_chain() == audit.ChainReport(160, None, None)
+    assert await audit_verify.verify_chain() == audit_verify.ChainReport(160, None, None)
     writers = await AuditEvent.all().distinct().values_list("chain", flat=True)
     assert len(set(writers)) == 2
 
 
 async def test_a_pruned_prefix_leaves_the_rest_verifiable_from_its_anchor(app: Any) -> None:
     events = await write_chain(5)
-    pruned = await audit.prune_before(datetime.now(UTC) + timedelta(seconds=5), bypass_append_only)
+    pruned = await audit_verify.prune_before(
+        datetime.now(UTC) + timedelta(seconds=5), bypass_append_only
+    )
     # Every chain keeps its newest record, so appends go on from it.
     assert pruned == {events[0].chain: 4}
     assert await AuditEvent.all().count() == 1
     more = await write_chain(1)
     assert more[0].position == 6
-    assert await audit.verify_chain() == audit.ChainReport(2, None, None)
+    assert await audit_verify.verify_chain() == audit_verify.ChainReport(2, None, None)
     await bypass_append_only([f"DELETE FROM audit_events WHERE seq = {events[4].seq}"])
-    report = await audit.verify_chain()
+    report = await audit_verify.verify_chain()
     assert report.first_broken_seq == more[0].seq
     assert report.reason is not None
     assert report.reason.startswith("does not follow")
@@ -212,7 +216,7 @@ async def test_records_from_before_0007_stay_verifiable_and_are_anchored(tmp_pat
         target="ocis.0005_notices_and_disabled_accounts",
     )
     await Tortoise.close_connections()
-    prev_hash = audit.GENESIS
+    prev_hash = audit_links.GENESIS
     with sqlite3.connect(path) as connection:
         for i in range(3):
             event = AuditEvent(
@@ -227,7 +231,7 @@ async def test_records_from_before_0007_stay_verifiable_and_are_anchored(tmp_pat
                 purpose=None,
                 request_id="req-1",
             )
-            event_hash = audit.link_hash(prev_hash, event)
+            event_hash = audit_links.link_hash(prev_hash, event)
             connection.execute(
                 "INSERT INTO audit_events (occurred_at, actor_roles, action, entity, entity_id,"
                 " field_names, request_id, prev_hash, hash)"
@@ -242,16 +246,16 @@ async def test_records_from_before_0007_stay_verifiable_and_are_anchored(tmp_pat
     await db.connect(url, settings.master_key)
     try:
         audit.configure(settings)
-        assert await audit.verify_chain() == audit.ChainReport(3, None, None)
+        assert await audit_verify.verify_chain() == audit_verify.ChainReport(3, None, None)
         await audit.prime_head(settings)
         await write_chain(1)
-        assert await audit.verify_chain() == audit.ChainReport(4, None, None)
+        assert await audit_verify.verify_chain() == audit_verify.ChainReport(4, None, None)
         with sqlite3.connect(path) as connection:
             connection.executescript(
                 "DROP TRIGGER audit_events_no_delete;"
                 " DELETE FROM audit_events WHERE entity_id = '2' AND chain = 'legacy';"
             )
-        report = await audit.verify_chain()
+        report = await audit_verify.verify_chain()
         assert report.reason is not None
         assert report.reason.startswith("truncated: chain legacy ends at position 2")
     finally:

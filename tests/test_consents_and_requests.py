@@ -12,7 +12,7 @@ import pytest
 from tortoise import Tortoise
 
 from models import AuditEvent, ConsentEntry, PrivacyRequest, User, crypto
-from privacy import audit
+from privacy import audit_verify
 from schema.relay import from_global_id
 from tests.helpers import Api
 
@@ -78,7 +78,7 @@ async def post(api: Api, query: str, variables: dict[str, Any]) -> tuple[dict[st
 
 
 async def assert_chain_intact(expected_records: int) -> None:
-    report = await audit.verify_chain()
+    report = await audit_verify.verify_chain()
     assert report.intact, report.reason
     assert report.checked == expected_records
 
