@@ -7,8 +7,11 @@ import asyncio
 import getpass
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from starlette.types import ASGIApp
 
@@ -19,6 +22,20 @@ from privacy import audit_verify
 from privacy import keys as key_management
 
 AppFactory = Callable[[config.Settings], ASGIApp]
+
+
+def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The context `serve` terminates TLS with: the configured key pair, TLS 1.2 at the least."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise config.ConfigurationError(
+            f"OCIS_TLS_CERT / OCIS_TLS_KEY: {cert} and {key} are not a PEM certificate chain"
+            f" and its private key ({error.__class__.__name__})"
+        ) from None
+    return context
 
 
 async def _rotate_keys(args: argparse.Namespace) -> int:
@@ -141,9 +158,26 @@ def run(argv: list[str] | None, create_app: AppFactory) -> int:
     if args.command == "serve":
         import uvicorn
 
-        # OCIS reads X-Forwarded-For itself, from OCIS_TRUSTED_PROXIES only.
+        tls: dict[str, Any] = {}
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            try:
+                context = _tls_context(settings.tls_cert, settings.tls_key)
+            except config.ConfigurationError as error:
+                print(str(error), file=sys.stderr)  # noqa: T201
+                return 2
+            # uvicorn's own context has no minimum version; this one insists on TLS 1.2.
+            tls = {
+                "ssl_certfile": settings.tls_cert,
+                "ssl_keyfile": settings.tls_key,
+                "ssl_context_factory": lambda _config, _default: context,
+            }
+        # OCIS reads X-Forwarded-For and X-Forwarded-Proto itself, from OCIS_TRUSTED_PROXIES only.
         uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port, proxy_headers=False
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            proxy_headers=False,
+            **tls,
         )
         return 0
     if args.command == "migrate":

@@ -30,6 +30,7 @@ from web.mobile_tokens import token_endpoint
 from web.provider_callback import provider_callback
 from web.provider_login import provider_login
 from web.responses import NoStore
+from web.security_headers import SecurityHeaders, server_error
 from web.sign_in import password_sign_in
 from web.sign_out import sign_out
 
@@ -77,9 +78,10 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             await app.state.store.aclose()
             await db.disconnect()
 
-    app = Starlette(routes=routes(), lifespan=lifespan)
+    app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
     app.add_middleware(RequestLimits)
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: the 413 carries them too
     return app
 
 

@@ -50,10 +50,17 @@ class Settings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # Where audit checkpoints go without Redis (privacy/audit_checkpoints.py), else to Redis.
     audit_checkpoint_dir: Path = ROOT / "var" / "audit-checkpoints"
+    # PEM certificate chain and private key: `serve` terminates TLS itself when both are set.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def terminates_tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def public_origin(self) -> str:
@@ -122,6 +129,25 @@ def _trusted_proxies(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+def _tls_files(cert: str, key: str) -> tuple[Path | None, Path | None]:
+    """OCIS_TLS_CERT and OCIS_TLS_KEY: both or neither, each a file this process can read."""
+    if not cert and not key:
+        return None, None
+    if not cert or not key:
+        missing = "OCIS_TLS_KEY" if cert else "OCIS_TLS_CERT"
+        raise ConfigurationError(f"OCIS_TLS_CERT and OCIS_TLS_KEY go together: {missing} is unset")
+    paths = (Path(cert), Path(key))
+    for name, path in zip(("OCIS_TLS_CERT", "OCIS_TLS_KEY"), paths, strict=True):
+        try:
+            with path.open("rb") as pem:
+                pem.read(1)
+        except OSError as error:
+            raise ConfigurationError(
+                f"{name}: cannot read {path} ({error.strerror or 'unreadable'})"
+            ) from None
+    return paths
+
+
 def _previous_master_keys(raw: str) -> tuple[bytes, ...]:
     keys = []
     for entry in (item.strip() for item in raw.split(",")):
@@ -182,6 +208,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     public_url = env.get("PUBLIC_URL") or (
         defaults.public_url if mode == "production" else _served_url(host, port)
     )
+    tls_cert, tls_key = _tls_files(
+        env.get("OCIS_TLS_CERT", "").strip(), env.get("OCIS_TLS_KEY", "").strip()
+    )
     settings = Settings(
         env="production" if mode == "production" else "development",
         database_url=env.get("DATABASE_URL") or defaults.database_url,
@@ -205,6 +234,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         audit_checkpoint_dir=Path(
             env.get("OCIS_AUDIT_CHECKPOINT_DIR") or defaults.audit_checkpoint_dir
         ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     if settings.is_production:
         problems = []
@@ -218,6 +249,11 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append("SMTP_URL is required (account owners are told of sign-in changes)")
         if not settings.secure_cookies:
             problems.append("PUBLIC_URL must be https")
+        if not settings.terminates_tls and not settings.trusted_proxies:
+            problems.append(
+                "TLS is required: set OCIS_TLS_CERT and OCIS_TLS_KEY, or OCIS_TRUSTED_PROXIES"
+                " for the proxy that terminates it"
+            )
         if not settings.audit_reads:
             problems.append(
                 "OCIS_AUDIT_READS cannot be turned off (the policy promises audit logs)"

@@ -29,6 +29,12 @@ def _trusted(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
+def from_trusted_proxy(peer: str | None, trusted_proxies: Iterable[IPNetwork]) -> bool:
+    """Whether the peer is a configured trusted proxy, whose forwarding headers are believed."""
+    address = parse_ip(peer) if peer is not None else None
+    return address is not None and _trusted(address, tuple(trusted_proxies))
+
+
 def client_ip(
     peer: str | None, forwarded_for: str | None, trusted_proxies: Iterable[IPNetwork]
 ) -> str | None:

@@ -67,6 +67,7 @@ def test_seed_is_refused_in_production(tmp_path: Path) -> None:
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "PUBLIC_URL": "https://ocis.example.com",
         "SMTP_URL": "smtps://mail.example.com",
+        "OCIS_TRUSTED_PROXIES": "10.0.0.0/8",
     }
     result = run_cli("seed", env=env)
     assert result.returncode == 2

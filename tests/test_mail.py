@@ -149,6 +149,7 @@ def test_smtp_urls_are_checked_and_production_needs_tls_beyond_loopback() -> Non
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "PUBLIC_URL": "https://ocis.example.com",
+        "OCIS_TRUSTED_PROXIES": "10.0.0.0/8",
     }
     with pytest.raises(config.ConfigurationError, match="SMTP_URL is required"):
         config.from_environ(base)

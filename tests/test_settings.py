@@ -39,6 +39,7 @@ def test_a_set_public_url_wins_and_production_still_needs_https() -> None:
         "DATABASE_URL": "postgres://ocis@db.example.com:5432/ocis",
         "REDIS_URL": "redis://cache.example.com:6379/0",
         "SMTP_URL": "smtps://mail.example.com:465",
+        "OCIS_TRUSTED_PROXIES": "10.0.0.0/8",
         "PORT": "9000",
     }
     with pytest.raises(config.ConfigurationError, match="PUBLIC_URL must be https"):

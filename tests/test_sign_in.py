@@ -109,16 +109,18 @@ async def test_email_case_and_surrounding_spaces_find_the_account(
 
 @pytest.fixture
 async def https_client(
-    demo: None, app_settings: config.Settings
+    app: Any, demo: None, app_settings: config.Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A second app served as https://ocis.example.com, on the same (seeded) database."""
     application = create_app(https_settings(app_settings))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 50000))
-        async with httpx.AsyncClient(
-            transport=transport, base_url=HTTPS_ORIGIN, headers={"origin": HTTPS_ORIGIN}
-        ) as http:
-            yield http
+    # The running app's connections: a second lifespan would close the shared database at its end.
+    application.state.store = app.state.store
+    application.state.gateway = app.state.gateway
+    transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=HTTPS_ORIGIN, headers={"origin": HTTPS_ORIGIN}
+    ) as http:
+        yield http
 
 
 async def test_https_sign_in_sets_a_host_prefixed_secure_cookie(
