@@ -60,7 +60,7 @@ class TicketType(Node):
     ) -> "Connection[TicketMessageType] | None":
         page_size(first)
         if after is not None:
-            decode_cursor(after)
+            decode_cursor(after, "TicketMessage")
         page = await info.context.loaders.message_pages.load((self.model.id, first, after))
         principal = info.context.principal
         nodes = [
