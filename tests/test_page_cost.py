@@ -142,7 +142,7 @@ def connection_filters() -> list[tuple[str, str, str]]:
     """(query field, filter input type, argument) for every filter of every root connection."""
     query_type = schema._schema.query_type
     assert query_type is not None
-    found = []
+    found: list[tuple[str, str, str]] = []
     for name, field in query_type.fields.items():
         if "filter" not in field.args:
             continue
