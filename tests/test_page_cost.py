@@ -217,7 +217,7 @@ LISTS = {
     "tickets": "{ tickets(first: 2) { edges { cursor } pageInfo { endCursor } } }",
 }
 AFTER = "query($after: String) {{ {name}(first: 2, after: $after) {{ edges {{ cursor }} }} }}"
-READABLE = re.compile(rb"\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}|createdAt|\"")
+READABLE = re.compile(rb"\d{4}-\d{2}-\d{2}|[0-9a-f]{8}-[0-9a-f]{4}|createdAt")
 
 
 def _raw(cursor: str) -> bytes:
