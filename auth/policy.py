@@ -209,7 +209,23 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+def may_filter(type_name: str, field_name: str, principal: Principal) -> bool:
+    """Whether a list may be filtered or ordered by a field: its rule allows anyone's row."""
+    return may_read(type_name, field_name, principal, Relation())
+
+
 def may_read(type_name: str, field_name: str, principal: Principal, relation: Relation) -> bool:
     """The decision for one field; a field without a rule is never readable."""
     rule = FIELD_POLICY.get(type_name, {}).get(field_name)
     return rule is not None and rule(principal, relation)
+
+
+# What each connection's filter arguments read: (input type, argument) to (type, field).
+FILTER_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("UserFilterInput", "role"): ("User", "roles"),
+    ("UserFilterInput", "status"): ("User", "status"),
+    ("TicketFilterInput", "status"): ("Ticket", "status"),
+    ("TicketFilterInput", "assigneeId"): ("Ticket", "assignee"),
+    ("TicketFilterInput", "requesterId"): ("Ticket", "requester"),
+    ("TicketFilterInput", "unassigned"): ("Ticket", "assignee"),
+}

@@ -69,6 +69,11 @@ TOKEN_PER_IP = Limit("token:ip", 120, 15 * 60)
 # person's devices asking for tokens 60 times, is no person signing in.
 CALLBACK_PER_ACCOUNT = Limit("callback:account", 20, 15 * 60)
 TOKEN_PER_ACCOUNT = Limit("token:account", 60, 15 * 60)
+# Replies and new tickets, per account: an agent answering a busy queue writes a reply every
+# 15 seconds at most, a customer far fewer; a script writing 150 replies in seconds makes every
+# later page of the thread and the queue cost more for everyone.
+REPLY_PER_ACCOUNT = Limit("reply:account", 60, 15 * 60)
+TICKET_PER_ACCOUNT = Limit("ticket:account", 30, 60 * 60)
 # Starting a sign-in writes a 10-minute transaction to the store: at most 60 per address.
 LOGIN_START_PER_IP = Limit("login:ip", 60, 15 * 60)
 
@@ -160,3 +165,11 @@ async def token_attempt(store: Redis, *, ip: str | None, account: str | None = N
 
 async def login_start_attempt(store: Redis, *, ip: str | None) -> Decision:
     return await hit_all(store, [(LOGIN_START_PER_IP, ip_key(ip))])
+
+
+async def reply_attempt(store: Redis, *, account: str) -> Decision:
+    return await hit_all(store, [(REPLY_PER_ACCOUNT, account)])
+
+
+async def ticket_attempt(store: Redis, *, account: str) -> Decision:
+    return await hit_all(store, [(TICKET_PER_ACCOUNT, account)])

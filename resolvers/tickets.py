@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+from pypika_tortoise.analytics import RowNumber
+from pypika_tortoise.terms import Field
+from tortoise.expressions import Subquery
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth import scoping
+from auth.policy import may_filter
 from auth.principal import Principal
 from auth.scopes import Scope, is_staff_account
 from models import (
@@ -46,6 +51,14 @@ async def list_tickets(
     principal: Principal, *, first: int | None, after: str | None, where: TicketFilter
 ) -> Page[Ticket]:
     """A page of the tickets the caller may read, newest first."""
+    used = {
+        "status": where.status is not None,
+        "assignee": where.unassigned or where.assignee_id is not None,
+        "requester": where.requester_id is not None,
+    }
+    for name in (name for name, given in used.items() if given):
+        if not may_filter("Ticket", name, principal):
+            raise NotAllowed(f"Filtering tickets by {name} needs the right to read it.")
     query = scoping.readable_tickets(principal)
     if where.status is not None:
         query = query.filter(status=where.status)
@@ -55,8 +68,7 @@ async def list_tickets(
         query = query.filter(assignee_id=where.assignee_id)
     if where.requester_id is not None:
         query = query.filter(requester_id=where.requester_id)
-    items, more = await paginate(query, first=first, after=after, newest_first=True)
-    return Page(items, more)
+    return await paginate(query, first=first, after=after, newest_first=True)
 
 
 async def get_ticket(principal: Principal, ticket_id: UUID) -> Ticket:
@@ -239,22 +251,54 @@ async def change_ticket_status(
 async def load_message_pages(
     principal: Principal, keys: list[tuple[UUID, int | None, str | None]]
 ) -> list[Page[TicketMessage]]:
-    """Batch: a page of readable messages per (ticket, first, after), one query per page shape."""
+    """Batch: a page of readable messages per (ticket, first, after), two queries per page shape.
+
+    The page is cut in SQL, per ticket, by row number: only the page's rows (and one position
+    more, to know whether there is a next page) leave the database, and only the page's are
+    loaded and decrypted, however long the thread.
+    """
     by_shape: dict[tuple[int | None, str | None], set[UUID]] = defaultdict(set)
     for ticket_id, first, after in keys:
         by_shape[(first, after)].add(ticket_id)
     pages: dict[tuple[UUID, int | None, str | None], Page[TicketMessage]] = {}
     for (first, after), ticket_ids in by_shape.items():
         size = page_size(first)
-        grouped: dict[UUID, list[TicketMessage]] = defaultdict(list)
-        rows = await (
-            scoping.readable_messages(principal)
-            .filter(after_clause(after, newest_first=False), ticket_id__in=list(ticket_ids))
-            .order_by("created_at", "id")
+        positions = await _page_positions(
+            scoping.readable_messages(principal).filter(
+                after_clause(after, "TicketMessage", newest_first=False),
+                ticket_id__in=list(ticket_ids),
+            ),
+            size + 1,
         )
-        for message in rows:
-            grouped[message.ticket_id].append(message)
+        wanted = [ident for ident, (_, position) in positions.items() if position <= size]
+        more = {ticket for (ticket, position) in positions.values() if position > size}
+        grouped: dict[UUID, list[TicketMessage]] = defaultdict(list)
+        if wanted:
+            rows = await scoping.readable_messages(principal).filter(id__in=wanted)
+            for message in sorted(rows, key=lambda row: (row.created_at, row.id)):
+                grouped[message.ticket_id].append(message)
         for ticket_id in ticket_ids:
-            thread = grouped.get(ticket_id, [])
-            pages[(ticket_id, first, after)] = Page(thread[:size], len(thread) > size)
+            pages[(ticket_id, first, after)] = Page(grouped.get(ticket_id, []), ticket_id in more)
     return [pages[key] for key in keys]
+
+
+async def _page_positions(
+    messages: QuerySet[TicketMessage], limit: int
+) -> dict[UUID, tuple[UUID, int]]:
+    """Message id to (ticket id, position in its thread) for the first `limit` of each thread."""
+    table = TicketMessage._meta.basetable
+    numbered = messages.annotate(
+        position=RowNumber().over(table.ticket_id).orderby(table.created_at, table.id)
+    ).values("id", "ticket_id", "position")
+    db = TicketMessage._meta.db
+    page = (
+        db.query_class.from_(Subquery(numbered).as_("numbered"))
+        .select(Field("id"), Field("ticket_id"), Field("position"))
+        .where(Field("position") <= limit)
+    )
+    _, rows = await db.execute_query(*page.get_parameterized_sql())
+    return {_uuid(row["id"]): (_uuid(row["ticket_id"]), int(row["position"])) for row in rows}
+
+
+def _uuid(value: object) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 
 from auth import scoping
 from auth.passwords import hash_password, password_problem
+from auth.policy import may_filter
 from auth.principal import Principal
 from auth.scopes import Scope
 from models import Role, User, UserStatus, crypto
@@ -158,13 +159,19 @@ async def list_users(
     """The account directory, for staff with that scope."""
     if not principal.has(Scope.USERS_DIRECTORY):
         raise NotAllowed("Listing accounts needs the directory scope.")
+    for name, given in (("roles", role), ("status", status)):
+        if given is not None and not may_filter("User", name, principal):
+            raise NotAllowed(f"Filtering accounts by {name} needs the right to read it.")
     query = scoping.readable_users(principal)
     if status is not None:
         query = query.filter(status=status)
     if role is not None:
         query = await scoping.with_role(query, role)
-    items, more = await paginate(query, first=first, after=after, newest_first=False)
-    return Page(items, more)
+    # Ordered by creation only for callers who may read when accounts were created.
+    by_id_only = not may_filter("User", "createdAt", principal)
+    return await paginate(
+        query, first=first, after=after, newest_first=False, by_id_only=by_id_only
+    )
 
 
 async def load_users(ids: list[UUID]) -> list[User | None]:

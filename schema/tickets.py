@@ -1,12 +1,13 @@
 """Support tickets and their messages: types, the ticket list, and the ticket mutations."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
 import strawberry
 
+from auth import rate_limit
 from auth.policy import Relation
 from auth.relations import person_in, relation_to_row, relation_to_walk_in, subject_of
 from models import Ticket, TicketMessage
@@ -16,7 +17,7 @@ from resolvers.tickets import OnBehalfOf, TicketFilter
 from schema.attributes import attribute
 from schema.context import Info
 from schema.enums import Channel, TicketPriority, TicketStatus
-from schema.errors import MutationError, coded_errors
+from schema.errors import MutationError, RateLimitedError, coded_errors, refusal
 from schema.need_to_know import personal_data
 from schema.relay import Connection, Node, connection, from_global_id, to_global_id
 from schema.users import UserType, user_node
@@ -60,7 +61,7 @@ class TicketType(Node):
     ) -> "Connection[TicketMessageType] | None":
         page_size(first)
         if after is not None:
-            decode_cursor(after)
+            decode_cursor(after, "TicketMessage")
         page = await info.context.loaders.message_pages.load((self.model.id, first, after))
         principal = info.context.principal
         nodes = [
@@ -160,7 +161,7 @@ class TicketSuccess:
 
 
 CreateTicketResult = Annotated[
-    TicketSuccess | MutationError, strawberry.union("CreateTicketResult")
+    TicketSuccess | RateLimitedError | MutationError, strawberry.union("CreateTicketResult")
 ]
 AssignTicketResult = Annotated[
     TicketSuccess | MutationError, strawberry.union("AssignTicketResult")
@@ -183,7 +184,7 @@ class AddMessageSuccess:
 
 
 AddMessageResult = Annotated[
-    AddMessageSuccess | MutationError, strawberry.union("AddMessageResult")
+    AddMessageSuccess | RateLimitedError | MutationError, strawberry.union("AddMessageResult")
 ]
 
 
@@ -204,6 +205,17 @@ class ChangeTicketStatusInput:
 async def _ticket(info: Info, ticket: Ticket) -> TicketSuccess:
     (node,) = await ticket_nodes(info, [ticket])
     return TicketSuccess(ticket=node)
+
+
+async def _over_limit(
+    info: Info, attempt: Callable[..., Awaitable[rate_limit.Decision]]
+) -> RateLimitedError | None:
+    """Counted per signed-in account; anonymous callers are refused by the use case."""
+    context = info.context
+    account = context.principal.user_id
+    if context.store is None or account is None:
+        return None
+    return refusal(info, await attempt(context.store, account=str(account)))
 
 
 @strawberry.type
@@ -228,6 +240,8 @@ class TicketsQuery:
 class TicketsMutation:
     @strawberry.mutation(description="Open a support ticket with its first message.")
     async def create_ticket(self, info: Info, input: CreateTicketInput) -> CreateTicketResult:
+        if (refused := await _over_limit(info, rate_limit.ticket_attempt)) is not None:
+            return refused
         ticket = await tickets.create_ticket(
             info.context.principal,
             subject=input.subject,
@@ -242,6 +256,8 @@ class TicketsMutation:
 
     @strawberry.mutation(description="Reply on a ticket, or add a staff-only internal note.")
     async def add_message(self, info: Info, input: AddMessageInput) -> AddMessageResult:
+        if (refused := await _over_limit(info, rate_limit.reply_attempt)) is not None:
+            return refused
         _, ticket_id = from_global_id(input.ticket_id, "Ticket", "ticketId")
         principal = info.context.principal
         message = await tickets.add_message(
