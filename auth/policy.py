@@ -21,6 +21,7 @@ class Relation:
     subject_is_staff: bool = False
     works_their_ticket: bool = False
     handles_their_privacy_request: bool = False
+    ticket_awaits_requester: bool = False
 
 
 Rule = Callable[[Principal, Relation], bool]
@@ -49,6 +50,15 @@ def contact_need_to_know(principal: Principal, relation: Relation) -> bool:
         or (principal.has(Scope.CONTACT_NEED_TO_KNOW) and relation.works_their_ticket)
         or (principal.has(Scope.PRIVACY_REQUESTS) and relation.handles_their_privacy_request)
     )
+
+
+def requester_on_ticket(principal: Principal, relation: Relation) -> bool:
+    """Who reaches it; opened on one's behalf: them and admins till they write or others assign."""
+    if principal.user_id is None:
+        return False
+    if not relation.ticket_awaits_requester:
+        return True
+    return relation.is_self or principal.has(Scope.USERS_PERSONAL_DATA)
 
 
 def display_name(principal: Principal, relation: Relation) -> bool:
@@ -109,7 +119,7 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "status": reachable,
         "priority": reachable,
         "channel": reachable,
-        "requester": reachable,
+        "requester": requester_on_ticket,
         "requesterName": contact_need_to_know,
         "requesterEmail": contact_need_to_know,
         "assignee": reachable,

@@ -6,6 +6,7 @@ other row is about its owner, and only being that owner counts.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID
 
 from tortoise.models import Model
@@ -72,3 +73,14 @@ def relation_to_own_account(user: User) -> Relation:
 def relation_to_walk_in(worked: bool) -> Relation:
     """The caller's relation to a requester known only by email."""
     return Relation(works_their_ticket=worked)
+
+
+def relation_on_ticket(ticket: Ticket, to_requester: Relation) -> Relation:
+    """The caller's relation to a ticket's requester, as far as this ticket grants it.
+
+    A ticket that awaits its requester grants nothing: its opener typed the address, and
+    working it must not hand them what the address belongs to.
+    """
+    if not ticket.awaiting_requester:
+        return to_requester
+    return replace(to_requester, works_their_ticket=False, ticket_awaits_requester=True)

@@ -73,7 +73,8 @@ def readable_users(principal: Principal) -> QuerySet[User]:
         return User.filter(_NOTHING)
     if principal.has(Scope.USERS_DIRECTORY):
         return User.all()
-    tickets = readable_tickets(principal)
+    # A ticket that awaits its requester does not make them reachable (auth.relations).
+    tickets = readable_tickets(principal).filter(awaiting_requester=False)
     return User.filter(
         Q(id=principal.user_id)
         | Q(id__in=Subquery(tickets.filter(requester_id__not_isnull=True).values("requester_id")))
@@ -138,7 +139,9 @@ async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUI
     handled: set[UUID] = set()
     if others and principal.has(Scope.CONTACT_NEED_TO_KNOW):
         rows = (
-            await Ticket.filter(_worked_by(principal), requester_id__in=others)
+            await Ticket.filter(
+                _worked_by(principal), requester_id__in=others, awaiting_requester=False
+            )
             .distinct()
             .values_list("requester_id", flat=True)
         )
@@ -167,7 +170,11 @@ async def worked_walk_ins(principal: Principal, email_indexes: list[str]) -> set
     if principal.user_id is None or not principal.has(Scope.CONTACT_NEED_TO_KNOW):
         return set()
     rows = (
-        await Ticket.filter(_worked_by(principal), requester_email_index__in=email_indexes)
+        await Ticket.filter(
+            _worked_by(principal),
+            requester_email_index__in=email_indexes,
+            awaiting_requester=False,
+        )
         .distinct()
         .values_list("requester_email_index", flat=True)
     )

@@ -71,6 +71,7 @@ TICKET_COLUMNS = (
     "requester_name",
     "requester_email",
     "requester_email_index",
+    "awaiting_requester",
     "created_at",
     "updated_at",
     "closed_at",
@@ -315,6 +316,7 @@ def generate(
                 gen.seal("tickets", "requester_name", ident, requester_name, requester or ident),
                 gen.seal("tickets", "requester_email", ident, requester_email, requester or ident),
                 ring.blind_index(requester_email) if requester_email else None,
+                False,  # seeded history: no ticket awaits its requester
                 created,
                 when,
                 closed,

@@ -24,6 +24,8 @@ class Ticket(Entity):
     requester_name = EncryptedField(null=True)
     requester_email = EncryptedField(null=True)
     requester_email_index = fields.CharField(max_length=64, null=True, db_index=True)
+    # Opened on someone's behalf: their contact details wait for a step the opener does not control.
+    awaiting_requester = fields.BooleanField(default=False)
     assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="assigned_tickets", null=True, on_delete=fields.SET_NULL
     )

@@ -100,6 +100,8 @@ async def create_ticket(
     subject = validation.text(subject, "subject", max_length=MAX_SUBJECT)
     body = validation.text(body, "body", max_length=MAX_BODY)
     ticket = Ticket(subject=subject, priority=priority, channel=channel)
+    # On someone's behalf the requester's details wait for a step the opener does not control.
+    ticket.awaiting_requester = on_behalf_of is not None
     if on_behalf_of is None:
         ticket.requester_id = author_id
     else:
@@ -164,7 +166,9 @@ async def add_message(
         is_requester = ticket.requester_id == author_id
         if is_requester and ticket.status in (TicketStatus.PENDING, TicketStatus.SOLVED):
             ticket.status = TicketStatus.OPEN
-        await ticket.save(update_fields=["status", "updated_at"])
+        if is_requester:
+            ticket.awaiting_requester = False
+        await ticket.save(update_fields=["status", "awaiting_requester", "updated_at"])
         await audit.record(
             principal,
             action=AuditAction.TICKET_NOTE if internal else AuditAction.TICKET_REPLY,
@@ -197,6 +201,9 @@ async def assign_ticket(
             raise NotFound("No such ticket.", field="ticketId")
         ticket.assignee_id = assignee.id if assignee else None
         fields = ["assignee_id", "updated_at"]
+        if ticket.awaiting_requester and await _grants_need_to_know(principal, ticket, assignee):
+            ticket.awaiting_requester = False
+            fields.append("awaiting_requester")
         if assignee is not None and assignee.team_id is not None:
             ticket.team_id = assignee.team_id
             fields.append("team_id")
@@ -210,6 +217,15 @@ async def assign_ticket(
             field_names=["Ticket.assignee"],
         )
     return ticket
+
+
+async def _grants_need_to_know(principal: Principal, ticket: Ticket, assignee: User | None) -> bool:
+    """Assigning grants need-to-know unless the assigner opened the ticket or takes it."""
+    if assignee is None or assignee.id == principal.user_id:
+        return False
+    opening = await TicketMessage.filter(ticket_id=ticket.id).order_by("created_at", "id").first()
+    opener = opening.author_id if opening else None
+    return opener is not None and opener != principal.user_id
 
 
 _CUSTOMER_TARGETS = frozenset({TicketStatus.CLOSED})

@@ -9,7 +9,13 @@ import strawberry
 
 from auth import rate_limit
 from auth.policy import Relation
-from auth.relations import person_in, relation_to_row, relation_to_walk_in, subject_of
+from auth.relations import (
+    person_in,
+    relation_on_ticket,
+    relation_to_row,
+    relation_to_walk_in,
+    subject_of,
+)
 from models import Ticket, TicketMessage
 from resolvers import tickets
 from resolvers.pagination import decode_cursor, page_size
@@ -92,7 +98,7 @@ async def ticket_nodes(info: Info, rows: Sequence[Ticket]) -> list[TicketType]:
         else:
             index = ticket.requester_email_index
             relation = relation_to_walk_in(bool(index and worked.get(index)))
-        nodes.append(TicketType(model=ticket, relation=relation))
+        nodes.append(TicketType(model=ticket, relation=relation_on_ticket(ticket, relation)))
     return nodes
 
 
@@ -150,7 +156,12 @@ class CreateTicketInput:
     priority: TicketPriority = TicketPriority.NORMAL
     channel: Channel = Channel.WEB
     requester_email: str | None = strawberry.field(
-        default=None, description="Staff only: open the ticket for someone who wrote in."
+        default=None,
+        description=(
+            "Staff only: open the ticket for someone who wrote in. Until they write on it or"
+            " someone other than you assigns it, the ticket tells you nothing about them, not"
+            " even whether the address has an account; they and account admins see it all."
+        ),
     )
     requester_name: str | None = None
 

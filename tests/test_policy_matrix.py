@@ -100,14 +100,14 @@ REACH: dict[str, dict[str, Reach]] = {
     "other": {
         **_OWN_ONLY,
         "User": frozenset({"other"}),
-        "Ticket": frozenset({"t_other"}),
-        "TicketMessage": frozenset({"m_other"}),
+        "Ticket": frozenset({"t_other", "t_behalf"}),
+        "TicketMessage": frozenset({"m_other", "m_behalf"}),
     },
     "agent": {
         **_OWN_ONLY,
-        "User": frozenset({"agent", "owner"}),
-        "Ticket": frozenset({"t_open", "t_walkin"}),
-        "TicketMessage": OWNER_MESSAGES | {"m_walkin"},
+        "User": frozenset({"agent", "owner"}),  # not "other": t_behalf awaits them
+        "Ticket": frozenset({"t_open", "t_walkin", "t_behalf"}),
+        "TicketMessage": OWNER_MESSAGES | {"m_walkin", "m_behalf"},
     },
     "agent2": {
         **_OWN_ONLY,
@@ -118,8 +118,11 @@ REACH: dict[str, dict[str, Reach]] = {
     "lead": {
         **_OWN_ONLY,
         "User": ALL,
-        "Ticket": frozenset({"t_open", "t_solved", "t_walkin", "t_walkin_old", "t_walkin_done"}),
-        "TicketMessage": OWNER_MESSAGES | {"m_solved", "m_walkin", "m_walkin_old", "m_walkin_done"},
+        "Ticket": frozenset(
+            {"t_open", "t_solved", "t_walkin", "t_walkin_old", "t_walkin_done", "t_behalf"}
+        ),
+        "TicketMessage": OWNER_MESSAGES
+        | {"m_solved", "m_walkin", "m_walkin_old", "m_walkin_done", "m_behalf"},
     },
     "officer": {
         **_OWN_ONLY,
@@ -135,7 +138,7 @@ REACH: dict[str, dict[str, Reach]] = {
         "Ticket": ALL,
         "TicketMessage": frozenset(
             {"m_owner", "m_reply", "m_solved", "m_walkin", "m_walkin_old", "m_walkin_done"}
-            | {"m_other"}
+            | {"m_other", "m_behalf"}
         ),
         "SignIn": ALL,
         "LinkedIdentity": ALL,
@@ -390,6 +393,7 @@ class World:
         me, team = viewer.principal.user_id, viewer.principal.team_id
         works = me is not None and any(
             ticket.subject == subject
+            and not ticket.row.awaiting_requester
             and (
                 ticket.row.assignee_id == me
                 or (team is not None and ticket.row.team_id == team and ticket.row.status in QUEUE)
@@ -408,6 +412,15 @@ class World:
             works_their_ticket=works,
             handles_their_privacy_request=handles,
         )
+
+    def relation_on(self, viewer: Viewer, obj: Obj) -> Relation:
+        """The relation an object carries: a ticket awaiting its requester grants nothing."""
+        relation = self.relation(viewer, obj.subject)
+        if obj.type_name == "Ticket" and obj.row.awaiting_requester:
+            return dataclasses.replace(
+                relation, works_their_ticket=False, ticket_awaits_requester=True
+            )
+        return relation
 
     def reaches(self, viewer: Viewer, obj: Obj) -> bool:
         rows = REACH[viewer.key].get(obj.type_name)
@@ -471,13 +484,14 @@ PEOPLE = (
     ("admin", Role.ADMINISTRATOR, None),
 )
 OPEN, SOLVED = TicketStatus.OPEN, TicketStatus.SOLVED
-TICKETS = (  # key, requester, email-only requester, assignee, team, status, channel
-    ("t_open", "owner", None, "agent", "Support", OPEN, Channel.WEB),
-    ("t_solved", "owner", None, None, "Support", SOLVED, Channel.MOBILE),
-    ("t_walkin", None, "walkin", None, "Support", OPEN, Channel.EMAIL),
-    ("t_walkin_old", None, "walkin", None, "Support", SOLVED, Channel.EMAIL),
-    ("t_walkin_done", None, "walkin2", None, "Support", SOLVED, Channel.EMAIL),
-    ("t_other", "other", None, None, "Billing", OPEN, Channel.WEB),
+TICKETS = (  # key, requester, email-only requester, assignee, team, status, channel, on behalf
+    ("t_open", "owner", None, "agent", "Support", OPEN, Channel.WEB, False),
+    ("t_solved", "owner", None, None, "Support", SOLVED, Channel.MOBILE, False),
+    ("t_walkin", None, "walkin", None, "Support", OPEN, Channel.EMAIL, False),
+    ("t_walkin_old", None, "walkin", None, "Support", SOLVED, Channel.EMAIL, False),
+    ("t_walkin_done", None, "walkin2", None, "Support", SOLVED, Channel.EMAIL, False),
+    ("t_other", "other", None, None, "Billing", OPEN, Channel.WEB, False),
+    ("t_behalf", "other", None, None, "Support", OPEN, Channel.EMAIL, True),
 )
 MESSAGES = (  # key, ticket, author, internal
     ("m_owner", "t_open", "owner", False),
@@ -488,6 +502,7 @@ MESSAGES = (  # key, ticket, author, internal
     ("m_walkin_old", "t_walkin_old", "lead", False),
     ("m_walkin_done", "t_walkin_done", "lead", False),
     ("m_other", "t_other", "other", False),
+    ("m_behalf", "t_behalf", "agent", False),  # the agent opened it on their behalf
 )
 
 
@@ -516,7 +531,7 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
 
     tickets: dict[str, Ticket] = {}
     walk_ins: dict[str, tuple[str, str]] = {}
-    for key, requester, walk_in, assignee, team, status, channel in TICKETS:
+    for key, requester, walk_in, assignee, team, status, channel, behalf in TICKETS:
         ticket = Ticket(
             subject=world.canary(),
             status=status,
@@ -526,6 +541,7 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
             assignee=users[assignee] if assignee else None,
             team=teams[team],
             closed_at=now if status == SOLVED else None,
+            awaiting_requester=behalf,
         )
         if walk_in:  # someone who wrote in by email: known by that address alone
             if walk_in not in walk_ins:
@@ -685,7 +701,7 @@ class Run:
 
     def hide(self, obj: Obj, depth: int) -> None:
         """The object is outside the viewer's rows: every field of it counts as withheld."""
-        label = relation_label(self.world.relation(self.viewer, obj.subject))
+        label = relation_label(self.world.relation_on(self.viewer, obj))
         kind = self.path_kind if depth == 0 else "nested"
         for name in FIELD_POLICY[obj.type_name]:
             self.tally.record(obj, name, "hidden", kind, label)
@@ -696,7 +712,7 @@ class Run:
             self.problem(f"{where}: expected {obj.type_name} {obj.key}, got {data!r}")
             return
         self.present.add(obj.gid)
-        relation = self.world.relation(self.viewer, obj.subject)
+        relation = self.world.relation_on(self.viewer, obj)
         label = relation_label(relation)
         kind = self.path_kind if depth == 0 else "nested"
         rules: dict[str, Rule] = FIELD_POLICY[obj.type_name]
@@ -1018,7 +1034,7 @@ async def test_every_role_reads_exactly_what_the_policy_allows(
         for name, rule in rules.items():
             seen = tally.outcomes[(type_name, name)]
             can_deny = any(
-                not rule(viewer.principal, world.relation(viewer, obj.subject))
+                not rule(viewer.principal, world.relation_on(viewer, obj))
                 for viewer in viewers
                 for obj in objects
             )
