@@ -1,6 +1,8 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
+
+from models.migration_ops import AddFieldFillingRows
 from tortoise.indexes import Index
 
 # The audit trail becomes one keyed chain per writer (privacy/audit.py). The rows already
@@ -8,20 +10,6 @@ from tortoise.indexes import Index
 # triggers refuse and which would rewrite the trail), so they form the "legacy" chain of
 # SHA-256 links in seq order, verifiable as before. The first start after this migration
 # re-anchors that chain with a keyed checkpoint of its head, outside the database.
-
-
-class AddFieldFillingRows(ops.AddField):
-    """AddField whose column default, in the database, fills the rows already there."""
-
-    def __init__(self, model_name, name, field, *, column_sql):
-        super().__init__(model_name=model_name, name=name, field=field)
-        self.column_sql = column_sql
-
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
-        if state_editor:
-            await state_editor.client.execute_script(
-                f'ALTER TABLE "audit_events" ADD COLUMN {self.column_sql}'
-            )
 
 
 class Migration(migrations.Migration):
@@ -34,18 +22,21 @@ class Migration(migrations.Migration):
             model_name='AuditEvent',
             name='chain',
             field=fields.CharField(default='legacy', max_length=40),
+            table='audit_events',
             column_sql=""""chain" VARCHAR(40) NOT NULL DEFAULT 'legacy'""",
         ),
         AddFieldFillingRows(
             model_name='AuditEvent',
             name='key_id',
             field=fields.CharField(default='sha256', max_length=16),
+            table='audit_events',
             column_sql=""""key_id" VARCHAR(16) NOT NULL DEFAULT 'sha256'""",
         ),
         AddFieldFillingRows(
             model_name='AuditEvent',
             name='position',
             field=fields.BigIntField(default=0),
+            table='audit_events',
             column_sql='"position" BIGINT NOT NULL DEFAULT 0',
         ),
         ops.AddIndex(

@@ -68,6 +68,29 @@ async def _with_foreign_keys_off(state_editor: Any, change: Any) -> None:
 BATCH = 500
 
 
+class AddFieldFillingRows(ops.AddField):
+    """AddField whose column default, in the database, fills the rows already there.
+
+    A plain AddField adds a NOT NULL column without a database default, which both backends
+    refuse on a table with rows; an UPDATE afterwards would also be refused by append-only tables.
+    """
+
+    def __init__(
+        self, model_name: str, name: str, field: Any, *, table: str, column_sql: str
+    ) -> None:
+        super().__init__(model_name=model_name, name=name, field=field)
+        self.table = table
+        self.column_sql = column_sql
+
+    async def database_forward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        if state_editor:
+            await state_editor.client.execute_script(
+                f'ALTER TABLE "{self.table}" ADD COLUMN {self.column_sql}'
+            )
+
+
 def _keyring_ready() -> None:
     """Migrations run before the app has its keys: read them as the app would."""
     try:
