@@ -41,6 +41,8 @@ KEY_SUBJECTS: dict[str, tuple[str, ...]] = {
     # A visitor's consent (no account yet) is its own subject.
     "ConsentEntry": ("user_id", "id"),
     "PrivacyRequest": ("subject_id",),
+    # A mail to an address without an account is its own subject.
+    "Notice": ("user_id", "id"),
 }
 SHREDDED = "_shredded_fields"
 

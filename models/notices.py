@@ -8,16 +8,26 @@ from tortoise import fields
 
 from models.base import Entity
 from models.enums import MailStatus
+from models.fields import EncryptedField
 from models.users import User
 
 
 class Notice(Entity):
-    """One notice to one account. Its params never hold personal data, only names and times."""
+    """One notice to one account, or one mail to an address that has none.
 
-    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "ocis.User", related_name="notices", on_delete=fields.CASCADE
+    Its params never hold personal data, only names and times. A notice to an address (an
+    invitation, a walk-in requester) has no account and is never shown in-platform.
+    """
+
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="notices", null=True, on_delete=fields.CASCADE
     )
-    user_id: UUID
+    user_id: UUID | None
+    # Set only when there is no account to read the address from.
+    address = EncryptedField(null=True)
+    # A secret link the mail carries (an invitation, a verification, a reset): sealed like
+    # personal data and cleared once the mail is sent or given up, so no copy stays behind.
+    link = EncryptedField(null=True)
     kind = fields.CharField(max_length=50)
     params = fields.JSONField[dict[str, str]](default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -92,7 +92,7 @@ def backoff(attempt: int) -> timedelta:
 
 
 def compose(settings: config.Settings, notice: Notice, address: str) -> EmailMessage:
-    text = render(notice, contact=settings.privacy_contact)
+    text = render(notice, contact=settings.privacy_contact, for_mail=True)
     message = EmailMessage()
     message["From"] = settings.sender
     message["To"] = address
@@ -110,12 +110,18 @@ async def _recipient(notice: Notice) -> str | None:
     """The account's own address: one that finds the account (its blind index is set).
 
     A provider's address that it did not vouch for, or that another account holds, is kept
-    on the account but never mailed: it may well be someone else's.
+    on the account but never mailed: it may well be someone else's. A mail to someone
+    without an account goes to the address it was written for.
     """
-    user = await User.get_or_none(id=notice.user_id).only("id", "email", "email_index", "status")
-    if user is None or user.status == UserStatus.ERASED or user.email_index is None:
-        return None
-    address = (user.email or "").strip()
+    if notice.user_id is None:
+        address = (notice.address or "").strip()
+    else:
+        user = await User.get_or_none(id=notice.user_id).only(
+            "id", "email", "email_index", "status"
+        )
+        if user is None or user.status == UserStatus.ERASED or user.email_index is None:
+            return None
+        address = (user.email or "").strip()
     plain = "@" in address and not any(c.isspace() or c in ',;<>"' for c in address)
     return address if plain else None
 
@@ -169,13 +175,16 @@ async def _deliver(
     except Exception as error:  # e.g. a notice kind this version does not know
         return await _failed(this_attempt, notice_id, attempt, error)
     if message is None:
-        await this_attempt.update(mail_status=MailStatus.CANCELLED)
+        await this_attempt.update(mail_status=MailStatus.CANCELLED, link=None)
         return "cancelled"
     try:
         await asyncio.to_thread(send, target, message)
     except Exception as error:  # the mail server's refusal, a timeout, a broken connection
         return await _failed(this_attempt, notice_id, attempt, error)
-    await this_attempt.update(mail_status=MailStatus.SENT, mail_sent_at=datetime.now(UTC))
+    # The mail carries the only copy of its link that is left.
+    await this_attempt.update(
+        mail_status=MailStatus.SENT, mail_sent_at=datetime.now(UTC), link=None
+    )
     return "sent"
 
 
@@ -190,9 +199,11 @@ async def _failed(
         ", giving up" if final else "",
         type(error).__name__,
     )
+    # Given up: the link it carried goes too; a retry keeps it.
     await this_attempt.update(
         mail_status=MailStatus.FAILED if final else MailStatus.PENDING,
         mail_due_at=datetime.now(UTC) + backoff(attempt),
+        **({"link": None} if final else {}),
     )
     return "failed" if final else "retried"
 

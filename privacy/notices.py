@@ -3,7 +3,10 @@
 A notice is written in the transaction of the change it reports, so the change and the
 promise to tell are committed together; privacy/mail.py delivers the email afterwards.
 Params hold only what the text needs (a provider's name, a time), never personal data:
-the address is read from the account when the mail is sent.
+the address is read from the account when the mail is sent. A mail to someone without an
+account (an invitation, a walk-in requester) carries its address, sealed; a secret link
+(``{link}`` in a template) is sealed too, only the mail shows it, and it is cleared once
+the mail is sent or given up.
 """
 
 from __future__ import annotations
@@ -59,26 +62,48 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-async def notify(user_id: UUID, kind: str, **params: str) -> Notice:
-    """Record a notice for one account; its email is due at once."""
+LINK_SENT_BY_MAIL = "(the link was sent by email)"
+
+
+def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
     if kind not in TEMPLATES:
         raise ValueError(f"unknown notice kind {kind!r}")
+    if ("{link}" in TEMPLATES[kind].body) != (link is not None):
+        raise ValueError(f"notice kind {kind!r} and its link do not match")
     now = datetime.now(UTC)
-    notice = Notice(
-        user_id=user_id,
+    return Notice(
         kind=kind,
         params={"at": _when(now), **params},
+        link=link,
         mail_status=MailStatus.PENDING,
         mail_due_at=now,
     )
+
+
+async def notify(user_id: UUID, kind: str, *, link: str | None = None, **params: str) -> Notice:
+    """Record a notice for one account; its email is due at once."""
+    notice = _new(kind, params, link)
+    notice.user_id = user_id
     await notice.save()
     return notice
 
 
-def render(notice: Notice, *, contact: str) -> Template:
-    """The subject and text of a notice (the same words in-platform and by email)."""
+async def notify_address(
+    address: str, kind: str, *, link: str | None = None, **params: str
+) -> Notice:
+    """Record a mail to an address that has no account (never shown in-platform)."""
+    notice = _new(kind, params, link)
+    notice.address = address
+    await notice.save()
+    return notice
+
+
+def render(notice: Notice, *, contact: str, for_mail: bool = False) -> Template:
+    """The subject and text of a notice (the same words in-platform and by email; only the
+    mail carries its link)."""
     template = TEMPLATES[notice.kind]
-    values = {**notice.params, "contact": contact}
+    link = notice.link if for_mail and notice.link else LINK_SENT_BY_MAIL
+    values = {**notice.params, "contact": contact, "link": link}
     return Template(subject=template.subject, body=template.body.format_map(values))
 
 

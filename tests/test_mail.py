@@ -236,3 +236,87 @@ async def test_a_notice_this_version_cannot_render_is_retried_and_the_round_goes
     (got,) = smtp.received
     assert got.message["Message-ID"].endswith("@ocis.test>")
     assert (await Notice.get(id=unknown.id)).mail_status == MailStatus.PENDING
+
+
+WALK_IN = "walk-in.person@example.org"
+SECRET_LINK = "https://ocis.test/accept/0123456789abcdef-the-secret"
+
+
+@pytest.fixture
+def linked_kind(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A notice kind whose mail carries a secret link (invitations and resets are such)."""
+    kind = "test.link"
+    monkeypatch.setitem(
+        notices.TEMPLATES,
+        kind,
+        notices.Template(subject="A link for you", body="Open {link} within the hour."),
+    )
+    return kind
+
+
+async def _raw_notice(notice_id: object) -> dict[str, Any]:
+    from tortoise import Tortoise
+
+    connection = Tortoise.get_connection("default")
+    placeholder = "$1" if connection.capabilities.dialect == "postgres" else "?"
+    rows = await connection.execute_query_dict(
+        f"SELECT * FROM notices WHERE id = {placeholder}", [str(notice_id)]
+    )
+    return rows[0]
+
+
+async def test_a_mail_to_an_address_without_account_carries_its_link_once(
+    app: Any, smtp: Mailbox, mail_settings: config.Settings, linked_kind: str
+) -> None:
+    notice = await notices.notify_address(WALK_IN, linked_kind, link=SECRET_LINK)
+    # At rest, neither the address nor the link is readable.
+    stored = await _raw_notice(notice.id)
+    assert stored["user_id"] is None
+    assert WALK_IN not in str(stored)
+    assert "the-secret" not in str(stored)
+    # In-platform text never shows the link, only the mail does.
+    shown = notices.render(await Notice.get(id=notice.id), contact="privacy@ocis.test")
+    assert "the-secret" not in shown.body
+    assert notices.LINK_SENT_BY_MAIL in shown.body
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(sent=1)
+    (got,) = smtp.received
+    assert got.recipients == [WALK_IN]
+    assert SECRET_LINK in got.message.get_content()
+    # Once sent, no copy of the link is left behind.
+    sent = await Notice.get(id=notice.id)
+    assert sent.mail_status == MailStatus.SENT
+    assert sent.link is None
+    assert (await _raw_notice(notice.id))["link"] is None
+
+
+async def test_a_link_stays_for_a_retry_and_goes_when_the_mail_is_given_up(
+    app: Any, smtp: Mailbox, mail_settings: config.Settings, linked_kind: str
+) -> None:
+    smtp.refuse = True
+    notice = await notices.notify_address(WALK_IN, linked_kind, link=SECRET_LINK)
+    assert await mail.deliver_due(mail_settings) == mail.Delivery(retried=1)
+    assert (await Notice.get(id=notice.id)).link == SECRET_LINK
+    await Notice.filter(id=notice.id).update(mail_attempts=mail.MAX_ATTEMPTS - 1)
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert await mail.deliver_due(mail_settings, now=later) == mail.Delivery(failed=1)
+    given_up = await Notice.get(id=notice.id)
+    assert given_up.mail_status == MailStatus.FAILED
+    assert given_up.link is None
+
+
+async def test_a_mail_to_an_address_is_never_among_anyones_notices(
+    demo: None, linked_kind: str
+) -> None:
+    user = await _customer()
+    await notices.notify_address(CUSTOMER, linked_kind, link=SECRET_LINK)
+    assert await notices.for_user(user.id, first=10) == []
+
+
+async def test_a_notice_kind_and_its_link_must_agree(app: Any, linked_kind: str) -> None:
+    with pytest.raises(ValueError, match="link"):
+        await notices.notify_address(WALK_IN, linked_kind)
+    with pytest.raises(ValueError, match="link"):
+        await notices.notify_address(WALK_IN, "account.disabled", link=SECRET_LINK)
+    with pytest.raises(ValueError, match="unknown"):
+        await notices.notify_address(WALK_IN, "no.such.kind")
+    assert await Notice.all().count() == 0
