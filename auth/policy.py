@@ -88,6 +88,12 @@ def privacy_officer(principal: Principal, relation: Relation) -> bool:
     return principal.has(Scope.PRIVACY_REQUESTS)
 
 
+def may_introspect(principal: Principal, *, production: bool) -> bool:
+    """Introspection maps the schema: in production only staff (the console) may run it;
+    clients have the committed SDL as their contract."""
+    return not production or principal.is_staff
+
+
 FIELD_POLICY: dict[str, dict[str, Rule]] = {
     "User": {
         "id": reachable,

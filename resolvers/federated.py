@@ -49,6 +49,14 @@ def _usable_email(claim: str | None) -> str | None:
         return None
 
 
+def _display_name(claim: str) -> str:
+    """A provider's name claim through the same checks as a typed name, else a neutral one."""
+    try:
+        return validation.text(claim[:200], "name", max_length=200)
+    except InvalidInput:
+        return "OCIS user"
+
+
 def _label(provider: str) -> str:
     """How a notice names a provider: its configured name, never anything of the person."""
     known = {"google": "Google", "microsoft": "Microsoft", "linkedin": "LinkedIn"}
@@ -177,7 +185,7 @@ async def create_account(actor: Principal, record: IdentityRecord, birth: date) 
         candidate = crypto.blind_index(email)
         if not await User.exists(email_index=candidate):
             indexed = candidate
-    name = (record.get("name") or (email.split("@")[0] if email else "") or "OCIS user")[:200]
+    name = _display_name(record.get("name") or (email.split("@")[0] if email else ""))
     user = User(
         name=name,
         email=email or "",

@@ -15,11 +15,12 @@ from auth.principal import Principal
 from models import PaymentMethod
 from privacy import audit
 from privacy.audit_actions import AuditAction
+from resolvers import validation
 from resolvers.errors import CardDataRefused, InvalidInput, NotFound
 from resolvers.users import require_user
 
 BRANDS = frozenset({"visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay"})
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-:.]{8,128}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_\-:.]{8,128}")
 MAX_METHODS = 10
 
 
@@ -45,12 +46,13 @@ def _checked(card: CardReference, today: datetime) -> CardReference:
                 "Card numbers and security codes are never accepted; send the gateway token.",
                 field=name,
             )
-    if not _TOKEN.match(card.gateway_token) or card.gateway_token.isdigit():
+    token = validation.characters(card.gateway_token, "gatewayToken")
+    if not _TOKEN.fullmatch(token) or token.isdigit():
         raise InvalidInput("Send the token your payment gateway issued.", field="gatewayToken")
-    brand = card.brand.strip().lower()
+    brand = validation.characters(card.brand, "brand").strip().lower()
     if brand not in BRANDS:
         raise InvalidInput(f"Brand must be one of: {', '.join(sorted(BRANDS))}.", field="brand")
-    if not re.fullmatch(r"\d{4}", card.last4):
+    if not re.fullmatch(r"[0-9]{4}", validation.characters(card.last4, "last4")):
         raise InvalidInput("Send exactly the last four digits.", field="last4")
     if not 1 <= card.exp_month <= 12:
         raise InvalidInput("Expiry month must be 1-12.", field="expMonth")

@@ -25,7 +25,7 @@ async def submit_privacy_request(
     """Register a request to exercise a right; it is due one month after receipt."""
     subject_id = require_user(principal)
     cleaned = (
-        validation.text(details, "details", max_length=MAX_DETAILS)
+        validation.text(details, "details", max_length=MAX_DETAILS, multiline=True)
         if details and details.strip()
         else None
     )

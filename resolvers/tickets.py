@@ -37,6 +37,8 @@ from resolvers.users import require_user
 
 MAX_SUBJECT = 200
 MAX_BODY = 20_000
+# The channels a customer opens tickets through; EMAIL is staff opening one for a mail.
+CUSTOMER_CHANNELS = frozenset({Channel.WEB, Channel.MOBILE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,13 @@ async def create_ticket(
 ) -> Ticket:
     """Open a ticket as its requester, or as staff for someone who wrote in by email."""
     author_id = require_user(principal)
+    if not principal.is_staff:
+        if priority != TicketPriority.NORMAL:
+            raise InvalidInput("Staff set a ticket's priority.", field="priority")
+        if channel not in CUSTOMER_CHANNELS:
+            raise InvalidInput("Tickets you open come from the web or the app.", field="channel")
     subject = validation.text(subject, "subject", max_length=MAX_SUBJECT)
-    body = validation.text(body, "body", max_length=MAX_BODY)
+    body = validation.text(body, "body", max_length=MAX_BODY, multiline=True)
     ticket = Ticket(subject=subject, priority=priority, channel=channel)
     # On someone's behalf the requester's details wait for a step the opener does not control.
     ticket.awaiting_requester = on_behalf_of is not None
@@ -150,7 +157,7 @@ async def add_message(
 ) -> TicketMessage:
     """A public reply or, for staff, an internal note that never reaches the customer."""
     author_id = require_user(principal)
-    body = validation.text(body, "body", max_length=MAX_BODY)
+    body = validation.text(body, "body", max_length=MAX_BODY, multiline=True)
     if internal and not principal.has(Scope.NOTES_INTERNAL):
         raise NotAllowed("Only staff can write internal notes.", field="internal")
     async with in_transaction():

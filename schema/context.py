@@ -69,6 +69,8 @@ class Context:
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
     audit_reads: bool = True
+    # Whether `__schema` and `__type` may be selected (auth.policy.may_introspect).
+    introspection: bool = True
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None
     response: Response | None = None

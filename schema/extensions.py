@@ -10,6 +10,7 @@ from typing import Any
 from graphql import (
     ArgumentNode,
     DocumentNode,
+    FieldNode,
     GraphQLSchema,
     OperationDefinitionNode,
     VariableDefinitionNode,
@@ -19,7 +20,11 @@ from graphql import (
 )
 from graphql.error import GraphQLError
 from graphql.execution.values import get_variable_values
-from graphql.validation import ValidationContext, ValidationRule
+from graphql.validation import (
+    NoSchemaIntrospectionCustomRule,
+    ValidationContext,
+    ValidationRule,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -63,6 +68,38 @@ class AliasLimit(MaxAliasesLimiter):
 class TokenLimit(MaxTokensLimiter):
     def __init__(self) -> None:
         super().__init__(max_token_count=MAX_TOKENS)
+
+
+class _NoIntrospection(NoSchemaIntrospectionCustomRule):
+    """graphql-core's rule (any field of an introspection type, fragments included), with
+    one coded error for the whole document."""
+
+    reported = False
+
+    def report_error(self, error: GraphQLError) -> None:
+        if not self.reported:
+            self.reported = True
+            super().report_error(
+                GraphQLError(
+                    "Introspection is not available; the published schema is the contract.",
+                    error.nodes,
+                    extensions={"code": "INTROSPECTION_FORBIDDEN"},
+                )
+            )
+
+    def enter_field(self, node: FieldNode, *args: Any) -> None:
+        if not self.reported:
+            super().enter_field(node, *args)
+
+
+class IntrospectionGuard(SchemaExtension):
+    """`__schema` and `__type` only for callers who may introspect (auth.policy)."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        if not getattr(context.context, "introspection", False):
+            context.validation_rules = (*context.validation_rules, _NoIntrospection)
+        yield
 
 
 class CardDataGuard(SchemaExtension):
@@ -173,6 +210,7 @@ class MaskUnexpectedErrors(MaskErrors):
 
 
 EXTENSIONS = [
+    IntrospectionGuard,
     CardDataGuard,
     DepthLimit,
     AliasLimit,

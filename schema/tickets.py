@@ -153,8 +153,14 @@ def _ticket_filter(given: TicketFilterInput | None) -> TicketFilter:
 class CreateTicketInput:
     subject: str
     body: str
-    priority: TicketPriority = TicketPriority.NORMAL
-    channel: Channel = Channel.WEB
+    priority: TicketPriority = strawberry.field(
+        default=TicketPriority.NORMAL,
+        description="Only staff set it; everyone else's tickets are NORMAL.",
+    )
+    channel: Channel = strawberry.field(
+        default=Channel.WEB,
+        description="Only staff open tickets from EMAIL; others use WEB or MOBILE.",
+    )
     requester_email: str | None = strawberry.field(
         default=None,
         description=(

@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 import settings as config
+from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
 from schema import Context, schema
 
@@ -48,13 +49,15 @@ class OcisGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope.get("state", {})
         settings: config.Settings = request.app.state.settings
+        principal = state.get("principal", ANONYMOUS)
         return Context(
-            principal=state.get("principal", ANONYMOUS),
+            principal=principal,
             request_id=state.get("request_id", uuid.uuid4().hex),
             client_ip=state.get("client_ip"),
             user_agent=request.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
             audit_reads=settings.audit_reads,
+            introspection=may_introspect(principal, production=settings.is_production),
             store=request.app.state.store,
             response=response,
         )

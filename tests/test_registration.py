@@ -67,7 +67,7 @@ async def test_registration_creates_a_customer_who_can_sign_in(
 ) -> None:
     result = await _register(
         client,
-        email="  Rosa.Registrant@Example.com ",
+        email="  Rosa.Registrant@Example.com ",  # stored with the domain lower-cased
         username="rosa_r",
         locale="pt-BR",
         timeZone="Europe/Lisbon",
@@ -76,7 +76,7 @@ async def test_registration_creates_a_customer_who_can_sign_in(
         "__typename": "RegisterSuccess",
         "user": {
             "name": "Rosa Registrant",
-            "email": "Rosa.Registrant@Example.com",
+            "email": "Rosa.Registrant@example.com",
             "phone": "+44 20 7946 0000",
             "username": "rosa_r",
             "dateOfBirth": "1990-05-17",
@@ -92,7 +92,7 @@ async def test_registration_creates_a_customer_who_can_sign_in(
     user = await User.get(email_index=crypto.blind_index("rosa.registrant@example.com"))
     assert (user.name, user.email, user.phone) == (
         "Rosa Registrant",
-        "Rosa.Registrant@Example.com",
+        "Rosa.Registrant@example.com",
         "+44 20 7946 0000",
     )
     assert user.roles == [Role.CUSTOMER.value]
@@ -111,7 +111,7 @@ async def test_registration_creates_a_customer_who_can_sign_in(
         "data": {
             "me": {
                 "name": "Rosa Registrant",
-                "email": "Rosa.Registrant@Example.com",
+                "email": "Rosa.Registrant@example.com",
                 "phone": "+44 20 7946 0000",
                 "roles": ["CUSTOMER"],
             }
