@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from auth import rate_limit, tokens
-from auth.csrf import origin_allowed
+from auth.csrf import form_post_allowed, is_json, origin_allowed
 from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
 from auth.redirects import Intent
 from auth.sessions import end_session, start_session
@@ -22,9 +22,16 @@ from web.responses import error, too_many_attempts
 
 async def password_sign_in(request: Request) -> Response:
     settings, store = settings_of(request), store_of(request)
-    origin = request.headers.get("origin")
-    if origin and not origin_allowed(origin, settings.allowed_origins):
-        return error("Sign in from the OCIS site.", 403)
+    origin, referer = request.headers.get("origin"), request.headers.get("referer")
+    # A browser's JSON POST from another site carries that site's Origin; a form needs ours.
+    cross_site = (origin and not origin_allowed(origin, settings.allowed_origins)) or (
+        not is_json(request.headers.get("content-type"))
+        and not form_post_allowed(
+            origin=origin, referer=referer, allowed_origins=settings.allowed_origins
+        )
+    )
+    if cross_site:
+        return error("Sign in from the OCIS site.", 403, code="CROSS_SITE")
     body = await read_body(request)
     if body is None:
         return error("Send email and password.", 400)
