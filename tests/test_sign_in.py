@@ -131,7 +131,9 @@ async def test_https_sign_in_sets_a_host_prefixed_secure_cookie(
         "/auth/password", json={"email": CUSTOMER, "password": DEMO_PASSWORD}
     )
     assert response.status_code == 200
-    assert len(response.headers.get_list("set-cookie")) == 1
+    # The session, and the device cookie (tests/test_device_cookies.py).
+    names = sorted(value.split("=", 1)[0] for value in response.headers.get_list("set-cookie"))
+    assert names == ["__Host-ocis_device", "__Host-ocis_session"]
     cookie = _set_cookie(response, "__Host-ocis_session")
     assert cookie["secure"] is True
     assert cookie["httponly"] is True
