@@ -52,6 +52,10 @@ class Decision:
 # accounts from one address. Every attempt counts, whether it succeeds or not.
 PASSWORD_PER_ACCOUNT = Limit("password:account", 10, 15 * 60)
 PASSWORD_PER_IP = Limit("password:ip", 50, 15 * 60)
+# A browser with a valid device cookie for the account (auth/device_cookies.py) is not judged by
+# the account's limit, which anyone can exhaust, but by an allowance of its own: 10 failures
+# per 15 minutes for that one cookie. A right password gives its attempt back.
+PASSWORD_PER_DEVICE = Limit("password:device", 10, 15 * 60)
 # Registration: the email being registered (which also limits probing which emails exist) and
 # the caller's IP.
 REGISTER_PER_ACCOUNT = Limit("register:account", 5, 60 * 60)
@@ -126,10 +130,27 @@ async def hit(store: Redis, bucket: str, key: str, *, limit: int, window_seconds
     return await hit_all(store, [(Limit(bucket, limit, window_seconds), key)])
 
 
-async def password_attempt(store: Redis, *, login: str, ip: str | None) -> Decision:
-    return await hit_all(
-        store, [(PASSWORD_PER_ACCOUNT, login[:MAX_LOGIN]), (PASSWORD_PER_IP, ip_key(ip))]
+async def password_attempt(
+    store: Redis, *, login: str, ip: str | None, device: str | None = None
+) -> Decision:
+    """Counted per IP, and per account, or per device for a browser trusted by that account."""
+    first = (
+        (PASSWORD_PER_DEVICE, device)
+        if device is not None
+        else (PASSWORD_PER_ACCOUNT, login[:MAX_LOGIN])
     )
+    return await hit_all(store, [first, (PASSWORD_PER_IP, ip_key(ip))])
+
+
+async def password_right_on_device(store: Redis, *, device: str) -> None:
+    """A trusted browser's right password was no guess: its device allowance counts failures."""
+    name = counter_key(PASSWORD_PER_DEVICE.bucket, device)
+    async with store.pipeline(transaction=True) as pipe:
+        pipe.decr(name)
+        pipe.pttl(name)
+        count, pttl = await pipe.execute()
+    if pttl == -1 and int(count) <= 0:  # the window ended meanwhile: leave no counter behind
+        await store.delete(name)
 
 
 async def registration_attempt(store: Redis, *, email: str | None, ip: str | None) -> Decision:

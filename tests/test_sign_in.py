@@ -15,9 +15,10 @@ from tortoise import Tortoise
 
 import auth.passwords
 import settings as config
+from auth.rate_limit import KEY_PREFIX
 from models import SignInSession, User, crypto
 from server import create_app
-from tests.helpers import DEMO_PASSWORD, Api, database_rows, https_settings, sign_in
+from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, database_rows, https_settings, sign_in
 
 CUSTOMER = "customer@example.com"
 HTTPS_ORIGIN = "https://ocis.example.com"
@@ -130,7 +131,9 @@ async def test_https_sign_in_sets_a_host_prefixed_secure_cookie(
         "/auth/password", json={"email": CUSTOMER, "password": DEMO_PASSWORD}
     )
     assert response.status_code == 200
-    assert len(response.headers.get_list("set-cookie")) == 1
+    # The session, and the device cookie (tests/test_device_cookies.py).
+    names = sorted(value.split("=", 1)[0] for value in response.headers.get_list("set-cookie"))
+    assert names == ["__Host-ocis_device", "__Host-ocis_session"]
     cookie = _set_cookie(response, "__Host-ocis_session")
     assert cookie["secure"] is True
     assert cookie["httponly"] is True
@@ -227,8 +230,107 @@ async def test_sign_in_from_another_origin_is_refused(
         headers={"origin": "https://evil.example.net"},
     )
     assert response.status_code == 403
+    assert response.json() == {"error": "Sign in from the OCIS site.", "code": "CROSS_SITE"}
     assert "set-cookie" not in response.headers
     assert await SignInSession.all().count() == 0
+
+
+# --- no login CSRF: a form only from our own pages ---------------------------------------------
+
+OUR_PAGE = f"{ORIGIN}/signin?next=/tickets"
+EVIL_PAGE = "https://evil.example.net/login.html"
+
+
+async def _post_sign_in(
+    client: httpx.AsyncClient, headers: dict[str, str | None], **kwargs: Any
+) -> httpx.Response:
+    """POST /auth/password with these headers; a None value removes a default one (Origin)."""
+    client.cookies.clear()
+    request = client.build_request(
+        "POST",
+        "/auth/password",
+        headers={name: value for name, value in headers.items() if value is not None},
+        **kwargs,
+    )
+    for name, value in headers.items():
+        if value is None:
+            del request.headers[name]
+    response = await client.send(request)
+    client.cookies.clear()
+    return response
+
+
+async def _assert_nothing_changed(app: Any, response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert response.json() == {"error": "Sign in from the OCIS site.", "code": "CROSS_SITE"}
+    assert "set-cookie" not in response.headers
+    assert await SignInSession.all().count() == 0
+    # Refused before counting: a cross-site page cannot spend the owner's attempts either.
+    assert [key async for key in app.state.store.scan_iter(match=f"{KEY_PREFIX}*")] == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"origin": "https://evil.example.net"}, id="cross-site-origin"),
+        pytest.param({"origin": "http://127.0.0.1:8001"}, id="another-port"),
+        pytest.param({"origin": "https://127.0.0.1:8000"}, id="another-scheme"),
+        pytest.param({"origin": "null"}, id="null-origin"),
+        pytest.param({"origin": "null", "referer": OUR_PAGE}, id="null-origin-our-referer"),
+        pytest.param({"origin": None}, id="no-origin-no-referer"),
+        pytest.param({"origin": None, "referer": EVIL_PAGE}, id="foreign-referer"),
+        pytest.param(
+            {"origin": None, "referer": "http://127.0.0.1:8000.evil.example.net/"},
+            id="look-alike-referer",
+        ),
+        pytest.param({"origin": None, "referer": "/signin"}, id="relative-referer"),
+        pytest.param({"origin": "https://evil.example.net", "referer": OUR_PAGE}, id="both-mixed"),
+    ],
+)
+async def test_a_sign_in_form_from_anywhere_but_our_pages_is_refused(
+    app: Any, client: httpx.AsyncClient, demo: None, headers: dict[str, str | None]
+) -> None:
+    response = await _post_sign_in(
+        client, headers, data={"email": CUSTOMER, "password": DEMO_PASSWORD}
+    )
+    await _assert_nothing_changed(app, response)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"origin": ORIGIN}, id="our-origin"),
+        pytest.param({"origin": None, "referer": OUR_PAGE}, id="no-origin-our-referer"),
+    ],
+)
+async def test_a_sign_in_form_from_our_pages_signs_in(
+    client: httpx.AsyncClient, demo: None, headers: dict[str, str | None]
+) -> None:
+    response = await _post_sign_in(
+        client, headers, data={"email": CUSTOMER, "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    assert await _me_email(client, _set_cookie(response, "ocis_session").value) == CUSTOMER
+
+
+async def test_a_json_sign_in_with_a_null_origin_is_refused(
+    app: Any, client: httpx.AsyncClient, demo: None
+) -> None:
+    response = await _post_sign_in(
+        client, {"origin": "null"}, json={"email": CUSTOMER, "password": DEMO_PASSWORD}
+    )
+    await _assert_nothing_changed(app, response)
+
+
+async def test_a_json_sign_in_without_origin_is_a_non_browser_client_and_served(
+    client: httpx.AsyncClient, demo: None
+) -> None:
+    # A browser attaches Origin to every cross-site POST, and may not send cross-site JSON at all
+    # without a CORS preflight we never grant; a JSON body without Origin is a script or an app.
+    response = await _post_sign_in(
+        client, {"origin": None}, json={"email": CUSTOMER, "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
 
 
 # --- session ids (SECURITY 15) ---------------------------------------------------------------

@@ -6,13 +6,12 @@ from typing import Any
 
 from starlette.requests import Request
 
-from auth.csrf import JSON_MEDIA_TYPES
+from auth.csrf import is_json
 
 
 async def _fields(request: Request) -> list[tuple[str, Any]] | None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
-        if media_type in JSON_MEDIA_TYPES:
+        if is_json(request.headers.get("content-type")):
             body = await request.json()
             return list(body.items()) if isinstance(body, dict) else None
         return list((await request.form()).multi_items())

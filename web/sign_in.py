@@ -7,8 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from auth import rate_limit, tokens
-from auth.csrf import origin_allowed
+from auth import device_cookies, rate_limit, tokens
+from auth.csrf import form_post_allowed, is_json, origin_allowed
 from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
 from auth.redirects import Intent
 from auth.sessions import end_session, start_session
@@ -22,9 +22,16 @@ from web.responses import error, too_many_attempts
 
 async def password_sign_in(request: Request) -> Response:
     settings, store = settings_of(request), store_of(request)
-    origin = request.headers.get("origin")
-    if origin and not origin_allowed(origin, settings.allowed_origins):
-        return error("Sign in from the OCIS site.", 403)
+    origin, referer = request.headers.get("origin"), request.headers.get("referer")
+    # A browser's JSON POST from another site carries that site's Origin; a form needs ours.
+    cross_site = (origin and not origin_allowed(origin, settings.allowed_origins)) or (
+        not is_json(request.headers.get("content-type"))
+        and not form_post_allowed(
+            origin=origin, referer=referer, allowed_origins=settings.allowed_origins
+        )
+    )
+    if cross_site:
+        return error("Sign in from the OCIS site.", 403, code="CROSS_SITE")
     body = await read_body(request)
     if body is None:
         return error("Send email and password.", 400)
@@ -32,8 +39,16 @@ async def password_sign_in(request: Request) -> Response:
     if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
         return error("Send email and password.", 400)
     account = await find_account(login)
+    trusted = device_cookies.trusted_for(
+        settings,
+        cookies.read_cookie(request, settings, cookies.DEVICE),
+        account.id if account is not None else None,
+    )
     decision = await rate_limit.password_attempt(
-        store, login=attempt_key(login, account), ip=ip_of(request)
+        store,
+        login=attempt_key(login, account),
+        ip=ip_of(request),
+        device=trusted.key if trusted else None,
     )
     if not decision.allowed:
         return too_many_attempts(decision)
@@ -51,6 +66,8 @@ async def password_sign_in(request: Request) -> Response:
         return error("This account is disabled.", 403, code="ACCOUNT_DISABLED")
     if session is None:
         return error("Wrong email or password.", 401)
+    if trusted:
+        await rate_limit.password_right_on_device(store, device=trusted.key)
     old_token = cookies.read_cookie(request, settings)
     if old_token:
         await end_session(store, old_token)
@@ -66,6 +83,9 @@ async def password_sign_in(request: Request) -> Response:
         )
     response = JSONResponse(answer)
     cookies.set_session_cookie(response, settings, session.token)
+    cookies.set_device_cookie(
+        response, settings, device_cookies.issue(settings, session.sign_in.user.id)
+    )
     if isinstance(link_token, str):
         cookies.forget_cookie(response, settings, cookies.PENDING)
     return response
