@@ -55,6 +55,11 @@ def subject_of(row: Model) -> UUID | None:
     return person_in(row, _SUBJECT_COLUMN[type(row)])
 
 
+def requester_of(ticket: Ticket) -> UUID | None:
+    """Whom a ticket is about: its requester's account, or the walk-in who wrote in by email."""
+    return ticket.requester_id or ticket.walk_in_id
+
+
 def relation_to_person(principal: Principal, person_id: UUID | None) -> Relation:
     """Being the person, or nothing."""
     return Relation(is_self=person_id is not None and person_id == principal.user_id)

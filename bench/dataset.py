@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 
@@ -78,7 +78,9 @@ TICKET_COLUMNS = (
     "assignee_id",
     "requester_id",
     "team_id",
+    "walk_in_id",
 )
+WALK_IN_COLUMNS = ("id", "email", "email_index", "name", "created_at")
 MESSAGE_COLUMNS = ("id", "body", "internal", "created_at", "author_id", "ticket_id")
 
 FIRST_NAMES = (
@@ -261,6 +263,7 @@ def generate(
         (agents if is_agent else customers).append(ident)
 
     tickets: list[tuple[Any, ...]] = []
+    walk_ins: list[tuple[Any, ...]] = []
     messages: list[tuple[Any, ...]] = []
     step = timedelta(days=180) / sizes.tickets
     for index in range(sizes.tickets):
@@ -276,11 +279,23 @@ def generate(
         product = rng.choice(PRODUCTS)
         email_only = rng.random() < 0.03
         requester = None if email_only else rng.choice(customers)
-        requester_name = requester_email = None
+        requester_name = requester_email = walk_in = None
         if email_only:
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             requester_name = f"{first} {last}"
             requester_email = f"{first}.{last}.guest{index}@example.com".lower()
+            # Derived, not drawn: the random stream (and so the rest of the set) stays as it was.
+            walk_in = uuid5(ident, "walk-in")
+            walk_ins.append(
+                (
+                    walk_in,
+                    gen.seal("walk_in_requesters", "email", walk_in, requester_email, walk_in),
+                    ring.blind_index(requester_email),
+                    gen.seal("walk_in_requesters", "name", walk_in, requester_name, walk_in),
+                    created,
+                )
+            )
+        subject = requester or walk_in or ident
         when = created
         thread: list[tuple[UUID | None, str, bool]] = [
             (requester, gen.text(OPENINGS, product), False),
@@ -307,14 +322,12 @@ def generate(
         tickets.append(
             (
                 ident,
-                gen.seal(
-                    "tickets", "subject", ident, gen.text(PROBLEMS, product), requester or ident
-                ),
+                gen.seal("tickets", "subject", ident, gen.text(PROBLEMS, product), subject),
                 status.value,
                 rng.choices(list(TicketPriority), weights=(15, 60, 20, 5))[0].value,
                 (Channel.EMAIL if email_only else rng.choice(list(Channel))).value,
-                gen.seal("tickets", "requester_name", ident, requester_name, requester or ident),
-                gen.seal("tickets", "requester_email", ident, requester_email, requester or ident),
+                gen.seal("tickets", "requester_name", ident, requester_name, subject),
+                gen.seal("tickets", "requester_email", ident, requester_email, subject),
                 ring.blind_index(requester_email) if requester_email else None,
                 False,  # seeded history: no ticket awaits its requester
                 created,
@@ -323,6 +336,7 @@ def generate(
                 assignee,
                 requester,
                 team_id,
+                walk_in,
             )
         )
     return Dataset(
@@ -330,6 +344,7 @@ def generate(
             Table("data_keys", DATA_KEY_COLUMNS, gen.keys),
             teams,
             Table("users", USER_COLUMNS, users),
+            Table("walk_in_requesters", WALK_IN_COLUMNS, walk_ins),
             Table("tickets", TICKET_COLUMNS, tickets),
             Table("ticket_messages", MESSAGE_COLUMNS, messages),
         ),

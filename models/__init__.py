@@ -15,7 +15,7 @@ from models.enums import (
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Notice
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
-from models.tickets import Ticket, TicketMessage
+from models.tickets import Ticket, TicketMessage, WalkInRequester
 from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     "TicketStatus",
     "User",
     "UserStatus",
+    "WalkInRequester",
 ]

@@ -32,8 +32,10 @@ MODEL = TypeVar("MODEL", bound=Model)
 # until then (users.py, tickets.py and privacy.py are outside this change) they live here.
 KEY_SUBJECTS: dict[str, tuple[str, ...]] = {
     "User": ("id",),
-    # An email-only requester has no account: the ticket is its own subject.
-    "Ticket": ("requester_id", "id"),
+    # An email-only requester has no account: their walk-in row, or (before migration 0010
+    # named one) the ticket itself.
+    "Ticket": ("requester_id", "walk_in_id", "id"),
+    "WalkInRequester": ("id",),
     "TicketMessage": ("author_id", "ticket_id"),
     "ExternalIdentity": ("user_id",),
     "SignInSession": ("user_id",),

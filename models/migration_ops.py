@@ -8,6 +8,7 @@ holds. PostgreSQL alters columns in place and is unaffected.
 
 ``seal_plaintext`` and ``open_ciphertext`` convert a column's existing rows when it becomes an
 EncryptedField (or stops being one), in batches of plain SQL: the models of the day may differ.
+``name_walk_ins`` does the same for the walk-in requesters of migration 0010.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from tortoise.migrations import operations as ops
 
@@ -223,3 +224,57 @@ async def open_ciphertext(client: Any, table: str, columns: list[str]) -> None:
                 opened[column] = cipher.open(value, associated_data(table, column, row["id"]))
             if opened:
                 await _write(client, table, row["id"], opened)
+
+
+async def name_walk_ins(client: Any) -> None:
+    """Give every email-only ticket its walk-in requester: one per email blind index, holding the
+    address and name of its oldest ticket, sealed under the walk-in's own data key."""
+    named: dict[str, str] = {}
+    _, existing = await client.execute_query('SELECT "id", "email_index" FROM "walk_in_requesters"')
+    named.update({str(row["email_index"]): str(row["id"]) for row in existing})
+    columns = ["requester_id", "walk_in_id", "requester_email_index", "requester_email"]
+    waiting: list[dict[str, Any]] = []
+    async for batch in _rows(client, "tickets", [*columns, "requester_name", "created_at"]):
+        waiting.extend(
+            row
+            for row in batch
+            if row["requester_id"] is None
+            and row["walk_in_id"] is None
+            and row["requester_email_index"] is not None
+            and row["requester_email"] is not None
+        )
+    waiting.sort(key=lambda row: (str(row["created_at"]), str(row["id"])))
+    if waiting:
+        _keyring_ready()
+    for row in waiting:
+        index = str(row["requester_email_index"])
+        if index not in named:
+            named[index] = await _new_walk_in(client, row)
+        await _write(client, "tickets", row["id"], {"walk_in_id": named[index]})
+
+
+async def _new_walk_in(client: Any, ticket: dict[str, Any]) -> str:
+    walk_in = uuid4()
+    cipher = await _sealing_cipher(client, walk_in)
+    values: dict[str, Any] = {"id": str(walk_in)}
+    for column in ("email", "name"):
+        sealed = ticket[f"requester_{column}"]
+        if sealed is None:
+            continue
+        plain = (
+            (await _opening_cipher(client, crypto.key_id_of(sealed))).open(
+                sealed, associated_data("tickets", f"requester_{column}", ticket["id"])
+            )
+            if _is_sealed(sealed)
+            else str(sealed)
+        )
+        values[column] = cipher.seal(plain, associated_data("walk_in_requesters", column, walk_in))
+    values["email_index"] = str(ticket["requester_email_index"])
+    values["created_at"] = ticket["created_at"]
+    names = ", ".join(f'"{column}"' for column in values)
+    places = ", ".join(_placeholder(client, i) for i in range(1, len(values) + 1))
+    await client.execute_query(
+        f'INSERT INTO "walk_in_requesters" ({names}) VALUES ({places})',  # noqa: S608
+        list(values.values()),
+    )
+    return str(walk_in)

@@ -12,6 +12,22 @@ from models.fields import EncryptedField
 from models.users import Team, User
 
 
+class WalkInRequester(Entity):
+    """Someone who wrote in by email without an account: the person the audit names for them.
+
+    Found again by the email's blind index, so every ticket of one address names one walk-in
+    (and a later erasure finds everything about that address through this row).
+    """
+
+    email = EncryptedField()
+    email_index = fields.CharField(max_length=64, unique=True)
+    name = EncryptedField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "walk_in_requesters"
+
+
 class Ticket(Entity):
     subject = EncryptedField()
     status = fields.CharEnumField(TicketStatus, default=TicketStatus.OPEN, max_length=16)
@@ -21,6 +37,12 @@ class Ticket(Entity):
         "ocis.User", related_name="requested_tickets", null=True, on_delete=fields.SET_NULL
     )
     requester_id: UUID | None
+    # Without an account: who the ticket is about. The ticket keeps the name and address typed
+    # on it; the walk-in is the subject its reads and changes are recorded against.
+    walk_in: fields.ForeignKeyNullableRelation[WalkInRequester] = fields.ForeignKeyField(
+        "ocis.WalkInRequester", related_name="tickets", null=True, on_delete=fields.SET_NULL
+    )
+    walk_in_id: UUID | None
     requester_name = EncryptedField(null=True)
     requester_email = EncryptedField(null=True)
     requester_email_index = fields.CharField(max_length=64, null=True, db_index=True)

@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 from auth import scoping
 from auth.policy import may_filter
 from auth.principal import Principal
+from auth.relations import requester_of
 from auth.scopes import Scope, is_staff_account
 from models import (
     Channel,
@@ -28,7 +29,7 @@ from models import (
     UserStatus,
     crypto,
 )
-from privacy import audit
+from privacy import audit, walk_ins
 from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
@@ -109,6 +110,7 @@ async def create_ticket(
     ticket = Ticket(subject=subject, priority=priority, channel=channel)
     # On someone's behalf the requester's details wait for a step the opener does not control.
     ticket.awaiting_requester = on_behalf_of is not None
+    walk_in: tuple[str, str | None] | None = None
     if on_behalf_of is None:
         ticket.requester_id = author_id
     else:
@@ -125,6 +127,7 @@ async def create_ticket(
         if account is not None:
             ticket.requester_id = account.id
         else:
+            walk_in = (email, name)
             ticket.requester_email = email
             ticket.requester_name = name
             ticket.requester_email_index = index
@@ -135,6 +138,8 @@ async def create_ticket(
     ticket.team_id = queue_id
     message = TicketMessage(ticket_id=ticket.id, author_id=author_id, body=body, internal=False)
     async with in_transaction():
+        if walk_in is not None:
+            ticket.walk_in_id = (await walk_ins.walk_in_for(*walk_in)).id
         await ticket.save()
         await message.save()
         await audit.record(
@@ -142,7 +147,7 @@ async def create_ticket(
             action=AuditAction.TICKET_CREATE,
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,
+            subject_id=requester_of(ticket),
             field_names=[
                 "Ticket.subject",
                 "TicketMessage.body",
@@ -181,7 +186,7 @@ async def add_message(
             action=AuditAction.TICKET_NOTE if internal else AuditAction.TICKET_REPLY,
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,
+            subject_id=requester_of(ticket),
             field_names=["TicketMessage.body"],
         )
     return message
@@ -220,7 +225,7 @@ async def assign_ticket(
             action=AuditAction.TICKET_ASSIGN,
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,
+            subject_id=requester_of(ticket),
             field_names=["Ticket.assignee"],
         )
     return ticket
@@ -265,10 +270,25 @@ async def change_ticket_status(
             action=AuditAction.TICKET_STATUS,
             entity="Ticket",
             entity_id=ticket.id,
-            subject_id=ticket.requester_id,
+            subject_id=requester_of(ticket),
             field_names=["Ticket.status"],
         )
     return ticket
+
+
+async def load_ticket_requesters(principal: Principal, ticket_ids: list[UUID]) -> list[UUID | None]:
+    """Batch: whom each readable ticket is about (its requester's account or walk-in)."""
+    rows = (
+        await scoping.readable_tickets(principal)
+        .filter(id__in=ticket_ids)
+        .values_list("id", "requester_id", "walk_in_id")
+    )
+    about = {
+        _uuid(ident): _uuid(account or walk_in)
+        for ident, account, walk_in in rows
+        if account or walk_in
+    }
+    return [about.get(ident) for ident in ticket_ids]
 
 
 async def load_message_pages(

@@ -21,7 +21,7 @@ from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
 from resolvers.sign_ins import load_sign_ins
-from resolvers.tickets import load_message_pages
+from resolvers.tickets import load_message_pages, load_ticket_requesters
 from resolvers.users import load_users
 
 MessagePageKey: TypeAlias = tuple[UUID, int | None, str | None]
@@ -36,6 +36,7 @@ class Loaders:
     sign_ins: DataLoader[UUID, list[SignInSession]]
     identities: DataLoader[UUID, list[ExternalIdentity]]
     walk_ins: DataLoader[str, bool]
+    ticket_requesters: DataLoader[UUID, UUID | None]
 
     @classmethod
     def for_principal(cls, principal: Principal) -> Loaders:
@@ -58,6 +59,7 @@ class Loaders:
             sign_ins=DataLoader(load_fn=partial(load_sign_ins, principal)),
             identities=DataLoader(load_fn=partial(load_identities, principal)),
             walk_ins=DataLoader(load_fn=load_walk_ins),
+            ticket_requesters=DataLoader(load_fn=partial(load_ticket_requesters, principal)),
         )
 
 

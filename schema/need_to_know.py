@@ -15,6 +15,12 @@ from schema.errors import forbidden
 
 
 class Guarded(Protocol):
+    """A row of a personal-data type: whom it is about, and the caller's relation to them.
+
+    A row about more than one person (a message: its author and its ticket's requester) names
+    the others in an ``also_about`` tuple; reads are recorded against each of them.
+    """
+
     relation: Relation
 
     @property
@@ -38,10 +44,12 @@ class NeedToKnow(FieldExtension):
         context = info.context
         if not self.rule(context.principal, source.relation):
             raise forbidden()
-        if self.personal and not source.relation.is_self:
-            subject = source.subject_id
-            if subject is not None and subject != context.principal.user_id:
-                context.note_read(subject, self.type_name, self.field_name)
+        if self.personal:
+            reader = context.principal.user_id
+            about = () if source.relation.is_self else (source.subject_id,)
+            for subject in (*about, *getattr(source, "also_about", ())):
+                if subject is not None and subject != reader:
+                    context.note_read(subject, self.type_name, self.field_name)
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
         self._check(source, info)

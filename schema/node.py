@@ -21,7 +21,7 @@ from schema.identities import LinkedIdentityType, SignInType
 from schema.payments import PaymentMethodType
 from schema.privacy import PrivacyRequestType
 from schema.relay import Node, from_global_id
-from schema.tickets import TicketMessageType, ticket_nodes
+from schema.tickets import message_node, ticket_nodes
 from schema.users import user_node
 
 
@@ -40,9 +40,9 @@ class NodeQuery:
             return ticket
         if found is None:
             raise not_found()
-        relation = relation_to_row(principal, found)
         if isinstance(found, TicketMessage):
-            return TicketMessageType(model=found, relation=relation)
+            return await message_node(info, found)
+        relation = relation_to_row(principal, found)
         if isinstance(found, PrivacyRequest):
             return PrivacyRequestType(model=found, relation=relation)
         if isinstance(found, SignInSession):

@@ -14,6 +14,7 @@ from auth.relations import (
     relation_on_ticket,
     relation_to_row,
     relation_to_walk_in,
+    requester_of,
     subject_of,
 )
 from models import Ticket, TicketMessage
@@ -46,7 +47,7 @@ class TicketType(Node):
 
     @property
     def subject_id(self) -> UUID | None:
-        return subject_of(self.model)
+        return requester_of(self.model)
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -70,8 +71,13 @@ class TicketType(Node):
             decode_cursor(after, "TicketMessage")
         page = await info.context.loaders.message_pages.load((self.model.id, first, after))
         principal = info.context.principal
+        requester = requester_of(self.model)
         nodes = [
-            TicketMessageType(model=message, relation=relation_to_row(principal, message))
+            TicketMessageType(
+                model=message,
+                relation=relation_to_row(principal, message),
+                requester_id=requester,
+            )
             for message in page.items
         ]
         return connection(page, nodes)
@@ -107,6 +113,8 @@ async def ticket_nodes(info: Info, rows: Sequence[Ticket]) -> list[TicketType]:
 class TicketMessageType(Node):
     model: strawberry.Private[TicketMessage]
     relation: strawberry.Private[Relation]
+    # Whom the ticket is about: a message is their data as well as its author's.
+    requester_id: strawberry.Private[UUID | None]
     body: str | None = attribute()
     internal: bool | None = attribute("True for a staff-only note; customers never receive these.")
     created_at: datetime | None = attribute()
@@ -115,6 +123,10 @@ class TicketMessageType(Node):
     def subject_id(self) -> UUID | None:
         return subject_of(self.model)
 
+    @property
+    def also_about(self) -> tuple[UUID | None]:
+        return (self.requester_id,)
+
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("TicketMessage", self.model.id)
@@ -122,6 +134,13 @@ class TicketMessageType(Node):
     @strawberry.field
     async def author(self, info: Info) -> UserType | None:
         return await user_node(info, subject_of(self.model))
+
+
+async def message_node(info: Info, message: TicketMessage) -> TicketMessageType:
+    """A message reached without its ticket's page: its ticket's requester is looked up."""
+    requester = await info.context.loaders.ticket_requesters.load(message.ticket_id)
+    relation = relation_to_row(info.context.principal, message)
+    return TicketMessageType(model=message, relation=relation, requester_id=requester)
 
 
 @strawberry.input(description="Narrow a ticket list; every condition must hold.")
@@ -280,9 +299,7 @@ class TicketsMutation:
         message = await tickets.add_message(
             principal, ticket_id=ticket_id, body=input.body, internal=input.internal
         )
-        return AddMessageSuccess(
-            message=TicketMessageType(model=message, relation=relation_to_row(principal, message))
-        )
+        return AddMessageSuccess(message=await message_node(info, message))
 
     @strawberry.mutation(description="Assign a ticket to a staff member, or unassign it.")
     async def assign_ticket(self, info: Info, input: AssignTicketInput) -> AssignTicketResult:

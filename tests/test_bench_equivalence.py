@@ -37,7 +37,7 @@ from bench.raw_app import (
     create_app,
     global_id,
 )
-from models import Team, Ticket, TicketMessage, TicketStatus, User, crypto
+from models import Team, Ticket, TicketMessage, TicketStatus, User, WalkInRequester, crypto
 from models.keys import DataKey
 from tests.helpers import ORIGIN, Api, sign_in, user_by_email
 
@@ -241,6 +241,10 @@ async def test_bench_data_set_reads_back_through_the_orm_and_both_endpoints_agre
     guests = [ticket for ticket in tickets if ticket.requester_id is None]
     assert len(guests) > 0
     assert all(ticket.requester_name and ticket.requester_email for ticket in guests)
+    walk_ins = {walk_in.id: walk_in for walk_in in await WalkInRequester.all()}
+    assert [walk_ins[ticket.walk_in_id].email for ticket in guests if ticket.walk_in_id] == [
+        ticket.requester_email for ticket in guests
+    ]
     assert all(message.body for message in messages)
 
     api = Api(client, await sign_in(client, AGENT_EMAIL, AGENT_PASSWORD))
@@ -265,6 +269,7 @@ async def test_bench_rows_have_exactly_the_orm_columns(app: Any) -> None:
         "users": User,
         "tickets": Ticket,
         "ticket_messages": TicketMessage,
+        "walk_in_requesters": WalkInRequester,
         "data_keys": DataKey,
     }
 

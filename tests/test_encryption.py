@@ -29,6 +29,7 @@ from models import (
     Ticket,
     TicketMessage,
     User,
+    WalkInRequester,
     crypto,
 )
 from models.crypto import DataCipher, DecryptionError, Keyring
@@ -545,6 +546,7 @@ STORED_AS: dict[str, type[Model]] = {
     "PrivacyRequest": PrivacyRequest,
     "ConsentEntry": ConsentEntry,
     "LinkedIdentity": ExternalIdentity,
+    "WalkInRequester": WalkInRequester,
 }
 COMPUTED = {"ConsentState"}
 # Personal columns that are not text: EncryptedField seals text only, so a dump shows these.
@@ -611,6 +613,13 @@ async def test_a_canary_in_every_personal_text_column_is_absent_from_every_dump(
         " grantConsent(input: {purpose: STATISTICS}) { __typename } }"
     )
     assert "errors" not in made, made
+    agent = await as_user("agent@example.com")
+    walked_in = await agent.gql(
+        'mutation { createTicket(input: {subject: "By email", body: "Wrote in",'
+        ' requesterEmail: "walk-in@example.com", requesterName: "Wanda Walk-in"})'
+        " { __typename } }"
+    )
+    assert walked_in["data"]["createTicket"]["__typename"] == "TicketSuccess", walked_in
     tag = uuid.uuid4().hex[:8]
     canaries: dict[str, str] = {}
     too_short: list[str] = []

@@ -176,8 +176,9 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
         "PrivacyRequest": ("subject_id",),
         "SignInSession": ("user_id",),
         "TicketMessage": ("author_id", "ticket_id"),
-        "Ticket": ("requester_id", "id"),
+        "Ticket": ("requester_id", "walk_in_id", "id"),
         "User": ("id",),
+        "WalkInRequester": ("id",),
     }
     for model in key_management.encrypted_models():
         assert set(model.key_subject) <= set(model._meta.fields_db_projection), model

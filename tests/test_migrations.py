@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate as run_migrations
@@ -135,3 +141,125 @@ async def test_upgrading_seals_the_client_details_already_stored(tmp_path: Path)
         assert connection.execute(
             "SELECT browser, browser_version, os, device_type, time_zone FROM sign_in_sessions"
         ).fetchone() == ("Firefox", "128.0", "Ubuntu", "desktop", "Europe/Lisbon")
+
+
+@pytest.fixture
+async def empty_database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own, empty: on PostgreSQL when the suite runs there, else SQLite."""
+    configured = os.environ.get("DATABASE_URL")
+    if not (configured and configured.startswith("postgres")):
+        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+        return
+    parts = urlsplit(configured)
+    name = f"ocis_pytest_{os.getpid()}_migrations"
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    connection = await asyncpg.connect(admin)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        await Tortoise.close_connections()
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.close()
+
+
+class Sql:
+    """Plain SQL on either backend, written with ? placeholders."""
+
+    def __init__(self) -> None:
+        self.connection = Tortoise.get_connection("default")
+
+    async def __call__(self, sql: str, *values: object) -> list[dict[str, Any]]:
+        if self.connection.capabilities.dialect == "postgres":
+            parts = sql.split("?")
+            sql = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+        _, rows = await self.connection.execute_query(sql, list(values))
+        return [{key: _plain(value) for key, value in dict(row).items()} for row in rows]
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+async def _walk_in_ticket(
+    sql: Sql, ring: crypto.Keyring, email: str, name: str | None, at: datetime
+) -> str:
+    """An email-only ticket as the code before 0010 wrote it: sealed under the ticket's own key."""
+    ticket_id = str(uuid.uuid4())
+    cipher, wrapped = ring.new_data_key(ticket_id)
+    await sql(
+        "INSERT INTO data_keys (id, purpose, subject_id, version, state, wrapped_key, kek_id,"
+        " created_at, updated_at) VALUES (?, 'data', ?, 1, 'active', ?, ?, ?, ?)",
+        *(wrapped.key_id, ticket_id, wrapped.wrapped_key, wrapped.kek_id, at, at),
+    )
+
+    def seal(column: str, value: str | None) -> str | None:
+        return None if value is None else cipher.seal(value, f"tickets/{column}/{ticket_id}")
+
+    await sql(
+        "INSERT INTO tickets (id, subject, status, priority, channel, requester_name,"
+        " requester_email, requester_email_index, awaiting_requester, created_at, updated_at)"
+        " VALUES (?, ?, 'open', 'normal', 'email', ?, ?, ?, ?, ?, ?)",
+        ticket_id,
+        seal("subject", "Wrote in"),
+        seal("requester_name", name),
+        seal("requester_email", email),
+        ring.blind_index(email),
+        False,
+        at,
+        at,
+    )
+    return ticket_id
+
+
+async def _opened(sql: Sql, ring: crypto.Keyring, walk_in: str) -> list[str]:
+    """The walk-in's email and name, opened with its own data key."""
+    (key,) = await sql(
+        "SELECT id, wrapped_key, kek_id FROM data_keys WHERE subject_id = ?", walk_in
+    )
+    cipher = ring.open_data_key(key["id"], uuid.UUID(walk_in), key["wrapped_key"], key["kek_id"])
+    (row,) = await sql("SELECT email, name FROM walk_in_requesters WHERE id = ?", walk_in)
+    return [
+        cipher.open(row["email"], f"walk_in_requesters/email/{walk_in}"),
+        cipher.open(row["name"], f"walk_in_requesters/name/{walk_in}"),
+    ]
+
+
+@pytest.mark.promise("P20")
+async def test_upgrading_names_a_walk_in_for_every_email_only_ticket(
+    empty_database_url: str,
+) -> None:
+    """0010: one walk-in per address, from its oldest ticket, sealed under a key of its own."""
+    url = empty_database_url
+    await run_migrations(
+        config=db.tortoise_config(url),
+        app_labels=["ocis"],
+        target="ocis.0008_tickets_awaiting_requester",
+    )
+    await Tortoise.close_connections()
+    await db.connect(url, MASTER_KEY)
+    ring = crypto.keyring()
+    sql = Sql()
+    oldest_at = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    later = await _walk_in_ticket(sql, ring, "gina@example.com", None, oldest_at + timedelta(1))
+    oldest = await _walk_in_ticket(sql, ring, "Gina@Example.com", "Gina Guest", oldest_at)
+    other = await _walk_in_ticket(sql, ring, "hal@example.com", "Hal Guest", oldest_at)
+    await db.disconnect()
+
+    await db.migrate(url)
+
+    await db.connect(url, MASTER_KEY)
+    sql = Sql()
+    named = {
+        row["id"]: row["walk_in_id"]
+        for row in await sql("SELECT id, walk_in_id FROM tickets WHERE requester_id IS NULL")
+    }
+    assert named[later] == named[oldest] != named[other]
+    assert await sql("SELECT count(*) AS n FROM walk_in_requesters") == [{"n": 2}]
+    assert await _opened(sql, ring, named[oldest]) == ["Gina@Example.com", "Gina Guest"]
+    assert await _opened(sql, ring, named[other]) == ["hal@example.com", "Hal Guest"]
+    assert await sql("SELECT email_index FROM walk_in_requesters WHERE id = ?", named[oldest]) == [
+        {"email_index": ring.blind_index("gina@example.com")}
+    ]
+    await db.disconnect()
