@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 import settings as config
 from models import db
 from models.keys import CACHE_TTL_SECONDS
+from observability import configure_logging
 from privacy import audit_verify
 from privacy import keys as key_management
 
@@ -149,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None, create_app: AppFactory) -> int:
     """Parse the command line and run the command; `serve` serves what `create_app` builds."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO)
     try:
         settings = config.from_environ()
     except config.ConfigurationError as error:
@@ -177,6 +178,10 @@ def run(argv: list[str] | None, create_app: AppFactory) -> int:
             host=settings.host,
             port=settings.port,
             proxy_headers=False,
+            # Our JSON lines (observability.py) instead of uvicorn's; its access log prints
+            # client IPs, and web/request_log.py writes one line per request without them.
+            log_config=None,
+            access_log=False,
             **tls,
         )
         return 0

@@ -18,17 +18,19 @@ import settings as config
 from auth.oidc import Gateway, configured_providers
 from auth.store import connect_store
 from models import db
+from observability import configure_logging
 from privacy import audit, mail
 from schema.view import graphql_view
-from web.access_log import quiet_access_log
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
 from web.health import healthz, readyz
 from web.jwks import jwks
+from web.metrics import metrics
 from web.middleware import RequestLimits
 from web.mobile_tokens import token_endpoint
 from web.provider_callback import provider_callback
 from web.provider_login import provider_login
+from web.request_log import RequestLog
 from web.responses import NoStore
 from web.security_headers import SecurityHeaders, server_error
 from web.sign_in import password_sign_in
@@ -51,6 +53,7 @@ def routes() -> list[Route]:
         Route("/auth/complete-signup", complete_signup, methods=["POST"], middleware=NO_STORE),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
 
 
@@ -59,7 +62,6 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        quiet_access_log()  # after uvicorn configured its loggers
         await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
         await db.load_keys()
         app.state.store = connect_store(settings.redis_url)
@@ -81,13 +83,16 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
     app.add_middleware(RequestLimits)
-    app.add_middleware(SecurityHeaders)  # added last, so outermost: the 413 carries them too
+    app.add_middleware(SecurityHeaders)  # outside the limits: the 413 carries them too
+    app.add_middleware(RequestLog, routes=app.routes)  # outermost: logs what was sent
     return app
 
 
 def __getattr__(name: str) -> Any:
-    # `uvicorn server:app` builds the app on first use, so importing server stays side-effect free.
+    # `uvicorn server:app` builds the app on first use, so importing server stays side-effect free;
+    # its processes then write JSON lines too (observability.py), without uvicorn's access log.
     if name == "app":
+        configure_logging()
         return create_app()
     raise AttributeError(name)
 

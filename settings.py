@@ -53,6 +53,8 @@ class Settings:
     # PEM certificate chain and private key: `serve` terminates TLS itself when both are set.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The bearer token that `GET /metrics` answers to; unset: /metrics is off.
+    metrics_token: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -195,6 +197,21 @@ def _served_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+MIN_METRICS_TOKEN = 24
+
+
+def _metrics_token(raw: str) -> str | None:
+    token = raw.strip()
+    if not token:
+        return None
+    if len(token) < MIN_METRICS_TOKEN:
+        raise ConfigurationError(
+            f"OCIS_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters"
+            " (e.g. the output of `openssl rand -hex 32`)"
+        )
+    return token
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; production refuses development secrets."""
     env = os.environ if environ is None else environ
@@ -236,6 +253,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
     )
     if settings.is_production:
         problems = []

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from auth.client_ip import parse_ip
 from models import crypto
+from observability import RATE_LIMITED
 
 KEY_PREFIX = "ocis:rl:"
 MAX_LOGIN = 320  # as auth/login.py: longer logins cannot name an account
@@ -121,6 +122,7 @@ async def hit_all(store: Redis, attempts: Sequence[tuple[Limit, str]]) -> Decisi
         if pttl == -1:  # a counter without expiry would lock its key out for good
             await store.expire(name, limit.window_seconds)
         if count > limit.limit:
+            RATE_LIMITED.labels(limit.bucket).inc()
             retry_after = max(retry_after, _seconds_left(pttl, limit.window_seconds))
     return Decision(allowed=retry_after == 0, retry_after=retry_after)
 

@@ -35,6 +35,7 @@ from tortoise.transactions import in_transaction
 import settings as config
 from auth.principal import Principal
 from models import AuditEvent
+from observability import AUDIT_APPENDS, AUDIT_RETRIES
 from privacy.audit_checkpoints import anchor_legacy, cover
 from privacy.audit_links import AuditKey, genesis, keyed_link
 from privacy.audit_state import Head, Writer, configure, current_config, read_head
@@ -166,7 +167,9 @@ async def record(
         except IntegrityError:
             # Only another transaction of this process appends to this chain.
             Writer.retries += 1
+            AUDIT_RETRIES.inc()
             continue
+        AUDIT_APPENDS.inc()
         head = (event.position, event.hash)
         if committed:
             await cover({chain: head})
@@ -197,8 +200,10 @@ async def _append_batch(principal: Principal, entries: Sequence[Entry], cacheabl
                 await AuditEvent.bulk_create(events)
         except IntegrityError:
             Writer.retries += 1
+            AUDIT_RETRIES.inc()
             Writer.read_head = None
             continue
+        AUDIT_APPENDS.inc(len(events))
         new_head = (events[-1].position, events[-1].hash)
         Writer.read_head = new_head if cacheable else None
         if cacheable:

@@ -25,6 +25,7 @@ from tortoise.queryset import QuerySet
 
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
+from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
 from privacy.notices import render
 
 logger = logging.getLogger("ocis.mail")
@@ -208,11 +209,26 @@ async def _failed(
     return "failed" if final else "retried"
 
 
+async def measure_queue(now: datetime | None = None) -> None:
+    """The depth of the mail queue, and how long its oldest due mail has waited (metrics)."""
+    moment = now or datetime.now(UTC)
+    MAIL_QUEUE_DEPTH.set(await Notice.filter(mail_status__in=DUE).count())
+    oldest = (
+        await Notice.filter(mail_status=MailStatus.PENDING, mail_due_at__lte=moment)
+        .order_by("mail_due_at")
+        .first()
+        .values_list("mail_due_at", flat=True)
+    )
+    waited = (moment - oldest).total_seconds() if isinstance(oldest, datetime) else 0.0
+    MAIL_QUEUE_OLDEST_SECONDS.set(max(0.0, waited))
+
+
 async def run_forever(settings: config.Settings) -> None:
     """The delivery loop of one process; stops only when cancelled."""
     while True:
         try:
             await deliver_due(settings)
+            await measure_queue()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the loop outlives a bad moment of the database

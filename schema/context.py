@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import strawberry
@@ -76,6 +76,8 @@ class Context:
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None
     response: Response | None = None
+    # The HTTP request's state, where the request log finds the operation's name.
+    request_state: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 

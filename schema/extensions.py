@@ -34,6 +34,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.query_depth_limiter import create_validator
 
+from observability import operation_label
 from resolvers.audit_trail import record_reads
 from resolvers.payments import holds_card_data
 from schema.errors import PublicError
@@ -154,6 +155,21 @@ def _coerced(
     return values
 
 
+class OperationName(SchemaExtension):
+    """Tell the request log and the metrics which operation ran (a label, never a value)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        state = getattr(self.execution_context.context, "request_state", None)
+        if state is None:
+            return
+        try:
+            name = self.execution_context.operation_name
+        except Exception:  # noqa: BLE001 - a document that did not parse names nothing
+            name = None
+        state["operation"] = operation_label(name)
+
+
 class AccessAudit(SchemaExtension):
     """Write one audit record per person whose personal data this request read (P20).
 
@@ -211,6 +227,7 @@ class MaskUnexpectedErrors(MaskErrors):
 
 EXTENSIONS = [
     IntrospectionGuard,
+    OperationName,
     CardDataGuard,
     DepthLimit,
     AliasLimit,

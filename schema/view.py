@@ -8,10 +8,13 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 import settings as config
 from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
+from observability import GRAPHQL_ERRORS
 from schema import Context, schema
 
 
@@ -60,7 +63,16 @@ class OcisGraphQL(GraphQL[Context, None]):
             introspection=may_introspect(principal, production=settings.is_production),
             store=request.app.state.store,
             response=response,
+            request_state=state,
         )
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        answer = await super().process_result(request, result)
+        for error in answer.get("errors") or ():
+            extensions = error.get("extensions") if isinstance(error, dict) else None
+            code = extensions.get("code") if isinstance(extensions, dict) else None
+            GRAPHQL_ERRORS.labels(code if isinstance(code, str) else "UNCODED").inc()
+        return answer
 
 
 def graphql_view() -> OcisGraphQL:

@@ -25,6 +25,7 @@ from models import db
 from privacy import audit
 from server import create_app
 from tests.helpers import ORIGIN, Api, StatementCounter, bypass_append_only, sign_in
+from tests.log_canaries import LogCanaries
 from tests.smtp_server import Mailbox, smtp_server
 
 
@@ -35,6 +36,25 @@ def _postgres_test_url(base: str) -> tuple[str, str, str]:
     admin = urlunsplit(parts._replace(path="/postgres"))
     test = urlunsplit(parts._replace(path=f"/{name}"))
     return admin, test, name
+
+
+@pytest.fixture(autouse=True)
+def no_personal_data_in_logs(request: pytest.FixtureRequest) -> Iterator[LogCanaries]:
+    """Every test's log lines, as production writes them, hold no personal data, client IP
+    or token (`logs_may_quote` lets a test that plants one on purpose opt out)."""
+    canaries = LogCanaries()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    root.addHandler(canaries)
+    try:
+        yield canaries
+    finally:
+        root.removeHandler(canaries)
+        root.setLevel(level)
+    if request.node.get_closest_marker("logs_may_quote") is None:
+        leaks = canaries.leaks()
+        assert leaks == [], "log lines quote personal data, a client IP or a token"
 
 
 @pytest.fixture(scope="session")

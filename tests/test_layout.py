@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["schema", "web", "resolvers", "privacy", "auth", "models", "migrations"]
 
 
-@pytest.mark.parametrize("name", [*PACKAGES, "server", "settings", "cli"])
+@pytest.mark.parametrize("name", [*PACKAGES, "server", "settings", "cli", "observability"])
 def test_top_level_names_come_from_this_repository(name: str) -> None:
     module = importlib.import_module(name)
     assert module.__file__ is not None
@@ -33,7 +33,7 @@ def _imports(path: Path) -> set[str]:
 def _project_files() -> list[Path]:
     return [
         path for package in [*PACKAGES, "tests", "bench"] for path in (ROOT / package).rglob("*.py")
-    ] + [ROOT / "settings.py", ROOT / "cli.py"]
+    ] + [ROOT / "settings.py", ROOT / "cli.py", ROOT / "observability.py"]
 
 
 def test_nothing_imports_server() -> None:
@@ -45,8 +45,9 @@ def test_nothing_imports_server() -> None:
     assert offenders == []
 
 
-def test_settings_imports_no_project_package() -> None:
-    assert _imports(ROOT / "settings.py").isdisjoint({*PACKAGES, "server", "cli"})
+@pytest.mark.parametrize("module", ["settings.py", "observability.py"])
+def test_modules_every_layer_imports_import_no_project_package(module: str) -> None:
+    assert _imports(ROOT / module).isdisjoint({*PACKAGES, "server", "cli", "settings"})
 
 
 def test_only_schema_imports_strawberry() -> None:
