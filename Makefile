@@ -5,21 +5,38 @@ BIN := $(VENV)/bin
 # `make run` needs no linters or test tools: the test extras have a stamp of their own.
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Every install takes the exact versions and hashes of the locks; `make lock` refreshes them.
+LOCK := requirements/main.lock
+TEST_LOCK := requirements/test.lock
+COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test lint bench sdl clean
+.PHONY: run test lint bench sdl clean lock audit
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "OCIS needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(TEST_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(TEST_STAMP) $(STAMP)
+
+# Refresh the locks after a change to pyproject.toml; `make lock UPGRADE=1` takes every newest
+# release the pins allow.
+lock: $(TEST_STAMP)
+	$(COMPILE) --output-file=$(LOCK) pyproject.toml
+	$(COMPILE) --extra=test --output-file=$(TEST_LOCK) pyproject.toml
+
+# Known vulnerabilities in the locked versions; --strict fails when a package cannot be checked.
+audit: $(TEST_STAMP)
+	$(BIN)/pip-audit --strict --require-hashes --disable-pip --progress-spinner off -r $(TEST_LOCK)
 
 # The real OpenID provider (npm oidc-provider) that the federated sign-in tests run on loopback.
 OIDC_PROVIDER := tests/oidc_provider
