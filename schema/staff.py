@@ -257,6 +257,5 @@ class StaffMutation:
 async def _person(info: Info, user: User) -> UserType:
     """The account just changed, as the caller sees it (its fresh row, not a cached one)."""
     loaders = info.context.loaders
-    loaders.users.clear(user.id)
-    loaders.users.prime(user.id, user)
+    loaders.users.prime(user.id, user, force=True)
     return UserType(model=user, relation=await loaders.relations.load(user.id))
