@@ -43,10 +43,14 @@ _ROLE_NAMES = {
 INVALID_LINK = "This invitation link is not valid: it may have expired, been used or revoked."
 
 
-def require_staff_admin(principal: Principal) -> UUID:
-    user_id = require_user(principal)
+def _refuse_without_scope(principal: Principal) -> None:
     if not principal.has(Scope.STAFF_ADMIN):
         raise NotAllowed("Only an administrator may manage staff and teams.")
+
+
+def require_staff_admin(principal: Principal) -> UUID:
+    user_id = require_user(principal)
+    _refuse_without_scope(principal)
     return user_id
 
 
@@ -285,7 +289,7 @@ async def revoke_invitation(principal: Principal, invitation_id: UUID) -> Invita
 
 async def list_invitations(principal: Principal, *, open_only: bool = False) -> list[Invitation]:
     """The newest invitations, for administrators."""
-    require_staff_admin(principal)
+    _refuse_without_scope(principal)
     query = Invitation.all()
     if open_only:
         query = query.filter(
@@ -480,7 +484,7 @@ async def set_team_lead(principal: Principal, team_id: UUID, user_id: UUID) -> T
 
 
 async def list_teams(principal: Principal, *, include_archived: bool = False) -> list[Team]:
-    require_staff_admin(principal)
+    _refuse_without_scope(principal)
     query = Team.all() if include_archived else Team.filter(archived_at__isnull=True)
     return await query.order_by("name")
 

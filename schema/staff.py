@@ -110,9 +110,6 @@ InviteStaffResult = Annotated[
 @strawberry.type
 class AcceptInvitationSuccess:
     user: UserType
-    account_created: bool = strawberry.field(
-        description="True when a new account was made: sign in with its email and password."
-    )
 
 
 AcceptInvitationResult = Annotated[
@@ -186,7 +183,7 @@ class StaffMutation:
 
     @strawberry.mutation(
         description="Take up an invitation: signed in, your account gains its roles; signed"
-        " out, name and password create the staff account."
+        " out, name and password create the staff account (then sign in with them)."
     )
     async def accept_invitation(
         self, info: Info, token: str, name: str | None = None, password: str | None = None
@@ -194,9 +191,7 @@ class StaffMutation:
         accepted = await staff.accept_invitation(
             info.context.principal, token=token, name=name, password=password
         )
-        return AcceptInvitationSuccess(
-            user=own_account(accepted.user), account_created=accepted.created
-        )
+        return AcceptInvitationSuccess(user=own_account(accepted.user))
 
     @strawberry.mutation(description="Make an open invitation's link useless (administrator).")
     async def revoke_invitation(self, info: Info, id: strawberry.ID) -> RevokeInvitationResult:
