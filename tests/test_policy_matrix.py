@@ -524,8 +524,8 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
     world = World()
     now = datetime.now(UTC)
     teams = {name: await Team.create(name=name) for name in ("Support", "Billing")}
-    for name, team in teams.items():
-        world.add("Team", f"team_{name}", team, "")
+    for name, team_row in teams.items():
+        world.add("Team", f"team_{name}", team_row, "")
     users: dict[str, User] = {}
     for index, (key, role, team) in enumerate(PEOPLE):
         user = User(
