@@ -83,6 +83,11 @@ def staff(principal: Principal, relation: Relation) -> bool:
     return principal.is_staff
 
 
+def staff_administrator(principal: Principal, relation: Relation) -> bool:
+    """Administrators managing staff, and nobody else."""
+    return principal.has(Scope.STAFF_ADMIN)
+
+
 def privacy_officer(principal: Principal, relation: Relation) -> bool:
     """The privacy officer only."""
     return principal.has(Scope.PRIVACY_REQUESTS)
@@ -196,6 +201,25 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "readAt": owner,
         "emailedAt": owner,
     },
+    # Invitations and teams are reached by administrators only (resolvers/staff.py).
+    "Invitation": {
+        "id": reachable,
+        "email": staff_administrator,
+        "roles": staff_administrator,
+        "team": staff_administrator,
+        "invitedBy": staff_administrator,
+        "createdAt": staff_administrator,
+        "expiresAt": staff_administrator,
+        "acceptedAt": staff_administrator,
+        "revokedAt": staff_administrator,
+    },
+    "Team": {
+        "id": reachable,
+        "name": reachable,
+        "archivedAt": reachable,
+        "createdAt": reachable,
+        "members": reachable,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,
@@ -225,6 +249,7 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
     # No GraphQL type of its own: its values show as Ticket.requesterName and requesterEmail.
     # Listed so that the at-rest checks generated from this table cover its columns.
     "WalkInRequester": frozenset({"email", "name"}),
+    "Invitation": frozenset({"email"}),
 }
 
 

@@ -21,6 +21,7 @@ class Scope(StrEnum):
     PRIVACY_REQUESTS = "privacy:requests"
     SECURITY_METADATA = "security:metadata"
     ACCOUNTS_DISABLE = "accounts:disable"
+    STAFF_ADMIN = "staff:admin"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -36,6 +37,7 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.PRIVACY_REQUESTS: "Handle every subject's privacy requests",
     Scope.SECURITY_METADATA: "Read sign-in metadata for security review",
     Scope.ACCOUNTS_DISABLE: "Disable an account (ending all its sign-ins) and enable it again",
+    Scope.STAFF_ADMIN: "Invite staff, grant and revoke staff roles, manage teams",
 }
 
 
@@ -54,6 +56,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.TICKETS_ASSIGN,
             Scope.SECURITY_METADATA,
             Scope.ACCOUNTS_DISABLE,
+            Scope.STAFF_ADMIN,
         }
     ),
 }

@@ -15,6 +15,7 @@ from models.enums import (
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Notice
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
+from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
 from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConsentPurpose",
     "DataKey",
     "ExternalIdentity",
+    "Invitation",
     "KeyRotation",
     "KeyState",
     "MailStatus",

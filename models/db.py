@@ -17,6 +17,7 @@ MODEL_MODULES = [
     "models.privacy",
     "models.keys",
     "models.notices",
+    "models.staff",
 ]
 
 

@@ -13,8 +13,11 @@ from models.fields import EncryptedField
 
 
 class Team(Entity):
+    # Unique among all teams, archived ones too: an old name keeps meaning one team.
     name = fields.CharField(max_length=100, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # An archived team takes no new members, invitations or tickets.
+    archived_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "teams"

@@ -50,6 +50,13 @@ TEMPLATES: dict[str, Template] = {
         body="An administrator disabled your OCIS account on {at}: nobody can sign in to it "
         "until it is enabled again. To ask why, or to object, write to {contact}.",
     ),
+    "staff.invited": Template(
+        subject="You are invited to join the OCIS staff",
+        body="An administrator invited this address to work in OCIS as {roles}{team}. To "
+        "accept, open this link before {expires}:\n\n{link}\n\nIt works once. If you "
+        "already have an OCIS account with this address, sign in to it first. If you did not "
+        "expect this, ignore this mail or write to {contact}.",
+    ),
     "account.enabled": Template(
         subject="Your OCIS account was enabled again",
         body="An administrator enabled your OCIS account again on {at}. You can sign in "

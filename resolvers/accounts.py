@@ -21,6 +21,7 @@ from auth.sessions import end_all_sessions
 from models import Notice, User, UserStatus
 from privacy import audit, notices
 from privacy.audit_actions import AuditAction
+from resolvers import staff
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.users import require_user
 
@@ -94,6 +95,7 @@ async def disable_account(principal: Principal, store: Redis, user_id: UUID) -> 
     if user_id == principal.user_id:
         raise InvalidInput("You cannot disable your own account.", field="userId")
     if user.status != UserStatus.DISABLED:
+        await staff.ensure_not_last_administrator(user_id)
         # Remember what to return to: a restriction of processing outlives the disable.
         await _change_status(
             principal,

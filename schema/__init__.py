@@ -24,6 +24,7 @@ from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
+from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 
@@ -51,7 +52,8 @@ class OcisSchema(strawberry.Schema):
 
 
 Query = merge_types(
-    "Query", (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery)
+    "Query",
+    (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery, StaffQuery),
 )
 Mutation = merge_types(
     "Mutation",
@@ -62,6 +64,7 @@ Mutation = merge_types(
         PaymentsMutation,
         IdentitiesMutation,
         NoticesMutation,
+        StaffMutation,
     ),
 )
 
@@ -78,6 +81,8 @@ schema = OcisSchema(
         PaymentMethodType,
         PrivacyRequestType,
         ConsentEntryType,
+        InvitationType,
+        TeamType,
     ],
     extensions=EXTENSIONS,
     config=StrawberryConfig(disable_field_suggestions=True, default_resolver=read_attribute),

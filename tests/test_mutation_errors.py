@@ -148,6 +148,41 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         None,
     ),
     ("markNoticesRead", "customer@example.com", 'ids: ["bm9wZQ"]', "InvalidInputError", "ids"),
+    # Staff administration (more cases in tests/test_staff_admin.py).
+    (
+        "inviteStaff",
+        "admin@example.com",
+        'email: "not-an-email", roles: [AGENT]',
+        "InvalidInputError",
+        "email",
+    ),
+    ("acceptInvitation", None, 'token: "", name: "A", password: "x"', "InvalidInputError", "token"),
+    ("revokeInvitation", "lead@example.com", 'id: "bm9wZQ"', "InvalidInputError", "id"),
+    (
+        "grantRole",
+        "admin@example.com",
+        'userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA", role: AGENT',
+        "NotFoundError",
+        None,
+    ),
+    (
+        "revokeRole",
+        "agent@example.com",
+        'userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA", role: AGENT',
+        "ForbiddenError",
+        None,
+    ),
+    ("createTeam", "admin@example.com", 'name: "  "', "InvalidInputError", "name"),
+    ("renameTeam", "admin@example.com", 'id: "bm9wZQ", name: "N"', "InvalidInputError", "id"),
+    ("archiveTeam", "customer@example.com", 'id: "bm9wZQ"', "InvalidInputError", "id"),
+    (
+        "setTeamMembers",
+        "admin@example.com",
+        'teamId: "bm9wZQ", userIds: []',
+        "InvalidInputError",
+        "teamId",
+    ),
+    ("setTeamLead", None, 'teamId: "bm9wZQ", userId: "bm9wZQ"', "InvalidInputError", "teamId"),
 ]
 
 

@@ -49,6 +49,7 @@ from models import (
     ConsentEntry,
     ConsentPurpose,
     ExternalIdentity,
+    Invitation,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestKind,
@@ -88,35 +89,42 @@ _OWN_ONLY: dict[str, Reach] = {
     "LinkedIdentity": OWN,
 }
 OWNER_MESSAGES = frozenset({"m_owner", "m_reply", "m_note"})
+# Staff administration's rows: administrators reach all of them, nobody else any.
+_ADMIN_ONLY: dict[str, Reach] = {"Invitation": NONE, "Team": NONE}
 
 # Row scoping per viewer and type (auth/scoping.py, resolvers/nodes.py, the list loaders).
 REACH: dict[str, dict[str, Reach]] = {
     "owner": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": frozenset({"owner", "agent"}),
         "Ticket": frozenset({"t_open", "t_solved"}),
         "TicketMessage": frozenset({"m_owner", "m_reply", "m_solved"}),
     },
     "other": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": frozenset({"other"}),
         "Ticket": frozenset({"t_other", "t_behalf"}),
         "TicketMessage": frozenset({"m_other", "m_behalf"}),
     },
     "agent": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": frozenset({"agent", "owner"}),  # not "other": t_behalf awaits them
         "Ticket": frozenset({"t_open", "t_walkin", "t_behalf"}),
         "TicketMessage": OWNER_MESSAGES | {"m_walkin", "m_behalf"},
     },
     "agent2": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": frozenset({"agent2", "other"}),
         "Ticket": frozenset({"t_other"}),
         "TicketMessage": frozenset({"m_other"}),
     },
     "lead": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": ALL,
         "Ticket": frozenset(
             {"t_open", "t_solved", "t_walkin", "t_walkin_old", "t_walkin_done", "t_behalf"}
@@ -126,6 +134,7 @@ REACH: dict[str, dict[str, Reach]] = {
     },
     "officer": {
         **_OWN_ONLY,
+        **_ADMIN_ONLY,
         "User": ALL,
         "Ticket": NONE,
         "TicketMessage": NONE,
@@ -142,8 +151,10 @@ REACH: dict[str, dict[str, Reach]] = {
         ),
         "SignIn": ALL,
         "LinkedIdentity": ALL,
+        "Invitation": ALL,
+        "Team": ALL,
     },
-    "anonymous": dict.fromkeys([*_OWN_ONLY, "User", "Ticket", "TicketMessage"], NONE),
+    "anonymous": dict.fromkeys([*_OWN_ONLY, *_ADMIN_ONLY, "User", "Ticket", "TicketMessage"], NONE),
 }
 
 RowFilter = Callable[["World", "Viewer", "Obj", str], bool]
@@ -184,6 +195,8 @@ ROOTS: dict[str, RootSpec] = {
         rows=lambda w, v, o, s: o.subject == s,
         subjects=("owner", "other"),
     ),
+    "invitations": RootSpec(scope=Scope.STAFF_ADMIN),
+    "teams": RootSpec(scope=Scope.STAFF_ADMIN),
 }
 
 # Values a field computes rather than stores.
@@ -511,6 +524,8 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
     world = World()
     now = datetime.now(UTC)
     teams = {name: await Team.create(name=name) for name in ("Support", "Billing")}
+    for name, team_row in teams.items():
+        world.add("Team", f"team_{name}", team_row, "")
     users: dict[str, User] = {}
     for index, (key, role, team) in enumerate(PEOPLE):
         user = User(
@@ -607,6 +622,20 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
                 email_verified=index == 0,
             )
             world.add("LinkedIdentity", f"li_{key}", identity, key)
+    for key, team_key, accepted in (("inv_open", "Support", False), ("inv_bare", None, False)):
+        invitation = Invitation(
+            email=world.canary("@invited.test"),
+            email_index=world.never_shown(),
+            roles=[Role.AGENT.value, Role.TEAM_LEAD.value],
+            team=teams[team_key] if team_key else None,
+            invited_by=users["admin"],
+            token_hash=world.never_shown(),
+            expires_at=now + timedelta(days=7),
+            accepted_at=now if accepted else None,
+        )
+        await invitation.save()
+        # The invitee has no account: the invitation is about nobody a viewer relates to.
+        world.add("Invitation", key, invitation, f"invitee:{key}")
     for key, request_status in (
         ("owner", PrivacyRequestStatus.RECEIVED),  # open: the officer handles it
         ("other", PrivacyRequestStatus.COMPLETED),  # closed: no reason any more
