@@ -190,6 +190,11 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "readAt": owner,
         "emailedAt": owner,
     },
+    "NoticePreference": {
+        "kind": owner,
+        "byMail": owner,
+        "alwaysByMail": owner,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,
