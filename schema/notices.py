@@ -62,10 +62,12 @@ class NoticeType:
     description="Whether one kind of notice comes by email too; every notice is kept here.",
 )
 class NoticePreferenceType:
-    kind: str | None = attribute("The kind of notice, as in Notice.kind.")
-    by_mail: bool | None = attribute("Whether notices of this kind are sent by email too.")
-    always_by_mail: bool | None = attribute(
-        "Security notices, and mails that carry a link, cannot be turned off."
+    kind: str | None = strawberry.field(description="The kind of notice, as in Notice.kind.")
+    by_mail: bool | None = strawberry.field(
+        description="Whether notices of this kind are sent by email too."
+    )
+    always_by_mail: bool | None = strawberry.field(
+        description="Security notices, and mails that carry a link, cannot be turned off."
     )
     owner: strawberry.Private[UUID | None]
     relation: strawberry.Private[Relation]
