@@ -148,6 +148,13 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         None,
     ),
     ("markNoticesRead", "customer@example.com", 'ids: ["bm9wZQ"]', "InvalidInputError", "ids"),
+    (
+        "setNoticePreference",
+        "customer@example.com",
+        'kind: "no.such.kind", byMail: false',
+        "InvalidInputError",
+        "kind",
+    ),
 ]
 
 

@@ -470,3 +470,8 @@ async def test_one_persons_choice_is_not_anothers(
     assert await _set_status(staff, theirs.id, "SOLVED") == "TicketSuccess"
     assert await mail.deliver_due(mail_settings) == mail.Delivery(sent=1)
     assert smtp.received[0].recipients == ["customer2@example.com"]
+    # Each sees their own choices only.
+    mine = (await customer.gql(PREFERENCES))["data"]["myNoticePreferences"]
+    seen = await (await as_user("customer2@example.com")).gql(PREFERENCES)
+    assert {e["kind"]: e["byMail"] for e in mine}["ticket.status_changed"] is False
+    assert all(each["byMail"] for each in seen["data"]["myNoticePreferences"])
