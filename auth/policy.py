@@ -220,6 +220,11 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "createdAt": reachable,
         "members": reachable,
     },
+    "NoticePreference": {
+        "kind": owner,
+        "byMail": owner,
+        "alwaysByMail": owner,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,

@@ -13,7 +13,7 @@ from models.enums import (
     UserStatus,
 )
 from models.keys import DataKey, KeyRotation, KeyState
-from models.notices import Notice
+from models.notices import Notice, NoticePreference
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
@@ -32,6 +32,7 @@ __all__ = [
     "KeyState",
     "MailStatus",
     "Notice",
+    "NoticePreference",
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",

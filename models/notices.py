@@ -43,3 +43,22 @@ class Notice(Entity):
 
     class Meta:
         table = "notices"
+
+
+class NoticePreference(Entity):
+    """One person's choice for one kind of notice they may turn off: by mail, or only here.
+
+    A kind without a row is mailed. Security notices have no choice to store.
+    """
+
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="notice_preferences", on_delete=fields.CASCADE
+    )
+    user_id: UUID
+    kind = fields.CharField(max_length=50)
+    by_mail = fields.BooleanField()
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "notice_preferences"
+        unique_together = (("user", "kind"),)

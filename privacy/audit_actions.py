@@ -20,6 +20,7 @@ class AuditAction(StrEnum):
     ACCOUNT_ENABLE = "account.enable"
     ACCOUNT_SIGN_OUT_EVERYWHERE = "account.sign_out_everywhere"
     PROFILE_UPDATE = "profile.update"
+    NOTICE_PREFERENCE_SET = "notice_preference.set"
     IDENTITY_LINK = "identity.link"
     IDENTITY_UNLINK = "identity.unlink"
     SIGN_IN_REFUSED = "sign_in.refused"

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -26,7 +26,7 @@ from tortoise.queryset import QuerySet
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
 from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
-from privacy.notices import render
+from privacy.notices import read_for_mail, render
 
 logger = logging.getLogger("ocis.mail")
 
@@ -92,8 +92,19 @@ def backoff(attempt: int) -> timedelta:
     return min(timedelta(seconds=30 * 2 ** (attempt - 1)), timedelta(hours=6))
 
 
-def compose(settings: config.Settings, notice: Notice, address: str) -> EmailMessage:
-    text = render(notice, contact=settings.privacy_contact, for_mail=True)
+def compose(
+    settings: config.Settings,
+    notice: Notice,
+    address: str,
+    read_now: Mapping[str, str] | None = None,
+) -> EmailMessage:
+    text = render(
+        notice,
+        contact=settings.privacy_contact,
+        public_url=settings.public_url,
+        for_mail=True,
+        read_now=read_now,
+    )
     message = EmailMessage()
     message["From"] = settings.sender
     message["To"] = address
@@ -165,12 +176,18 @@ async def deliver_due(
 async def _deliver(
     settings: config.Settings, target: SmtpTarget, send: Sender, notice_id: UUID, attempt: int
 ) -> str:
-    """One claimed notice: sent, cancelled (no address to write to), retried or failed."""
+    """One claimed notice: sent, cancelled (no address to write to, or nothing left to tell),
+    retried or failed."""
     this_attempt = Notice.filter(id=notice_id, mail_attempts=attempt)
     try:
         notice = await Notice.get(id=notice_id)
         address = await _recipient(notice)
-        message = compose(settings, notice, address) if address is not None else None
+        read_now = await read_for_mail(notice) if address is not None else None
+        message = (
+            compose(settings, notice, address, read_now)
+            if address is not None and read_now is not None
+            else None
+        )
     except ValueError:  # no header can carry this address
         message = None
     except Exception as error:  # e.g. a notice kind this version does not know

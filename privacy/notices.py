@@ -7,21 +7,32 @@ the address is read from the account when the mail is sent. A mail to someone wi
 account (an invitation, a walk-in requester) carries its address, sealed; a secret link
 (``{link}`` in a template) is sealed too, only the mail shows it, and it is cleared once
 the mail is sent or given up.
+
+A kind its reader may turn off (the news of their tickets) is still kept in-platform when
+they do, but never mailed. Security notices, and any mail that carries a link, are always
+mailed. A reply's text is not kept in the notice either: the mail reads it when it is sent,
+so a reply erased meanwhile is never sent, and only the mail shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from models import MailStatus, Notice
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import MailStatus, Notice, NoticePreference, TicketMessage
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
     subject: str
     body: str
+    # Its reader may choose to have it only in-platform (never a security notice).
+    optional: bool = False
 
 
 _IF_NOT_YOU = (
@@ -62,7 +73,40 @@ TEMPLATES: dict[str, Template] = {
         body="An administrator enabled your OCIS account again on {at}. You can sign in "
         "as before.\n\n" + _IF_NOT_YOU,
     ),
+    "ticket.replied": Template(
+        subject="There is a new reply on your OCIS ticket",
+        body="Your ticket received a new reply on {at}:\n\n{reply}\n\n"
+        "Read the whole conversation and answer at {public_url}/tickets/{ticket}",
+        optional=True,
+    ),
+    "ticket.status_changed": Template(
+        subject="Your OCIS ticket is now {status}",
+        body="The status of your ticket changed to {status} on {at}.\n\n"
+        "See it at {public_url}/tickets/{ticket}",
+        optional=True,
+    ),
 }
+
+
+class UnknownNoticeKind(ValueError):
+    pass
+
+
+class AlwaysMailed(ValueError):
+    pass
+
+
+def known_kind(kind: str) -> Template:
+    template = TEMPLATES.get(kind)
+    if template is None:
+        raise UnknownNoticeKind(f"unknown notice kind {kind!r}")
+    return template
+
+
+def always_mailed(kind: str) -> bool:
+    """Security notices and mails that carry a link cannot be turned off."""
+    template = known_kind(kind)
+    return not template.optional or "{link}" in template.body
 
 
 def _when(moment: datetime) -> str:
@@ -70,12 +114,11 @@ def _when(moment: datetime) -> str:
 
 
 LINK_SENT_BY_MAIL = "(the link was sent by email)"
+REPLY_ON_THE_TICKET = "(open the ticket to read it)"
 
 
 def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
-    if kind not in TEMPLATES:
-        raise ValueError(f"unknown notice kind {kind!r}")
-    if ("{link}" in TEMPLATES[kind].body) != (link is not None):
+    if ("{link}" in known_kind(kind).body) != (link is not None):
         raise ValueError(f"notice kind {kind!r} and its link do not match")
     now = datetime.now(UTC)
     return Notice(
@@ -88,9 +131,11 @@ def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
 
 
 async def notify(user_id: UUID, kind: str, *, link: str | None = None, **params: str) -> Notice:
-    """Record a notice for one account; its email is due at once."""
+    """Record a notice for one account; its email is due at once, unless they turned it off."""
     notice = _new(kind, params, link)
     notice.user_id = user_id
+    if not await wants_mail(user_id, kind):
+        notice.mail_status = MailStatus.CANCELLED
     await notice.save()
     return notice
 
@@ -105,13 +150,92 @@ async def notify_address(
     return notice
 
 
-def render(notice: Notice, *, contact: str, for_mail: bool = False) -> Template:
+def render(
+    notice: Notice,
+    *,
+    contact: str,
+    public_url: str = "",
+    for_mail: bool = False,
+    read_now: Mapping[str, str] | None = None,
+) -> Template:
     """The subject and text of a notice (the same words in-platform and by email; only the
-    mail carries its link)."""
+    mail carries its link, and what was read for it when sent: `read_now`)."""
     template = TEMPLATES[notice.kind]
     link = notice.link if for_mail and notice.link else LINK_SENT_BY_MAIL
-    values = {**notice.params, "contact": contact, "link": link}
-    return Template(subject=template.subject, body=template.body.format_map(values))
+    values = {
+        "reply": REPLY_ON_THE_TICKET,
+        **notice.params,
+        "contact": contact,
+        "public_url": public_url,
+        "link": link,
+        **(read_now if for_mail and read_now else {}),
+    }
+    return Template(
+        subject=template.subject.format_map(values), body=template.body.format_map(values)
+    )
+
+
+async def read_for_mail(notice: Notice) -> dict[str, str] | None:
+    """What the mail shows that the notice does not keep: the public reply it reports, read
+    at sending time. None when that is gone (erased), so there is nothing left to send."""
+    if "{reply}" not in TEMPLATES[notice.kind].body:
+        return {}
+    try:
+        message_id = UUID(notice.params.get("message", ""))
+    except ValueError:
+        return None
+    # Never an internal note, whatever the notice names.
+    message = await TicketMessage.get_or_none(id=message_id, internal=False)
+    if message is None or not message.body:
+        return None
+    return {"reply": message.body}
+
+
+async def wants_mail(user_id: UUID, kind: str) -> bool:
+    if always_mailed(kind):
+        return True
+    choice = await NoticePreference.get_or_none(user_id=user_id, kind=kind).only("by_mail")
+    return choice is None or choice.by_mail
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    kind: str
+    by_mail: bool
+    always_by_mail: bool
+
+
+async def preferences(user_id: UUID) -> list[Preference]:
+    """Every kind of notice and whether this person gets it by mail, in the templates' order."""
+    chosen = {
+        row.kind: row.by_mail
+        for row in await NoticePreference.filter(user_id=user_id).only("kind", "by_mail")
+    }
+    return [
+        Preference(kind, always or chosen.get(kind, True), always)
+        for kind in TEMPLATES
+        for always in (always_mailed(kind),)
+    ]
+
+
+async def set_preference(user_id: UUID, kind: str, *, by_mail: bool) -> bool:
+    """Choose mail or not for one kind; answer whether that changed anything. A kind that is
+    always mailed refuses to be turned off."""
+    if always_mailed(kind):
+        if not by_mail:
+            raise AlwaysMailed(f"notice kind {kind!r} is always mailed")
+        return False
+    mine = NoticePreference.filter(user_id=user_id, kind=kind)
+    if await mine.filter(by_mail=not by_mail).update(by_mail=by_mail):
+        return True
+    if by_mail:
+        return False  # no choice stored means mailed already
+    try:
+        async with in_transaction():  # a savepoint: a lost race leaves the rest intact
+            await NoticePreference.create(user_id=user_id, kind=kind, by_mail=False)
+    except IntegrityError:
+        return False  # turned off at the same moment by another request
+    return True
 
 
 async def for_user(user_id: UUID, *, first: int, unread_only: bool = False) -> list[Notice]:

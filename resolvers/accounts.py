@@ -125,9 +125,9 @@ async def enable_account(principal: Principal, user_id: UUID) -> None:
     )
 
 
-def notice_text(notice: Notice, contact: str) -> notices.Template:
+def notice_text(notice: Notice, contact: str, public_url: str = "") -> notices.Template:
     """The words of a notice, the same in-platform as in its email."""
-    return notices.render(notice, contact=contact)
+    return notices.render(notice, contact=contact, public_url=public_url)
 
 
 async def my_notices(principal: Principal, first: int, unread_only: bool) -> list[Notice]:

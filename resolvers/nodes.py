@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,12 @@ _SCOPES: Mapping[str, Callable[[Principal], QuerySet[Any]]] = {
 }
 
 NODE_TYPES = frozenset(_SCOPES)
+
+
+def global_id(type_name: str, ident: UUID) -> str:
+    """The opaque id the API shows for an object (links in mail carry it too)."""
+    raw = f"{type_name}:{ident}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 async def get_node(principal: Principal, type_name: str, ident: UUID) -> Model | None:

@@ -34,6 +34,7 @@ from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, after_clause, page_size, paginate
+from resolvers.ticket_notices import tell_requester
 from resolvers.users import require_user
 
 MAX_SUBJECT = 200
@@ -181,6 +182,8 @@ async def add_message(
         if is_requester:
             ticket.awaiting_requester = False
         await ticket.save(update_fields=["status", "awaiting_requester", "updated_at"])
+        if not internal:
+            await tell_requester(ticket, author_id, "ticket.replied", message=str(message.id))
         await audit.record(
             principal,
             action=AuditAction.TICKET_NOTE if internal else AuditAction.TICKET_REPLY,
@@ -265,6 +268,7 @@ async def change_ticket_status(
         ticket.status = status
         ticket.closed_at = datetime.now(UTC) if status == TicketStatus.CLOSED else None
         await ticket.save(update_fields=["status", "closed_at", "updated_at"])
+        await tell_requester(ticket, user_id, "ticket.status_changed", status=status.value)
         await audit.record(
             principal,
             action=AuditAction.TICKET_STATUS,

@@ -70,7 +70,7 @@ class Context:
     client_ip: str | None = None
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
-    # Where links in mail point (an invitation's).
+    # Where links in notices and mail point (a ticket's, an invitation's).
     public_url: str = "http://127.0.0.1:8000"
     audit_reads: bool = True
     # Whether `__schema` and `__type` may be selected (auth.policy.may_introspect).

@@ -8,12 +8,12 @@ from uuid import UUID
 import strawberry
 
 from resolvers.errors import InvalidInput
+from resolvers.nodes import global_id
 from resolvers.pagination import Page, encode_cursor
 
 
 def to_global_id(type_name: str, ident: UUID) -> strawberry.ID:
-    raw = f"{type_name}:{ident}".encode()
-    return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    return strawberry.ID(global_id(type_name, ident))
 
 
 def from_global_id(

@@ -183,6 +183,13 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "teamId",
     ),
     ("setTeamLead", None, 'teamId: "bm9wZQ", userId: "bm9wZQ"', "InvalidInputError", "teamId"),
+    (
+        "setNoticePreference",
+        "customer@example.com",
+        'kind: "no.such.kind", byMail: false',
+        "InvalidInputError",
+        "kind",
+    ),
 ]
 
 

@@ -173,9 +173,13 @@ class RootSpec:
 
 
 # Types answered to the caller alone (no node, no root that reaches another person's copy);
-# their owner-only rules are proven in tests/test_consents_and_requests.py and
-# tests/test_sign_out_everywhere.py rather than by this matrix.
-CALLER_ONLY: dict[str, str] = {"ConsentState": "myConsents", "Notice": "myNotices"}
+# their owner-only rules are proven in tests/test_consents_and_requests.py,
+# tests/test_sign_out_everywhere.py and tests/test_ticket_notices.py rather than by this matrix.
+CALLER_ONLY: dict[str, str] = {
+    "ConsentState": "myConsents",
+    "Notice": "myNotices",
+    "NoticePreference": "myNoticePreferences",
+}
 
 ROOTS: dict[str, RootSpec] = {
     "me": RootSpec(rows=lambda w, v, o, s: o.key == v.key),
