@@ -22,7 +22,7 @@ async def keep_tickets(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0008_tickets_awaiting_requester')]
+    dependencies = [('ocis', '0009_notice_addresses')]
 
     initial = False
 

@@ -12,7 +12,7 @@ from tortoise import fields
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0009_notice_addresses')]
+    dependencies = [('ocis', '0010_walk_in_requesters')]
 
     initial = False
 
