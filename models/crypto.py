@@ -213,7 +213,10 @@ class Keyring:
     def blind_index(self, value: str) -> str:
         """Keyed hash of a normalised lookup value (case and surrounding spaces ignored)."""
         normalised = unicodedata.normalize("NFKC", value).strip().casefold()
-        return hmac.new(self.blind_index_key, normalised.encode(), hashlib.sha256).hexdigest()
+        # A lone surrogate (JSON can carry one) hashes too: rate limits key on what was typed,
+        # before the validator refuses it, and must not fail with an internal error.
+        encoded = normalised.encode("utf-8", "surrogatepass")
+        return hmac.new(self.blind_index_key, encoded, hashlib.sha256).hexdigest()
 
 
 _keyring: Keyring | None = None

@@ -220,6 +220,14 @@ def test_blind_index_ignores_case_and_surrounding_space(ring: Keyring, variant: 
     assert ring.blind_index(variant) == ring.blind_index("customer@example.com")
 
 
+def test_blind_index_takes_a_lone_surrogate(ring: Keyring) -> None:
+    index = ring.blind_index("customer\ud800@example.com")
+
+    assert len(index) == 64
+    assert index != ring.blind_index("customer@example.com")
+    assert index != ring.blind_index("customer\udfff@example.com")
+
+
 def test_blind_index_separates_different_values(ring: Keyring) -> None:
     index = ring.blind_index("customer@example.com")
 
