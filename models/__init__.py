@@ -2,6 +2,7 @@
 
 from models.enums import (
     SIGN_IN_STATUSES,
+    AccountTokenPurpose,
     Channel,
     ConsentPurpose,
     MailStatus,
@@ -16,10 +17,12 @@ from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Notice
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
 from models.tickets import Ticket, TicketMessage
-from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
+from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
     "SIGN_IN_STATUSES",
+    "AccountToken",
+    "AccountTokenPurpose",
     "AuditEvent",
     "Channel",
     "ConsentEntry",

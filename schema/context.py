@@ -68,6 +68,8 @@ class Context:
     client_ip: str | None = None
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
+    # Where mailed links point (settings.public_url).
+    public_url: str = "http://127.0.0.1:8000"
     audit_reads: bool = True
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None

@@ -54,6 +54,7 @@ class OcisGraphQL(GraphQL[Context, None]):
             client_ip=state.get("client_ip"),
             user_agent=request.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
+            public_url=settings.public_url,
             audit_reads=settings.audit_reads,
             store=request.app.state.store,
             response=response,
