@@ -9,6 +9,8 @@ database keeps their hashes (auth/account_tokens.py).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -156,10 +158,25 @@ async def verify_email(principal: Principal, token: str) -> UUID:
     return used.user_id
 
 
+# A reset request answers no sooner than this after it began, whichever path it took: the
+# path that writes a link and a notice would otherwise be some milliseconds slower than the
+# one that writes nothing, telling which addresses have an account.
+RESET_ANSWER_FLOOR_SECONDS = 0.25
+
+
 async def request_password_reset(email: str, *, public_url: str) -> None:
-    """Mail a reset link to a verified address that finds an account; the same answer for
-    any other address (unknown, unverified, or an account that may not sign in)."""
+    """Mail a reset link to a verified address that finds an account; the same answer, in
+    the same time, for any other address (unknown, unverified, an account that may not sign
+    in)."""
     address = validation.email(email)
+    started = time.monotonic()
+    try:
+        await _mail_reset_link(address, public_url)
+    finally:
+        await asyncio.sleep(max(0.0, RESET_ANSWER_FLOOR_SECONDS - (time.monotonic() - started)))
+
+
+async def _mail_reset_link(address: str, public_url: str) -> None:
     holder = await User.get_or_none(email_index=crypto.blind_index(address)).only(
         "id", "email_verified_at", "status"
     )
