@@ -38,11 +38,16 @@ async def sign_in_with_password(
 ) -> NewSession | None:
     """A new session, or None with the same answer and cost for every kind of failure.
 
-    Only someone who knows the password learns that the account is disabled.
+    Only someone who knows the password learns that the account is disabled. An account whose
+    address is not verified yet cannot sign in.
     """
     candidate_hash = account.password_hash if account is not None else None
     valid = await verify_password(candidate_hash, password[:MAX_LENGTH])
+    # An unverified address's account cannot be used yet: to whoever typed the right password
+    # (perhaps someone else registering that address), it is as if it were wrong.
     if not valid or account is None or account.status == UserStatus.ERASED:
+        return None
+    if account.email_verified_at is None:
         return None
     if account.status not in SIGN_IN_STATUSES:
         raise AccountDisabled

@@ -61,6 +61,12 @@ PASSWORD_PER_DEVICE = Limit("password:device", 10, 15 * 60)
 # the caller's IP.
 REGISTER_PER_ACCOUNT = Limit("register:account", 5, 60 * 60)
 REGISTER_PER_IP = Limit("register:ip", 10, 60 * 60)
+# Password reset mails: a person who lost their password asks a few times; more is someone
+# making OCIS mail an address (per address) or probing many (per IP). Changing a password or an
+# email checks the current password: as guessable as a sign-in, so limited like one.
+RESET_PER_ACCOUNT = Limit("reset:account", 5, 60 * 60)
+RESET_PER_IP = Limit("reset:ip", 20, 60 * 60)
+CURRENT_PASSWORD_PER_ACCOUNT = Limit("current-password:account", 10, 15 * 60)
 # Privacy requests: generous for a data subject exercising several rights in one sitting, but a
 # script cannot flood the privacy team's queue. The account is the signed-in user.
 PRIVACY_REQUEST_PER_ACCOUNT = Limit("privacy-request:account", 10, 24 * 60 * 60)
@@ -161,6 +167,17 @@ async def registration_attempt(store: Redis, *, email: str | None, ip: str | Non
     if email is not None:
         attempts.insert(0, (REGISTER_PER_ACCOUNT, email[:MAX_LOGIN]))
     return await hit_all(store, attempts)
+
+
+async def password_reset_attempt(store: Redis, *, email: str, ip: str | None) -> Decision:
+    return await hit_all(
+        store, [(RESET_PER_ACCOUNT, email[:MAX_LOGIN]), (RESET_PER_IP, ip_key(ip))]
+    )
+
+
+async def current_password_attempt(store: Redis, *, account: str) -> Decision:
+    """Changing one's password or email: the current password is checked, as at sign-in."""
+    return await hit_all(store, [(CURRENT_PASSWORD_PER_ACCOUNT, account)])
 
 
 async def privacy_request_attempt(store: Redis, *, account: str | None, ip: str | None) -> Decision:

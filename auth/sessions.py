@@ -98,20 +98,22 @@ async def end_session(store: Redis, token: str | None) -> bool:
     return bool(removed)
 
 
-async def end_all_sessions(store: Redis, user_id: UUID) -> int:
-    """Revoke every live web session of one person at once, in every process sharing the store.
+async def end_all_sessions(store: Redis, user_id: UUID, *, keep: UUID | None = None) -> int:
+    """Revoke every live web session of one person at once, in every process sharing the store
+    (but the sign-in `keep`, when given: the caller's own).
 
     The sign-in records are the per-person index: each holds its session's key digest. Only
     the sessions ended here are marked ended (one started meanwhile is a new sign-in).
     """
     now = datetime.now(UTC)
+    live = SignInSession.filter(user_id=user_id, revoked_at__isnull=True, expires_at__gt=now)
+    if keep is not None:
+        live = live.exclude(id=keep)
     digests = [
         str(digest)
-        for digest in await SignInSession.filter(
-            user_id=user_id, revoked_at__isnull=True, expires_at__gt=now
+        for digest in await live.exclude(method__startswith=APP_METHOD_PREFIX).values_list(
+            "token_hash", flat=True
         )
-        .exclude(method__startswith=APP_METHOD_PREFIX)
-        .values_list("token_hash", flat=True)
     ]
     if digests:
         await store.delete(*(SESSION_PREFIX + digest for digest in digests))

@@ -3,6 +3,8 @@
 Seeds a dedicated database, serves OCIS and ``bench.raw_app`` from uvicorn subprocesses,
 checks both answer the benchmark query with the same JSON, loads them in alternating rounds
 and ends with one JSON line (ratio, rps, raw_rps, p50_ms, p99_ms, statements_per_request...).
+`python -m bench registration-timing` compares `register` for taken and free addresses instead
+(bench/registration_timing.py).
 """
 
 from __future__ import annotations
@@ -363,7 +365,12 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["registration-timing"]:
+        from bench import registration_timing
+
+        return registration_timing.main(given[1:])
+    args = parse_args(given)
     try:
         result = asyncio.run(_main(args))
     except BenchError as error:

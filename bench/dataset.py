@@ -47,6 +47,7 @@ USER_COLUMNS = (
     "name",
     "email",
     "email_index",
+    "email_verified_at",
     "phone",
     "username",
     "username_index",
@@ -244,6 +245,7 @@ def generate(
                 gen.seal("users", "name", ident, name, ident),
                 gen.seal("users", "email", ident, email, ident),
                 ring.blind_index(email),
+                joined,  # verified when it joined
                 gen.seal("users", "phone", ident, phone, ident),
                 gen.seal("users", "username", ident, username, ident),
                 ring.blind_index(username) if username else None,

@@ -2,6 +2,7 @@
 
 from models.enums import (
     SIGN_IN_STATUSES,
+    AccountTokenPurpose,
     Channel,
     ConsentPurpose,
     MailStatus,
@@ -17,10 +18,12 @@ from models.notices import Notice, NoticePreference
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
-from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
+from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
     "SIGN_IN_STATUSES",
+    "AccountToken",
+    "AccountTokenPurpose",
     "AuditEvent",
     "Channel",
     "ConsentEntry",

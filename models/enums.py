@@ -25,6 +25,12 @@ class UserStatus(StrEnum):
 SIGN_IN_STATUSES = (UserStatus.ACTIVE, UserStatus.RESTRICTED)
 
 
+class AccountTokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a secret)
+    CHANGE_EMAIL = "change_email"
+
+
 class MailStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"

@@ -51,6 +51,20 @@ class AlterFieldKeepingRows(ops.AlterField):
         )
 
 
+class AddFieldKeepingRows(ops.AddField):
+    """AddField whose undoing (a column dropped: a rebuild on SQLite) keeps the rows that refer
+    to the table. The migration that uses it sets atomic = False."""
+
+    atomic = False
+
+    async def database_backward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        await _with_foreign_keys_off(
+            state_editor, super().database_backward(app_label, old_state, new_state, state_editor)
+        )
+
+
 async def _with_foreign_keys_off(state_editor: Any, change: Any) -> None:
     if state_editor is None or state_editor.client.capabilities.dialect != "sqlite":
         await change

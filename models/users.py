@@ -8,7 +8,7 @@ from tortoise import fields
 
 from models import crypto
 from models.base import Entity
-from models.enums import UserStatus
+from models.enums import AccountTokenPurpose, UserStatus
 from models.fields import EncryptedField
 
 
@@ -28,6 +28,9 @@ class User(Entity):
     email = EncryptedField()
     # Null when the email must not find this account (an unverified provider email).
     email_index = fields.CharField(max_length=64, unique=True, null=True)
+    # When its owner proved control of the address (a mailed link, a provider that vouched for
+    # it, an administrator who typed it); until then it gets no mail but the verification.
+    email_verified_at = fields.DatetimeField(null=True)
     phone = EncryptedField(null=True)
     username = EncryptedField(null=True)
     username_index = fields.CharField(max_length=64, unique=True, null=True)
@@ -57,6 +60,28 @@ class User(Entity):
     def set_username(self, username: str | None) -> None:
         self.username = username.strip() if username else None
         self.username_index = crypto.blind_index(username) if username else None
+
+
+class AccountToken(Entity):
+    """A single-use mailed link: verify an address, reset a password, confirm a new address."""
+
+    # Only the token's hash is kept; the token itself is in the mail alone.
+    key_subject = ("user_id",)
+
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="account_tokens", on_delete=fields.CASCADE
+    )
+    user_id: UUID
+    purpose = fields.CharEnumField(AccountTokenPurpose, max_length=16)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    # An email change: the address that takes effect once its owner follows the link.
+    new_email = EncryptedField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "account_tokens"
 
 
 class ExternalIdentity(Entity):

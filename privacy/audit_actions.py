@@ -19,6 +19,12 @@ class AuditAction(StrEnum):
     ACCOUNT_DISABLE = "account.disable"
     ACCOUNT_ENABLE = "account.enable"
     ACCOUNT_SIGN_OUT_EVERYWHERE = "account.sign_out_everywhere"
+    # A registration again for an address whose account was never verified (it replaces it).
+    ACCOUNT_REGISTRATION_RENEW = "account.registration_renew"
+    EMAIL_VERIFY = "account.email_verify"
+    EMAIL_CHANGE = "account.email_change"
+    PASSWORD_RESET = "account.password_reset"  # noqa: S105 (an action name, not a secret)
+    PASSWORD_CHANGE = "account.password_change"  # noqa: S105 (an action name, not a secret)
     PROFILE_UPDATE = "profile.update"
     NOTICE_PREFERENCE_SET = "notice_preference.set"
     IDENTITY_LINK = "identity.link"

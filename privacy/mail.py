@@ -26,7 +26,7 @@ from tortoise.queryset import QuerySet
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
 from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
-from privacy.notices import read_for_mail, render
+from privacy.notices import UNVERIFIED_MAY_RECEIVE, read_for_mail, render
 
 logger = logging.getLogger("ocis.mail")
 
@@ -123,15 +123,18 @@ async def _recipient(notice: Notice) -> str | None:
 
     A provider's address that it did not vouch for, or that another account holds, is kept
     on the account but never mailed: it may well be someone else's. A mail to someone
-    without an account goes to the address it was written for.
+    without an account goes to the address it was written for. An address not verified yet
+    gets only its verification.
     """
     if notice.user_id is None:
         address = (notice.address or "").strip()
     else:
         user = await User.get_or_none(id=notice.user_id).only(
-            "id", "email", "email_index", "status"
+            "id", "email", "email_index", "email_verified_at", "status"
         )
         if user is None or user.status == UserStatus.ERASED or user.email_index is None:
+            return None
+        if user.email_verified_at is None and notice.kind not in UNVERIFIED_MAY_RECEIVE:
             return None
         address = (user.email or "").strip()
     plain = "@" in address and not any(c.isspace() or c in ',;<>"' for c in address)

@@ -88,6 +88,73 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+_IGNORE_IF_NOT_YOU = (
+    "If this was not you, you need not do anything: without the link nothing changes. To tell "
+    "us, write to {contact}."
+)
+
+# Local accounts (resolvers/local_accounts.py). Links are single-use and expire.
+TEMPLATES.update(
+    {
+        "account.verify": Template(
+            subject="Confirm your email address for OCIS",
+            body="To finish opening your OCIS account, confirm that this address is yours by "
+            "following this link within 24 hours:\n\n{link}\n\nUntil then the account cannot "
+            "be used. " + _IGNORE_IF_NOT_YOU,
+        ),
+        "account.registration_attempt": Template(
+            subject="Someone tried to open an OCIS account with your address",
+            body="On {at} someone tried to register a new OCIS account with this address, which "
+            "already belongs to your account. Nothing was changed. If it was you and you have "
+            "forgotten your password, ask for a reset on the sign-in page.\n\n" + _IF_NOT_YOU,
+        ),
+        "account.username_taken": Template(
+            subject="Your OCIS account was not opened",
+            body="On {at} an OCIS account was asked for with this address, but the username "
+            "chosen is taken. No account was opened: register again with another username, "
+            "or none.\n\n" + _IGNORE_IF_NOT_YOU,
+        ),
+        "account.password_reset": Template(
+            subject="Reset your OCIS password",
+            body="A new password was asked for your OCIS account on {at}. To choose one, "
+            "follow this link within 30 minutes (it works once):\n\n{link}\n\nChoosing a new "
+            "password signs you out everywhere. " + _IGNORE_IF_NOT_YOU,
+        ),
+        "account.password_changed": Template(
+            subject="Your OCIS password was changed",
+            body="The password of your OCIS account was changed on {at}, and {ended}.\n\n"
+            + _IF_NOT_YOU,
+        ),
+        "account.email_change_requested": Template(
+            subject="A new email address was asked for your OCIS account",
+            body="On {at} a new email address was asked for your OCIS account. It takes effect "
+            "only once confirmed from the new address; until then mail keeps coming here.\n\n"
+            + _IF_NOT_YOU,
+        ),
+        "account.email_change_confirm": Template(
+            subject="Confirm your new email address for OCIS",
+            body="To make this the email address of your OCIS account, follow this link "
+            "within 24 hours (it works once):\n\n{link}\n\n" + _IGNORE_IF_NOT_YOU,
+        ),
+        "account.email_change_attempt": Template(
+            subject="Someone tried to move an OCIS account to your address",
+            body="On {at} someone asked to make this address the email address of another "
+            "OCIS account. It already belongs to an account, so nothing was changed.\n\n"
+            + _IGNORE_IF_NOT_YOU,
+        ),
+        "account.email_changed": Template(
+            subject="Your OCIS account has a new email address",
+            body="On {at} the email address of your OCIS account was changed from this one to "
+            "a new one, confirmed from there. Mail now goes to the new address.\n\n" + _IF_NOT_YOU,
+        ),
+    }
+)
+
+# What an account whose address is not verified yet may be mailed: the address may well be
+# someone else's, who never asked for anything from OCIS.
+UNVERIFIED_MAY_RECEIVE = frozenset({"account.verify"})
+
+
 class UnknownNoticeKind(ValueError):
     pass
 

@@ -34,8 +34,9 @@ class Ended:
     app_sign_ins: int
 
 
-async def _end_everything(store: Redis, user_id: UUID) -> Ended:
-    sessions = await end_all_sessions(store, user_id)
+async def _end_everything(store: Redis, user_id: UUID, *, keep: UUID | None = None) -> Ended:
+    """End every web session (but the sign-in `keep`) and every app sign-in of one person."""
+    sessions = await end_all_sessions(store, user_id, keep=keep)
     families = await tokens.revoke_all_for_user(store, user_id)
     return Ended(sessions=sessions, app_sign_ins=families)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
@@ -46,6 +47,7 @@ async def seed_demo_data() -> bool:
                 roles=[account.role.value],
                 date_of_birth="1990-01-01",
                 team=team if account.in_team else None,
+                email_verified_at=datetime.now(UTC),
             )
             user.set_email(account.email)
             await user.save()

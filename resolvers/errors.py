@@ -34,3 +34,9 @@ class AgeRequirementNotMet(DomainError):
 
 class CardDataRefused(DomainError):
     code = "CARD_DATA_REFUSED"
+
+
+class InvalidLink(DomainError):
+    """A mailed link's token that is unknown, used, expired or for something else."""
+
+    code = "INVALID_LINK"

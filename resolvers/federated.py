@@ -153,7 +153,9 @@ async def map_identity(
     holder = None
     if identity.email:
         holder = await User.get_or_none(email_index=crypto.blind_index(identity.email))
-    if holder is not None and identity.email_trusted:
+    # An address nobody proved is theirs suggests no link: it may be a squatter's
+    # registration of someone else's address (the pre-account-takeover).
+    if holder is not None and identity.email_trusted and holder.email_verified_at is not None:
         link_step: PendingLink = {
             "kind": "link",
             **record,
@@ -193,6 +195,8 @@ async def create_account(actor: Principal, record: IdentityRecord, birth: date) 
         date_of_birth=birth.isoformat(),
         roles=[Role.CUSTOMER.value],
         source=f"provider:{record['provider']}",
+        # The provider vouched for the address it indexes.
+        email_verified_at=datetime.now(UTC) if indexed else None,
     )
     try:
         async with in_transaction():
@@ -223,6 +227,8 @@ async def link_after_proof(principal: Principal, pending: PendingLink | None) ->
     if pending is None or principal.user_id is None:
         return False
     if pending.get("user_id") != str(principal.user_id):
+        return False
+    if not await User.exists(id=principal.user_id, email_verified_at__isnull=False):
         return False
     await link(principal, principal.user_id, pending)
     return True

@@ -1,9 +1,10 @@
-"""Accounts: registration, profile changes, reading people the caller may reach."""
+"""Accounts: profile changes, reading people the caller may reach, staff accounts
+(registration is in resolvers/local_accounts.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from tortoise.transactions import in_transaction
@@ -17,7 +18,7 @@ from models import Role, User, UserStatus, crypto
 from privacy import audit
 from privacy.audit_actions import AuditAction
 from resolvers import validation
-from resolvers.errors import AgeRequirementNotMet, InvalidInput, NotAllowed, NotAuthenticated
+from resolvers.errors import InvalidInput, NotAllowed, NotAuthenticated
 from resolvers.pagination import Page, paginate
 
 
@@ -34,71 +35,6 @@ _PROFILE_FIELDS = {
     "locale": "User.locale",
     "time_zone": "User.timeZone",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    name: str
-    email: str
-    password: str
-    date_of_birth: date
-    phone: str | None = None
-    username: str | None = None
-    locale: str | None = None
-    time_zone: str | None = None
-
-
-async def register(principal: Principal, form: Registration, today: date | None = None) -> User:
-    """Open a customer account; anyone under 16 is refused and nothing about them is kept."""
-    today = today or datetime.now(UTC).date()
-    birth = validation.date_of_birth(form.date_of_birth, today)
-    if not validation.old_enough(birth, today):
-        raise AgeRequirementNotMet(
-            f"OCIS is not for anyone under {validation.MINIMUM_AGE}.", field="dateOfBirth"
-        )
-    name = validation.text(form.name, "name", max_length=200)
-    email = validation.email(form.email)
-    problem = password_problem(form.password)
-    if problem:
-        raise InvalidInput(problem, field="password")
-    phone = validation.phone(form.phone)
-    username = validation.username(form.username)
-    locale = validation.locale(form.locale) or "en"
-    time_zone = validation.time_zone(form.time_zone) or "UTC"
-    if await User.exists(email_index=crypto.blind_index(email)):
-        raise InvalidInput("This email address cannot be used to register.", field="email")
-    if username and await User.exists(username_index=crypto.blind_index(username)):
-        raise InvalidInput("This username is taken.", field="username")
-    user = User(
-        name=name,
-        phone=phone,
-        date_of_birth=birth.isoformat(),
-        password_hash=await hash_password(form.password),
-        locale=locale,
-        time_zone=time_zone,
-        roles=[Role.CUSTOMER.value],
-        source="self",
-    )
-    user.set_email(email)
-    user.set_username(username)
-    async with in_transaction():
-        await user.save()
-        await audit.record(
-            principal,
-            action=AuditAction.ACCOUNT_CREATE,
-            entity="User",
-            entity_id=user.id,
-            subject_id=user.id,
-            field_names=[
-                "User.name",
-                "User.email",
-                "User.phone",
-                "User.username",
-                "User.dateOfBirth",
-                "User.password",
-            ],
-        )
-    return user
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +130,18 @@ async def create_staff_account(
         if role.value not in existing.roles:
             existing.roles = [*existing.roles, role.value]
         existing.password_hash = await hash_password(password)
-        await existing.save(update_fields=["roles", "password_hash", "updated_at"])
+        # The administrator typed the address: it counts as verified.
+        existing.email_verified_at = existing.email_verified_at or datetime.now(UTC)
+        await existing.save(
+            update_fields=["roles", "password_hash", "email_verified_at", "updated_at"]
+        )
         return existing
-    user = User(name=name, password_hash=await hash_password(password), roles=[role.value])
+    user = User(
+        name=name,
+        password_hash=await hash_password(password),
+        roles=[role.value],
+        email_verified_at=datetime.now(UTC),
+    )
     user.set_email(email)
     await user.save()
     return user

@@ -20,6 +20,7 @@ from schema.context import Context, Info, Loaders
 from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
 from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
+from schema.local_accounts import LocalAccountsMutation
 from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
@@ -59,6 +60,7 @@ Mutation = merge_types(
     "Mutation",
     (
         UsersMutation,
+        LocalAccountsMutation,
         TicketsMutation,
         PrivacyMutation,
         PaymentsMutation,

@@ -16,6 +16,7 @@ from resolvers.errors import (
     CardDataRefused,
     DomainError,
     InvalidInput,
+    InvalidLink,
     NotAllowed,
     NotAuthenticated,
     NotFound,
@@ -98,6 +99,13 @@ class CardDataRefusedError(UserError):
     field: str | None
 
 
+@strawberry.type(
+    description="A mailed link that is not valid (expired, used or never issued); nothing changed."
+)
+class InvalidLinkError(UserError):
+    field: str | None
+
+
 @strawberry.type(description="Too many attempts; nothing was done. Try again after a while.")
 class RateLimitedError(UserError):
     retry_after_seconds: int
@@ -157,6 +165,7 @@ EXCEPTION_HANDLERS = (
     DomainErrorAnswer(NotAuthenticated, AuthenticationRequiredError),
     DomainErrorAnswer(AgeRequirementNotMet, AgeRequirementError),
     DomainErrorAnswer(CardDataRefused, CardDataRefusedError),
+    DomainErrorAnswer(InvalidLink, InvalidLinkError),
     DomainErrorAnswer(InvalidInput, InvalidInputError),
     DomainErrorAnswer(DomainError, InvalidInputError),
 )

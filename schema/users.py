@@ -1,4 +1,5 @@
-"""Accounts: the User type, registration and profile changes, the directory, account control."""
+"""Accounts: the User type, profile changes, the directory, account control (registration and
+passwords: schema/local_accounts.py)."""
 
 from datetime import date, datetime
 from typing import Annotated
@@ -6,21 +7,17 @@ from uuid import UUID
 
 import strawberry
 
-from auth import rate_limit
 from auth.policy import Relation
 from auth.relations import relation_to_own_account
 from models import User
 from resolvers import accounts, users
-from resolvers.users import ProfileChanges, Registration
+from resolvers.users import ProfileChanges
 from schema.attributes import attribute
 from schema.context import Info, store_of
 from schema.enums import Role, UserStatus
 from schema.errors import (
-    AgeRequirementError,
     MutationError,
-    RateLimitedError,
     coded_errors,
-    refusal,
 )
 from schema.identities import LinkedIdentityType, SignInType
 from schema.need_to_know import personal_data
@@ -98,29 +95,6 @@ def own_account(user: User) -> UserType:
 class UserFilterInput:
     role: Role | None = None
     status: UserStatus | None = None
-
-
-@strawberry.input
-class RegisterInput:
-    name: str
-    email: str
-    password: str
-    date_of_birth: date = strawberry.field(description="Needed to confirm you are 16 or over.")
-    phone: str | None = None
-    username: str | None = None
-    locale: str | None = None
-    time_zone: str | None = None
-
-
-@strawberry.type
-class RegisterSuccess:
-    user: UserType
-
-
-RegisterResult = Annotated[
-    RegisterSuccess | AgeRequirementError | RateLimitedError | MutationError,
-    strawberry.union("RegisterResult"),
-]
 
 
 @strawberry.input
@@ -209,28 +183,6 @@ class UsersQuery:
 
 @strawberry.type
 class UsersMutation:
-    @strawberry.mutation(description="Open a customer account (16 or over).")
-    async def register(self, info: Info, input: RegisterInput) -> RegisterResult:
-        context = info.context
-        if context.store is not None:
-            decision = await rate_limit.registration_attempt(
-                context.store, email=input.email, ip=context.client_ip
-            )
-            if (refused := refusal(info, decision)) is not None:
-                return refused
-        form = Registration(
-            name=input.name,
-            email=input.email,
-            password=input.password,
-            date_of_birth=input.date_of_birth,
-            phone=input.phone,
-            username=input.username,
-            locale=input.locale,
-            time_zone=input.time_zone,
-        )
-        user = await users.register(context.principal, form)
-        return RegisterSuccess(user=own_account(user))
-
     @strawberry.mutation(description="Change your own name, phone, locale or time zone.")
     async def update_profile(self, info: Info, input: UpdateProfileInput) -> UpdateProfileResult:
         changes = ProfileChanges(

@@ -63,6 +63,26 @@ async def user_by_email(email: str) -> User:
     return await User.get(email_index=crypto.blind_index(email))
 
 
+async def pending_link_token(kind: str) -> str:
+    """The token of the newest link of this kind still waiting in the outbox (its notice keeps
+    the sealed link until the mail is sent)."""
+    from models import Notice
+
+    notice = await Notice.filter(kind=kind, link__isnull=False).order_by("-created_at").first()
+    assert notice is not None, f"no {kind} link waits to be mailed"
+    assert notice.link
+    return notice.link.rsplit("#token=", 1)[1]
+
+
+async def verify_by_link(http: httpx.AsyncClient) -> None:
+    """Follow the newest verification link waiting in the outbox, as its mail's reader would."""
+    token = await pending_link_token("account.verify")
+    body = await Api(http).gql(
+        "mutation($t: String!) { verifyEmail(token: $t) { __typename } }", {"t": token}
+    )
+    assert body == {"data": {"verifyEmail": {"__typename": "VerifyEmailSuccess"}}}, body
+
+
 async def table_counts() -> dict[str, int]:
     return {
         model._meta.db_table: await model.all().count() for model in Tortoise.apps["ocis"].values()

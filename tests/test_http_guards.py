@@ -165,7 +165,7 @@ async def test_anonymous_get_runs_no_query_and_no_mutation(
     assert 400 <= query_response.status_code < 500
     assert '"Query"' not in query_response.text
     assert 400 <= mutation_response.status_code < 500
-    assert "RegisterSuccess" not in mutation_response.text
+    assert "CheckYourMail" not in mutation_response.text
     assert count_statements.statements == []
     assert await User.all().count() == users_before
 
@@ -356,7 +356,7 @@ async def test_batched_array_body_is_refused(
     ]
     response = await _post(client, json=batch)
     assert response.status_code == 400
-    assert "RegisterSuccess" not in response.text
+    assert "CheckYourMail" not in response.text
     assert count_statements.statements == []
     assert await table_counts() == counts
 

@@ -190,6 +190,51 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "InvalidInputError",
         "kind",
     ),
+    ("verifyEmail", None, 'token: "forged"', "InvalidLinkError", None),
+    ("requestPasswordReset", None, 'email: "not-an-email"', "InvalidInputError", "email"),
+    (
+        "resetPassword",
+        None,
+        'token: "forged", newPassword: "a long new password"',
+        "InvalidLinkError",
+        None,
+    ),
+    (
+        "changePassword",
+        None,
+        'currentPassword: "ocis-demo", newPassword: "a long new password"',
+        "AuthenticationRequiredError",
+        None,
+    ),
+    (
+        "changePassword",
+        "customer@example.com",
+        'currentPassword: "not-the-password", newPassword: "a long new password"',
+        "InvalidInputError",
+        "currentPassword",
+    ),
+    (
+        "changePassword",
+        "customer@example.com",
+        'currentPassword: "ocis-demo", newPassword: "1234567890"',
+        "InvalidInputError",
+        "newPassword",
+    ),
+    (
+        "changeEmail",
+        "customer@example.com",
+        'newEmail: "not-an-email", password: "ocis-demo"',
+        "InvalidInputError",
+        "newEmail",
+    ),
+    (
+        "changeEmail",
+        "customer@example.com",
+        'newEmail: "new.me@example.com", password: "not-the-password"',
+        "InvalidInputError",
+        "password",
+    ),
+    ("confirmEmailChange", None, 'token: "forged"', "InvalidLinkError", None),
 ]
 
 

@@ -991,8 +991,17 @@ def test_the_policy_table_and_the_live_schema_name_the_same_fields() -> None:
 
 # Payloads whose only other fields are counts (sessions ended, notices marked read).
 COUNTS_ONLY = frozenset(
-    {"SignOutEverywhereSuccess", "DisableAccountSuccess", "MarkNoticesReadSuccess"}
+    {
+        "SignOutEverywhereSuccess",
+        "DisableAccountSuccess",
+        "MarkNoticesReadSuccess",
+        "CredentialChanged",
+    }
 )
+# Answers that say only that something was done: flags, and one fixed sentence, the same for
+# everyone (tests/test_local_accounts.py holds CheckYourMail to it).
+FLAGS_ONLY = frozenset({"VerifyEmailSuccess", "EmailChanged"})
+FIXED_MESSAGES = frozenset({"CheckYourMail"})
 
 
 def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
@@ -1001,6 +1010,10 @@ def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
         return True
     if gql_type.name in COUNTS_ONLY:
         return all(get_named_type(f.type).name in {"ID", "Int"} for f in fields.values())
+    if gql_type.name in FLAGS_ONLY:
+        return all(get_named_type(f.type).name == "Boolean" for f in fields.values())
+    if gql_type.name in FIXED_MESSAGES:
+        return set(fields) == {"message"}
     if any(interface.name == "UserError" for interface in gql_type.interfaces):
         return True
     if set(fields) == {"edges", "pageInfo"}:
