@@ -10,16 +10,18 @@ from models.enums import (
     Role,
     TicketPriority,
     TicketStatus,
+    TransferSafeguard,
     UserStatus,
 )
 from models.keys import DataKey, KeyRotation, KeyState
-from models.notices import Notice
-from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
+from models.notices import Announcement, Notice, NoticeFanout
+from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
 from models.tickets import Ticket, TicketMessage
 from models.users import ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
     "SIGN_IN_STATUSES",
+    "Announcement",
     "AuditEvent",
     "Channel",
     "ConsentEntry",
@@ -30,11 +32,13 @@ __all__ = [
     "KeyState",
     "MailStatus",
     "Notice",
+    "NoticeFanout",
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
+    "Processor",
     "Role",
     "SignInSession",
     "Team",
@@ -42,6 +46,7 @@ __all__ = [
     "TicketMessage",
     "TicketPriority",
     "TicketStatus",
+    "TransferSafeguard",
     "User",
     "UserStatus",
 ]
