@@ -21,6 +21,9 @@ class Scope(StrEnum):
     PRIVACY_REQUESTS = "privacy:requests"
     SECURITY_METADATA = "security:metadata"
     ACCOUNTS_DISABLE = "accounts:disable"
+    POLICY_PUBLISH = "policy:publish"
+    NOTICES_ANNOUNCE = "notices:announce"
+    PROCESSORS_MANAGE = "processors:manage"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -36,6 +39,9 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.PRIVACY_REQUESTS: "Handle every subject's privacy requests",
     Scope.SECURITY_METADATA: "Read sign-in metadata for security review",
     Scope.ACCOUNTS_DISABLE: "Disable an account (ending all its sign-ins) and enable it again",
+    Scope.POLICY_PUBLISH: "Publish a version of the privacy policy",
+    Scope.NOTICES_ANNOUNCE: "Send a notice to every user (a business transfer, a change of owner)",
+    Scope.PROCESSORS_MANAGE: "Keep the registry of processors and their transfer safeguards",
 }
 
 
@@ -45,7 +51,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.CUSTOMER: frozenset({Scope.TICKETS_OWN}),
     Role.AGENT: _STAFF,
     Role.TEAM_LEAD: _STAFF | {Scope.TICKETS_TEAM, Scope.TICKETS_ASSIGN, Scope.USERS_DIRECTORY},
-    Role.PRIVACY_OFFICER: frozenset({Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY}),
+    Role.PRIVACY_OFFICER: frozenset(
+        {Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY, Scope.PROCESSORS_MANAGE}
+    ),
     Role.ADMINISTRATOR: frozenset(
         {
             Scope.USERS_DIRECTORY,
@@ -54,6 +62,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.TICKETS_ASSIGN,
             Scope.SECURITY_METADATA,
             Scope.ACCOUNTS_DISABLE,
+            Scope.POLICY_PUBLISH,
+            Scope.NOTICES_ANNOUNCE,
         }
     ),
 }

@@ -25,7 +25,7 @@ from tortoise.queryset import QuerySet
 
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
-from privacy.notices import render
+from privacy.notices import load_texts, render
 
 logger = logging.getLogger("ocis.mail")
 
@@ -168,6 +168,7 @@ async def _deliver(
     this_attempt = Notice.filter(id=notice_id, mail_attempts=attempt)
     try:
         notice = await Notice.get(id=notice_id)
+        await load_texts([notice])
         address = await _recipient(notice)
         message = compose(settings, notice, address) if address is not None else None
     except ValueError:  # no header can carry this address

@@ -11,17 +11,21 @@ the mail is sent or given up.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from models import MailStatus, Notice
+from models import Announcement, MailStatus, Notice
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
     subject: str
     body: str
+
+
+ANNOUNCEMENT = "platform.announcement"
 
 
 _IF_NOT_YOU = (
@@ -55,7 +59,20 @@ TEMPLATES: dict[str, Template] = {
         body="An administrator enabled your OCIS account again on {at}. You can sign in "
         "as before.\n\n" + _IF_NOT_YOU,
     ),
+    "policy.changed": Template(
+        subject="The OCIS privacy policy is changing",
+        body="We published version {version} of the OCIS privacy policy. It takes effect on "
+        "{effective} and changes how we handle your personal data, so we ask you to read it "
+        "({where}) and accept it the next time you sign in to OCIS.\n\n"
+        "Questions about it: write to {contact}.",
+    ),
+    # The words are an administrator's, kept once in `announcements` (the notice names it).
+    ANNOUNCEMENT: Template(subject="{title}", body="{text}\n\nQuestions: write to {contact}."),
 }
+
+# Notices the law requires OCIS to give (a changed policy, a business transfer): a person's
+# notice preferences never hold them back.
+LEGAL_NOTICES = frozenset({"policy.changed", ANNOUNCEMENT})
 
 
 def _when(moment: datetime) -> str:
@@ -65,7 +82,8 @@ def _when(moment: datetime) -> str:
 LINK_SENT_BY_MAIL = "(the link was sent by email)"
 
 
-def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
+def new_notice(kind: str, params: dict[str, str], link: str | None = None) -> Notice:
+    """An unsaved notice of this kind, its mail due now (bulk writers set its owner)."""
     if kind not in TEMPLATES:
         raise ValueError(f"unknown notice kind {kind!r}")
     if ("{link}" in TEMPLATES[kind].body) != (link is not None):
@@ -82,7 +100,7 @@ def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
 
 async def notify(user_id: UUID, kind: str, *, link: str | None = None, **params: str) -> Notice:
     """Record a notice for one account; its email is due at once."""
-    notice = _new(kind, params, link)
+    notice = new_notice(kind, params, link)
     notice.user_id = user_id
     await notice.save()
     return notice
@@ -92,7 +110,7 @@ async def notify_address(
     address: str, kind: str, *, link: str | None = None, **params: str
 ) -> Notice:
     """Record a mail to an address that has no account (never shown in-platform)."""
-    notice = _new(kind, params, link)
+    notice = new_notice(kind, params, link)
     notice.address = address
     await notice.save()
     return notice
@@ -104,7 +122,11 @@ def render(notice: Notice, *, contact: str, for_mail: bool = False) -> Template:
     template = TEMPLATES[notice.kind]
     link = notice.link if for_mail and notice.link else LINK_SENT_BY_MAIL
     values = {**notice.params, "contact": contact, "link": link}
-    return Template(subject=template.subject, body=template.body.format_map(values))
+    if notice.kind == ANNOUNCEMENT:
+        values |= _announcement_words(notice.params.get("announcement", ""))
+    return Template(
+        subject=template.subject.format_map(values), body=template.body.format_map(values)
+    )
 
 
 async def for_user(user_id: UUID, *, first: int, unread_only: bool = False) -> list[Notice]:
@@ -122,3 +144,31 @@ async def mark_read(user_id: UUID, notice_ids: list[UUID]) -> int:
     return await Notice.filter(user_id=user_id, id__in=notice_ids, read_at__isnull=True).update(
         read_at=datetime.now(UTC)
     )
+
+
+# Announcements never change once written, so every process may keep their words.
+_announcements: dict[str, dict[str, str]] = {}
+_KEPT_ANNOUNCEMENTS = 64
+
+
+def _announcement_words(announcement_id: str) -> dict[str, str]:
+    kept = _announcements.get(announcement_id)
+    if kept is None:
+        raise LookupError(f"announcement {announcement_id} was not loaded")
+    return kept
+
+
+async def load_texts(notices: Iterable[Notice]) -> None:
+    """Read the announcements these notices name (render needs them), one query for all."""
+    wanted = {
+        notice.params.get("announcement", "") for notice in notices if notice.kind == ANNOUNCEMENT
+    } - _announcements.keys()
+    if not wanted:
+        return
+    if len(_announcements) + len(wanted) > _KEPT_ANNOUNCEMENTS:
+        _announcements.clear()
+    for row in await Announcement.filter(id__in=list(wanted)).only("id", "title", "body"):
+        _announcements[str(row.id)] = {"title": row.title, "text": row.body}
+    for missing in wanted - _announcements.keys():
+        # Gone (its author's account erased keeps it; only a database edit removes it).
+        _announcements[missing] = {"title": "A notice from OCIS", "text": "(withdrawn)"}

@@ -23,7 +23,9 @@ from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
 from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
+from schema.policy import PolicyMutation, PolicyQuery
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
+from schema.processors import ProcessorsMutation, ProcessorsQuery
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 
@@ -51,7 +53,17 @@ class OcisSchema(strawberry.Schema):
 
 
 Query = merge_types(
-    "Query", (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery)
+    "Query",
+    (
+        UsersQuery,
+        NodeQuery,
+        TicketsQuery,
+        PrivacyQuery,
+        AuditQuery,
+        NoticesQuery,
+        PolicyQuery,
+        ProcessorsQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -62,6 +74,8 @@ Mutation = merge_types(
         PaymentsMutation,
         IdentitiesMutation,
         NoticesMutation,
+        PolicyMutation,
+        ProcessorsMutation,
     ),
 )
 
