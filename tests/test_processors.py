@@ -347,3 +347,13 @@ async def test_the_mail_transport_gets_the_address_subject_and_text_and_nothing_
     for value in (person.name, str(person.id), person.id.hex):
         assert value not in everything
     assert "X-" not in "".join(f"{key}\n" for key in got.message.keys())
+
+
+def test_the_mail_transports_country_is_a_two_letter_code() -> None:
+    assert (
+        config.from_environ({"OCIS_MAIL_PROCESSOR_COUNTRY": " de "}).mail_processor_country == "DE"
+    )
+    assert config.from_environ({}).mail_processor_country == "EU"
+    for bad in ("DEU", "1E", "Ü1"):
+        with pytest.raises(config.ConfigurationError, match="OCIS_MAIL_PROCESSOR_COUNTRY"):
+            config.from_environ({"OCIS_MAIL_PROCESSOR_COUNTRY": bad})
