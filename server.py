@@ -20,6 +20,8 @@ from auth.store import connect_store
 from models import db
 from observability import configure_logging
 from privacy import audit, mail
+from privacy import audit, fanout, mail
+from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
@@ -67,11 +69,17 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         app.state.store = connect_store(settings.redis_url)
         await audit.prime_head(settings, app.state.store if settings.redis_url else None)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
+        await register_mail_transport(settings.mail_processor_name, settings.mail_processor_country)
         # Each process delivers due notice mail; claims keep processes from sending twice.
         mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
+        # And writes the notices owed to every user, a batch at a time (privacy/fanout.py).
+        fanning_out = asyncio.create_task(fanout.run_forever(settings))
         try:
             yield
         finally:
+            fanning_out.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fanning_out
             if mailer is not None:
                 mailer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -39,6 +39,12 @@ class Settings:
     mail_from: str = ""
     # How often each process looks for notices whose mail is due (privacy/mail.py).
     mail_poll_seconds: float = 5.0
+    # The mail transport as the processor registry first records it (resolvers/processors.py);
+    # the privacy officer keeps it right afterwards. "EU": ISO 3166's reserved code for the Union.
+    mail_processor_name: str = "Mail transport (SMTP relay)"
+    mail_processor_country: str = "EU"
+    # How often each process looks for notices owed to every user (privacy/fanout.py).
+    fanout_poll_seconds: float = 5.0
     cors_origins: tuple[str, ...] = ()
     privacy_contact: str = "contact@ocis.app"
     session_ttl_seconds: int = 7 * 24 * 3600
@@ -84,6 +90,16 @@ class Settings:
 
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+def _country(raw: str) -> str:
+    """OCIS_MAIL_PROCESSOR_COUNTRY: an ISO 3166-1 alpha-2 code such as IE or US."""
+    code = raw.strip().upper() or Settings().mail_processor_country
+    if len(code) != 2 or not code.isascii() or not code.isalpha():
+        raise ConfigurationError("OCIS_MAIL_PROCESSOR_COUNTRY must be a two-letter country code")
+    return code
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -237,6 +253,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
         smtp_url=_smtp_url(env.get("SMTP_URL"), production=mode == "production"),
         mail_from=env.get("OCIS_MAIL_FROM", "").strip(),
+        mail_processor_name=env.get("OCIS_MAIL_PROCESSOR", "").strip()
+        or defaults.mail_processor_name,
+        mail_processor_country=_country(env.get("OCIS_MAIL_PROCESSOR_COUNTRY", "")),
         cors_origins=tuple(
             origin.strip().rstrip("/")
             for origin in env.get("CORS_ORIGINS", "").split(",")

@@ -116,6 +116,7 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "paymentMethods": owner,
         "signIns": owner_or_security,
         "identities": owner_or_account_admin,
+        "pendingPolicyAcceptance": owner,
     },
     "LinkedIdentity": {
         "id": reachable,

@@ -22,6 +22,9 @@ class Scope(StrEnum):
     SECURITY_METADATA = "security:metadata"
     ACCOUNTS_DISABLE = "accounts:disable"
     STAFF_ADMIN = "staff:admin"
+    POLICY_PUBLISH = "policy:publish"
+    NOTICES_ANNOUNCE = "notices:announce"
+    PROCESSORS_MANAGE = "processors:manage"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -38,6 +41,9 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.SECURITY_METADATA: "Read sign-in metadata for security review",
     Scope.ACCOUNTS_DISABLE: "Disable an account (ending all its sign-ins) and enable it again",
     Scope.STAFF_ADMIN: "Invite staff, grant and revoke staff roles, manage teams",
+    Scope.POLICY_PUBLISH: "Publish a version of the privacy policy",
+    Scope.NOTICES_ANNOUNCE: "Send a notice to every user (a business transfer, a change of owner)",
+    Scope.PROCESSORS_MANAGE: "Keep the registry of processors and their transfer safeguards",
 }
 
 
@@ -47,7 +53,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.CUSTOMER: frozenset({Scope.TICKETS_OWN}),
     Role.AGENT: _STAFF,
     Role.TEAM_LEAD: _STAFF | {Scope.TICKETS_TEAM, Scope.TICKETS_ASSIGN, Scope.USERS_DIRECTORY},
-    Role.PRIVACY_OFFICER: frozenset({Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY}),
+    Role.PRIVACY_OFFICER: frozenset(
+        {Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY, Scope.PROCESSORS_MANAGE}
+    ),
     Role.ADMINISTRATOR: frozenset(
         {
             Scope.USERS_DIRECTORY,
@@ -57,6 +65,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.SECURITY_METADATA,
             Scope.ACCOUNTS_DISABLE,
             Scope.STAFF_ADMIN,
+            Scope.POLICY_PUBLISH,
+            Scope.NOTICES_ANNOUNCE,
         }
     ),
 }

@@ -28,7 +28,7 @@ async def nothing_to_undo(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0009_notice_addresses')]
+    dependencies = [('ocis', '0011_staff_and_teams')]
 
     initial = False
     # Undoing the new column rebuilds the users table on SQLite: outside a transaction.

@@ -9,7 +9,7 @@ from tortoise import fields
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0011_staff_and_teams')]
+    dependencies = [('ocis', '0012_local_accounts')]
 
     initial = False
 

@@ -11,11 +11,12 @@ from models.enums import (
     Role,
     TicketPriority,
     TicketStatus,
+    TransferSafeguard,
     UserStatus,
 )
 from models.keys import DataKey, KeyRotation, KeyState
-from models.notices import Notice, NoticePreference
-from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest
+from models.notices import Announcement, Notice, NoticeFanout, NoticePreference
+from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
 from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
@@ -24,6 +25,7 @@ __all__ = [
     "SIGN_IN_STATUSES",
     "AccountToken",
     "AccountTokenPurpose",
+    "Announcement",
     "AuditEvent",
     "Channel",
     "ConsentEntry",
@@ -35,12 +37,14 @@ __all__ = [
     "KeyState",
     "MailStatus",
     "Notice",
+    "NoticeFanout",
     "NoticePreference",
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
+    "Processor",
     "Role",
     "SignInSession",
     "Team",
@@ -48,6 +52,7 @@ __all__ = [
     "TicketMessage",
     "TicketPriority",
     "TicketStatus",
+    "TransferSafeguard",
     "User",
     "UserStatus",
     "WalkInRequester",

@@ -63,6 +63,8 @@ class ConsentPurpose(StrEnum):
     PREFERENCES = "preferences"
     STATISTICS = "statistics"
     MARKETING = "marketing"
+    # Acceptance of a version of the privacy policy (the entry names the version).
+    PRIVACY_POLICY = "privacy_policy"
 
 
 class PrivacyRequestKind(StrEnum):
@@ -79,3 +81,12 @@ class PrivacyRequestStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     REJECTED = "rejected"
+
+
+class TransferSafeguard(StrEnum):
+    """What makes a transfer to a processor's country lawful (GDPR Chapter V)."""
+
+    ADEQUACY_DECISION = "adequacy_decision"
+    STANDARD_CONTRACTUAL_CLAUSES = "standard_contractual_clauses"
+    BINDING_CORPORATE_RULES = "binding_corporate_rules"
+    NOT_NEEDED_EEA = "not_needed_eea"

@@ -62,3 +62,43 @@ class NoticePreference(Entity):
     class Meta:
         table = "notice_preferences"
         unique_together = (("user", "kind"),)
+
+
+class Announcement(Entity):
+    """What an administrator told every user (a business transfer, a change of ownership).
+
+    Written once: each user's notice refers to it by id, so its text is no one's personal data
+    and is not copied ten thousand times.
+    """
+
+    title = fields.CharField(max_length=150)
+    body = fields.TextField()
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="announcements", null=True, on_delete=fields.SET_NULL
+    )
+    created_by_id: UUID | None
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "announcements"
+
+
+class NoticeFanout(Entity):
+    """A notice owed to every account that existed when it was asked for, written in batches.
+
+    A job claims it with a lease and writes the notices of the next accounts in id order,
+    moving ``cursor`` in the same transaction, so a crash or a second worker never writes a
+    notice twice and the request that asked returns at once.
+    """
+
+    kind = fields.CharField(max_length=50)
+    params = fields.JSONField[dict[str, str]](default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    # The last account (by id) whose notice is written; null before the first batch.
+    cursor = fields.UUIDField(null=True)
+    notified = fields.IntField(default=0)
+    lease_until = fields.DatetimeField()
+    done_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "notice_fanouts"

@@ -8,16 +8,27 @@ from tortoise import fields
 from tortoise.models import Model
 
 from models.base import Entity
-from models.enums import ConsentPurpose, PrivacyRequestKind, PrivacyRequestStatus
+from models.enums import (
+    ConsentPurpose,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+    TransferSafeguard,
+)
 from models.fields import EncryptedField
 from models.users import User
 
 
 class PolicyVersion(Entity):
+    """One published version of the privacy policy; in effect from ``effective_at``."""
+
     version = fields.CharField(max_length=30, unique=True)
     published_at = fields.DatetimeField()
+    effective_at = fields.DatetimeField()
     significant = fields.BooleanField(default=False)
     summary = fields.TextField(default="")
+    # Where it is read: an https URL or a path of ours, or its text kept here (or both).
+    url = fields.CharField(max_length=500, null=True)
+    text = fields.TextField(null=True)
 
     class Meta:
         table = "policy_versions"
@@ -94,3 +105,23 @@ class AuditEvent(Model):
     class Meta:
         table = "audit_events"
         indexes = (("chain", "position"),)
+
+
+class Processor(Entity):
+    """A processor OCIS hands personal data to, under contract (P15), and where it is (P30)."""
+
+    name = fields.CharField(max_length=200, unique=True)
+    purpose = fields.TextField()
+    data_categories = fields.JSONField[list[str]](default=list)
+    # ISO 3166-1 alpha-2, upper case.
+    country = fields.CharField(max_length=2)
+    safeguard = fields.CharEnumField(TransferSafeguard, max_length=30)
+    contract_date = fields.DateField(null=True)
+    # Set on the rows OCIS itself depends on (the mail transport): registered at start-up,
+    # never removed, their details the privacy officer's to correct.
+    system_role = fields.CharField(max_length=30, null=True, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "processors"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
+
+from tortoise.queryset import QuerySet
 
 from auth.client_info import stored_header
 from models import ConsentEntry, ConsentPurpose, PolicyVersion
@@ -20,8 +22,15 @@ class ConsentState:
     updated_at: datetime | None
 
 
+def in_effect(now: datetime | None = None) -> QuerySet[PolicyVersion]:
+    """Versions in effect by `now`, the current one first (a scheduled one is not yet)."""
+    return PolicyVersion.filter(effective_at__lte=now or datetime.now(UTC)).order_by(
+        "-effective_at", "-published_at"
+    )
+
+
 async def current_policy_version() -> str:
-    latest = await PolicyVersion.all().order_by("-published_at").only("id", "version").first()
+    latest = await in_effect().only("id", "version").first()
     return latest.version if latest else DEFAULT_POLICY_VERSION
 
 
@@ -33,14 +42,16 @@ async def append(
     source: str,
     ip_address: str | None,
     user_agent: str | None,
+    policy_version: str | None = None,
 ) -> ConsentEntry:
-    """Add one line to the ledger; earlier lines are never changed."""
+    """Add one line to the ledger, under the version in effect unless another is named;
+    earlier lines are never changed."""
     agent = stored_header(user_agent)
     entry = ConsentEntry(
         user_id=user_id,
         purpose=purpose,
         granted=granted,
-        policy_version=await current_policy_version(),
+        policy_version=policy_version or await current_policy_version(),
         source=source,
         ip_address=ip_address,
         user_agent=stored_header(agent[:512]) if agent else None,

@@ -26,7 +26,7 @@ from tortoise.queryset import QuerySet
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
 from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
-from privacy.notices import UNVERIFIED_MAY_RECEIVE, read_for_mail, render
+from privacy.notices import UNVERIFIED_MAY_RECEIVE, load_texts, read_for_mail, render
 
 logger = logging.getLogger("ocis.mail")
 
@@ -184,6 +184,7 @@ async def _deliver(
     this_attempt = Notice.filter(id=notice_id, mail_attempts=attempt)
     try:
         notice = await Notice.get(id=notice_id)
+        await load_texts([notice])
         address = await _recipient(notice)
         read_now = await read_for_mail(notice) if address is not None else None
         message = (

@@ -16,7 +16,7 @@ so a reply erased meanwhile is never sent, and only the mail shows it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -24,7 +24,7 @@ from uuid import UUID
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import MailStatus, Notice, NoticePreference, TicketMessage
+from models import Announcement, MailStatus, Notice, NoticePreference, TicketMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,9 @@ class Template:
     body: str
     # Its reader may choose to have it only in-platform (never a security notice).
     optional: bool = False
+
+
+ANNOUNCEMENT = "platform.announcement"
 
 
 _IF_NOT_YOU = (
@@ -85,7 +88,20 @@ TEMPLATES: dict[str, Template] = {
         "See it at {public_url}/tickets/{ticket}",
         optional=True,
     ),
+    "policy.changed": Template(
+        subject="The OCIS privacy policy is changing",
+        body="We published version {version} of the OCIS privacy policy. It takes effect on "
+        "{effective} and changes how we handle your personal data, so we ask you to read it "
+        "({where}) and accept it the next time you sign in to OCIS.\n\n"
+        "Questions about it: write to {contact}.",
+    ),
+    # The words are an administrator's, kept once in `announcements` (the notice names it).
+    ANNOUNCEMENT: Template(subject="{title}", body="{text}\n\nQuestions: write to {contact}."),
 }
+
+# Notices the law requires OCIS to give (a changed policy, a business transfer): a person's
+# notice preferences never hold them back.
+LEGAL_NOTICES = frozenset({"policy.changed", ANNOUNCEMENT})
 
 
 _IGNORE_IF_NOT_YOU = (
@@ -184,7 +200,8 @@ LINK_SENT_BY_MAIL = "(the link was sent by email)"
 REPLY_ON_THE_TICKET = "(open the ticket to read it)"
 
 
-def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
+def new_notice(kind: str, params: dict[str, str], link: str | None = None) -> Notice:
+    """An unsaved notice of this kind, its mail due now (bulk writers set its owner)."""
     if ("{link}" in known_kind(kind).body) != (link is not None):
         raise ValueError(f"notice kind {kind!r} and its link do not match")
     now = datetime.now(UTC)
@@ -199,7 +216,7 @@ def _new(kind: str, params: dict[str, str], link: str | None) -> Notice:
 
 async def notify(user_id: UUID, kind: str, *, link: str | None = None, **params: str) -> Notice:
     """Record a notice for one account; its email is due at once, unless they turned it off."""
-    notice = _new(kind, params, link)
+    notice = new_notice(kind, params, link)
     notice.user_id = user_id
     if not await wants_mail(user_id, kind):
         notice.mail_status = MailStatus.CANCELLED
@@ -211,7 +228,7 @@ async def notify_address(
     address: str, kind: str, *, link: str | None = None, **params: str
 ) -> Notice:
     """Record a mail to an address that has no account (never shown in-platform)."""
-    notice = _new(kind, params, link)
+    notice = new_notice(kind, params, link)
     notice.address = address
     await notice.save()
     return notice
@@ -237,6 +254,8 @@ def render(
         "link": link,
         **(read_now if for_mail and read_now else {}),
     }
+    if notice.kind == ANNOUNCEMENT:
+        values |= _announcement_words(notice.params.get("announcement", ""))
     return Template(
         subject=template.subject.format_map(values), body=template.body.format_map(values)
     )
@@ -320,3 +339,31 @@ async def mark_read(user_id: UUID, notice_ids: list[UUID]) -> int:
     return await Notice.filter(user_id=user_id, id__in=notice_ids, read_at__isnull=True).update(
         read_at=datetime.now(UTC)
     )
+
+
+# Announcements never change once written, so every process may keep their words.
+_announcements: dict[str, dict[str, str]] = {}
+_KEPT_ANNOUNCEMENTS = 64
+
+
+def _announcement_words(announcement_id: str) -> dict[str, str]:
+    kept = _announcements.get(announcement_id)
+    if kept is None:
+        raise LookupError(f"announcement {announcement_id} was not loaded")
+    return kept
+
+
+async def load_texts(notices: Iterable[Notice]) -> None:
+    """Read the announcements these notices name (render needs them), one query for all."""
+    wanted = {
+        notice.params.get("announcement", "") for notice in notices if notice.kind == ANNOUNCEMENT
+    } - _announcements.keys()
+    if not wanted:
+        return
+    if len(_announcements) + len(wanted) > _KEPT_ANNOUNCEMENTS:
+        _announcements.clear()
+    for row in await Announcement.filter(id__in=list(wanted)).only("id", "title", "body"):
+        _announcements[str(row.id)] = {"title": row.title, "text": row.body}
+    for missing in wanted - _announcements.keys():
+        # Gone (its author's account erased keeps it; only a database edit removes it).
+        _announcements[missing] = {"title": "A notice from OCIS", "text": "(withdrawn)"}

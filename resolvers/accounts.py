@@ -135,7 +135,9 @@ async def my_notices(principal: Principal, first: int, unread_only: bool) -> lis
     user_id = require_user(principal)
     if not 1 <= first <= MAX_NOTICES:
         raise InvalidInput(f"first must be between 1 and {MAX_NOTICES}.", field="first")
-    return await notices.for_user(user_id, first=first, unread_only=unread_only)
+    found = await notices.for_user(user_id, first=first, unread_only=unread_only)
+    await notices.load_texts(found)
+    return found
 
 
 async def mark_notices_read(principal: Principal, notice_ids: list[UUID]) -> int:

@@ -9,7 +9,11 @@ from models import ConsentEntry, ConsentPurpose
 from privacy import audit, consent
 from privacy.audit_actions import AuditAction
 from privacy.consent import ConsentState
+from resolvers.errors import InvalidInput
 from resolvers.users import require_user
+
+# Accepted through acceptPolicyVersion, which names the version accepted.
+_NOT_A_CHOICE = frozenset({ConsentPurpose.PRIVACY_POLICY})
 
 
 async def set_consent(
@@ -23,6 +27,10 @@ async def set_consent(
 ) -> ConsentState:
     """Record a grant or a withdrawal in the ledger; it applies at once."""
     user_id = require_user(principal)
+    if purpose in _NOT_A_CHOICE:
+        raise InvalidInput(
+            "Accept a version of the privacy policy with acceptPolicyVersion.", "purpose"
+        )
     async with in_transaction():
         entry = await consent.append(
             user_id,

@@ -24,8 +24,10 @@ from schema.local_accounts import LocalAccountsMutation
 from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
+from schema.policy import PolicyMutation, PolicyQuery
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
 from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
+from schema.processors import ProcessorsMutation, ProcessorsQuery
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 
@@ -54,7 +56,17 @@ class OcisSchema(strawberry.Schema):
 
 Query = merge_types(
     "Query",
-    (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery, StaffQuery),
+    (
+        UsersQuery,
+        NodeQuery,
+        TicketsQuery,
+        PrivacyQuery,
+        AuditQuery,
+        NoticesQuery,
+        StaffQuery,
+        PolicyQuery,
+        ProcessorsQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -67,6 +79,8 @@ Mutation = merge_types(
         IdentitiesMutation,
         NoticesMutation,
         StaffMutation,
+        PolicyMutation,
+        ProcessorsMutation,
     ),
 )
 

@@ -10,6 +10,7 @@ from models import (
     Role,
     TicketPriority,
     TicketStatus,
+    TransferSafeguard,
     UserStatus,
 )
 
@@ -21,6 +22,7 @@ for _enum in (
     Role,
     TicketPriority,
     TicketStatus,
+    TransferSafeguard,
     UserStatus,
 ):
     strawberry.enum(_enum, name=_enum.__name__)
@@ -33,5 +35,6 @@ __all__ = [
     "Role",
     "TicketPriority",
     "TicketStatus",
+    "TransferSafeguard",
     "UserStatus",
 ]

@@ -10,7 +10,7 @@ import strawberry
 from auth.policy import Relation
 from auth.relations import relation_to_own_account
 from models import User
-from resolvers import accounts, users
+from resolvers import accounts, policy, users
 from resolvers.users import ProfileChanges
 from schema.attributes import attribute
 from schema.context import Info, store_of
@@ -77,6 +77,12 @@ class UserType(Node):
     async def identities(self, info: Info) -> list[LinkedIdentityType] | None:
         linked = await info.context.loaders.identities.load(self.model.id)
         return [LinkedIdentityType(model=row, relation=self.relation) for row in linked]
+
+    @strawberry.field(
+        description="Whether a significant change of the privacy policy awaits your acceptance."
+    )
+    async def pending_policy_acceptance(self) -> bool | None:
+        return await policy.pending_policy_acceptance(self.model.id, self.model.created_at)
 
     @strawberry.field(description="Recent sign-ins and what they collected (P04).")
     async def sign_ins(self, info: Info) -> list[SignInType] | None:

@@ -235,6 +235,50 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "password",
     ),
     ("confirmEmailChange", None, 'token: "forged"', "InvalidLinkError", None),
+    (
+        "publishPolicyVersion",
+        "admin@example.com",
+        'input: {version: "2026-03", url: "http://example.com/p", significant: true}',
+        "InvalidInputError",
+        "url",
+    ),
+    (
+        "publishPolicyVersion",
+        "customer@example.com",
+        'input: {version: "2026-03", url: "/privacy", significant: true}',
+        "ForbiddenError",
+        None,
+    ),
+    ("acceptPolicyVersion", "customer@example.com", 'version: "1999"', "NotFoundError", None),
+    (
+        "sendNoticeToAllUsers",
+        "admin@example.com",
+        'input: {title: "", body: "Hello."}',
+        "InvalidInputError",
+        "title",
+    ),
+    (
+        "addProcessor",
+        "privacy@example.com",
+        'input: {name: "P", purpose: "p", dataCategories: ["email"], country: "XX",'
+        " safeguard: STANDARD_CONTRACTUAL_CLAUSES}",
+        "InvalidInputError",
+        "country",
+    ),
+    (
+        "updateProcessor",
+        "privacy@example.com",
+        'input: {id: "bm9wZQ", country: "IE"}',
+        "InvalidInputError",
+        "id",
+    ),
+    (
+        "removeProcessor",
+        "admin@example.com",
+        'id: "UHJvY2Vzc29yOjAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMA"',
+        "ForbiddenError",
+        None,
+    ),
 ]
 
 

@@ -654,6 +654,9 @@ def test_customers_hold_only_their_own_tickets_scope() -> None:
         (Scope.USERS_DIRECTORY, {L, P, D}),
         (Scope.TICKETS_OWN, {C}),
         (Scope.STAFF_ADMIN, {D}),
+        (Scope.POLICY_PUBLISH, {D}),
+        (Scope.NOTICES_ANNOUNCE, {D}),
+        (Scope.PROCESSORS_MANAGE, {P}),
     ],
 )
 def test_each_scope_goes_to_exactly_these_roles(scope: Scope, holders: set[Role]) -> None:

@@ -206,6 +206,8 @@ ROOTS: dict[str, RootSpec] = {
 # Values a field computes rather than stores.
 COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("SignIn", "current"): lambda obj, viewer: obj.row.id == viewer.principal.session_id,
+    # This world publishes no version of the privacy policy: nothing awaits acceptance.
+    ("User", "pendingPolicyAcceptance"): lambda obj, viewer: False,
 }
 
 QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
@@ -1004,9 +1006,13 @@ FLAGS_ONLY = frozenset({"VerifyEmailSuccess", "EmailChanged"})
 FIXED_MESSAGES = frozenset({"CheckYourMail"})
 
 
+# What OCIS publishes to everyone, written by staff about OCIS itself: no one's personal data.
+PUBLISHED = frozenset({"PrivacyPolicy", "PolicyVersion", "Announcement", "Processor"})
+
+
 def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
     fields = gql_type.fields
-    if gql_type.name in {"Query", "Mutation", "PageInfo"}:
+    if gql_type.name in {"Query", "Mutation", "PageInfo"} | PUBLISHED:
         return True
     if gql_type.name in COUNTS_ONLY:
         return all(get_named_type(f.type).name in {"ID", "Int"} for f in fields.values())
@@ -1022,7 +1028,7 @@ def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
         return get_named_type(fields["node"].type).name in FIELD_POLICY
     if gql_type.name.endswith("Success"):
         return all(
-            get_named_type(f.type).name in FIELD_POLICY or get_named_type(f.type).name == "ID"
+            get_named_type(f.type).name in {*FIELD_POLICY, *PUBLISHED, "ID"}
             for f in fields.values()
         )
     return False

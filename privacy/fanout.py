@@ -1,0 +1,99 @@
+"""Notices owed to every account, written by a job in batches, never in the request that asks.
+
+Asking (``owe_everyone``) writes one row in the transaction of the change it reports. Any
+process then claims that row, writes the notices of the next ``BATCH`` accounts in id order and
+moves its cursor, all in one transaction whose first statement is the conditional claim: a
+second worker finds the cursor moved and writes nothing, and a crash loses no notice and
+doubles none. privacy/mail.py then mails each notice like any other, recording delivery per
+account. Accounts opened after the ask are not owed it; disabled and erased ones are not told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from tortoise.transactions import in_transaction
+
+import settings as config
+from models import SIGN_IN_STATUSES, Notice, NoticeFanout, User
+from privacy import notices
+
+logger = logging.getLogger("ocis.fanout")
+
+BATCH = 500
+# A worker that dies mid-batch rolls back; the lease only keeps others off while it works.
+LEASE = timedelta(minutes=2)
+
+
+async def owe_everyone(kind: str, **params: str) -> NoticeFanout:
+    """Owe a notice of this kind to every account open now (call inside the change's
+    transaction); the job writes them."""
+    notices.new_notice(kind, params)  # an unknown kind or a kind needing a link fails here
+    fanout = NoticeFanout(kind=kind, params=params, lease_until=datetime.now(UTC))
+    await fanout.save()
+    return fanout
+
+
+async def fan_out_due(*, batches: int = 20) -> int:
+    """Write up to `batches` batches of the notices owed; answer how many were written."""
+    written = 0
+    for _ in range(batches):
+        due = (
+            await NoticeFanout.filter(done_at__isnull=True, lease_until__lte=datetime.now(UTC))
+            .order_by("created_at")
+            .first()
+        )
+        if due is None:
+            break
+        written += await _next_batch(due)
+    return written
+
+
+async def _next_batch(fanout: NoticeFanout) -> int:
+    now = datetime.now(UTC)
+    unchanged = {"cursor": fanout.cursor} if fanout.cursor is not None else {"cursor__isnull": True}
+    async with in_transaction():
+        claimed = await NoticeFanout.filter(
+            id=fanout.id, done_at__isnull=True, lease_until__lte=now, **unchanged
+        ).update(lease_until=now + LEASE)
+        if not claimed:
+            return 0  # another worker has it
+        accounts = User.filter(status__in=SIGN_IN_STATUSES, created_at__lte=fanout.created_at)
+        if fanout.cursor is not None:
+            accounts = accounts.filter(id__gt=fanout.cursor)
+        ids = [
+            UUID(str(ident))
+            for ident in await accounts.order_by("id").limit(BATCH).values_list("id", flat=True)
+        ]
+        owed = []
+        for user_id in ids:
+            notice = notices.new_notice(fanout.kind, fanout.params)
+            notice.user_id = user_id
+            owed.append(notice)
+        if owed:
+            await Notice.bulk_create(owed)
+        finished = len(ids) < BATCH
+        await NoticeFanout.filter(id=fanout.id).update(
+            cursor=ids[-1] if ids else fanout.cursor,
+            notified=fanout.notified + len(ids),
+            lease_until=now,
+            done_at=now if finished else None,
+        )
+    if finished:
+        logger.info("fan-out %s done: %d notices", fanout.id, fanout.notified + len(ids))
+    return len(ids)
+
+
+async def run_forever(settings: config.Settings) -> None:
+    """The fan-out job of one process; stops only when cancelled."""
+    while True:
+        await asyncio.sleep(settings.fanout_poll_seconds)
+        try:
+            await fan_out_due()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the loop outlives a bad moment of the database
+            logger.error("fan-out round failed: %s", type(error).__name__)
