@@ -19,7 +19,6 @@ from auth.oidc import Gateway, configured_providers
 from auth.store import connect_store
 from models import db
 from observability import configure_logging
-from privacy import audit, mail
 from privacy import audit, fanout, mail
 from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
