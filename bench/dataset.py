@@ -41,7 +41,7 @@ DATA_KEY_COLUMNS = (
     "created_at",
     "updated_at",
 )
-TEAM_COLUMNS = ("id", "name", "created_at")
+TEAM_COLUMNS = ("id", "name", "created_at", "archived_at")
 USER_COLUMNS = (
     "id",
     "name",
@@ -214,7 +214,7 @@ def generate(
     rng = gen.rng
 
     team_id = gen.uuid()
-    teams = Table("teams", TEAM_COLUMNS, [(team_id, TEAM_NAME, start - timedelta(days=400))])
+    teams = Table("teams", TEAM_COLUMNS, [(team_id, TEAM_NAME, start - timedelta(days=400), None)])
 
     users: list[tuple[Any, ...]] = []
     agents: list[UUID] = []

@@ -23,6 +23,7 @@ from auth.sessions import token_hash
 from models import (
     ConsentEntry,
     ExternalIdentity,
+    Invitation,
     PaymentMethod,
     PrivacyRequest,
     SignInSession,
@@ -560,6 +561,7 @@ STORED_AS: dict[str, type[Model]] = {
     "ConsentEntry": ConsentEntry,
     "LinkedIdentity": ExternalIdentity,
     "WalkInRequester": WalkInRequester,
+    "Invitation": Invitation,
 }
 COMPUTED = {"ConsentState"}
 # Personal columns that are not text: EncryptedField seals text only, so a dump shows these.
@@ -633,6 +635,11 @@ async def test_a_canary_in_every_personal_text_column_is_absent_from_every_dump(
         " { __typename } }"
     )
     assert walked_in["data"]["createTicket"]["__typename"] == "TicketSuccess", walked_in
+    admin = await as_user("admin@example.com")
+    invited = await admin.gql(
+        'mutation { inviteStaff(email: "invited@example.com", roles: [AGENT]) { __typename } }'
+    )
+    assert "errors" not in invited, invited
     tag = uuid.uuid4().hex[:8]
     canaries: dict[str, str] = {}
     too_short: list[str] = []

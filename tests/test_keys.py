@@ -168,8 +168,12 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
     declared = {model.__name__: model.key_subject for model in key_management.encrypted_models()}
 
     assert declared == {
+        # A pending new address waits on the account's token.
+        "AccountToken": ("user_id",),
         "ConsentEntry": ("user_id", "id"),
         "ExternalIdentity": ("user_id",),
+        # An invitation's address belongs to no account until it is accepted.
+        "Invitation": ("id",),
         # A mail to an address without an account is its own subject.
         "Notice": ("user_id", "id"),
         "PaymentMethod": ("user_id",),
