@@ -19,6 +19,7 @@ from auth.oidc import Gateway, configured_providers
 from auth.store import connect_store
 from models import db
 from privacy import audit, mail
+from resolvers import queues
 from schema.view import graphql_view
 from web.access_log import quiet_access_log
 from web.callers import CallerIdentification
@@ -65,6 +66,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         app.state.store = connect_store(settings.redis_url)
         await audit.prime_head(settings, app.state.store if settings.redis_url else None)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
+        await queues.missing_routed_teams(settings.routing)
         # Each process delivers due notice mail; claims keep processes from sending twice.
         mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
         try:

@@ -24,6 +24,7 @@ from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
+from schema.queues import QueuesMutation, QueuesQuery
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 
@@ -51,13 +52,15 @@ class OcisSchema(strawberry.Schema):
 
 
 Query = merge_types(
-    "Query", (UsersQuery, NodeQuery, TicketsQuery, PrivacyQuery, AuditQuery, NoticesQuery)
+    "Query",
+    (UsersQuery, NodeQuery, TicketsQuery, QueuesQuery, PrivacyQuery, AuditQuery, NoticesQuery),
 )
 Mutation = merge_types(
     "Mutation",
     (
         UsersMutation,
         TicketsMutation,
+        QueuesMutation,
         PrivacyMutation,
         PaymentsMutation,
         IdentitiesMutation,

@@ -23,6 +23,7 @@ from resolvers.payments import load_payment_methods
 from resolvers.sign_ins import load_sign_ins
 from resolvers.tickets import load_message_pages
 from resolvers.users import load_users
+from settings import Routing
 
 MessagePageKey: TypeAlias = tuple[UUID, int | None, str | None]
 
@@ -69,6 +70,7 @@ class Context:
     user_agent: str | None = None
     privacy_contact: str = "contact@ocis.app"
     audit_reads: bool = True
+    routing: Routing = field(default_factory=Routing)
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None
     response: Response | None = None

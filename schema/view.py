@@ -55,6 +55,7 @@ class OcisGraphQL(GraphQL[Context, None]):
             user_agent=request.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
             audit_reads=settings.audit_reads,
+            routing=settings.routing,
             store=request.app.state.store,
             response=response,
         )

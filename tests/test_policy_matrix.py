@@ -958,7 +958,12 @@ def test_the_policy_table_and_the_live_schema_name_the_same_fields() -> None:
 
 # Payloads whose only other fields are counts (sessions ended, notices marked read).
 COUNTS_ONLY = frozenset(
-    {"SignOutEverywhereSuccess", "DisableAccountSuccess", "MarkNoticesReadSuccess"}
+    {
+        "SignOutEverywhereSuccess",
+        "DisableAccountSuccess",
+        "MarkNoticesReadSuccess",
+        "TeamTicketCounts",
+    }
 )
 
 
