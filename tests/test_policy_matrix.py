@@ -180,6 +180,8 @@ def team_refusal(world: World, viewer: Viewer, team: str) -> str | None:
 # tests/test_sign_out_everywhere.py rather than by this matrix.
 CALLER_ONLY: dict[str, str] = {"ConsentState": "myConsents", "Notice": "myNotices"}
 
+QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
+
 ROOTS: dict[str, RootSpec] = {
     "me": RootSpec(rows=lambda w, v, o, s: o.key == v.key),
     "tickets": RootSpec(args="(first: 100)"),
@@ -221,7 +223,6 @@ COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("SignIn", "current"): lambda obj, viewer: obj.row.id == viewer.principal.session_id,
 }
 
-QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
 OPEN_REQUESTS = frozenset({PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.IN_PROGRESS})
 STAFF = frozenset(role.value for role in STAFF_ROLES)
 
