@@ -21,6 +21,8 @@ from models import db
 from observability import configure_logging
 from privacy import audit, fanout, mail
 from resolvers.processors import register_mail_transport
+from privacy import audit, mail
+from resolvers import queues
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
@@ -69,6 +71,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         await audit.prime_head(settings, app.state.store if settings.redis_url else None)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
         await register_mail_transport(settings.mail_processor_name, settings.mail_processor_country)
+        await queues.missing_routed_teams(settings.routing)
         # Each process delivers due notice mail; claims keep processes from sending twice.
         mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
         # And writes the notices owed to every user, a batch at a time (privacy/fanout.py).

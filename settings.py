@@ -25,6 +25,24 @@ class ConfigurationError(RuntimeError):
     """The environment does not describe a configuration OCIS may run with."""
 
 
+# The channels a ticket arrives by (models.enums.Channel; settings imports no project package).
+CHANNELS = ("web", "mobile", "email")
+TEAM_NAME_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Which team a new ticket joins, by team name: its channel's, else the default team."""
+
+    by_channel: Mapping[str, str] = field(default_factory=dict)
+    default_team: str | None = None
+
+    def teams_for(self, channel: str) -> tuple[str, ...]:
+        """The team names to try for a ticket of this channel, in order; empty: not configured."""
+        names = (self.by_channel.get(channel), self.default_team)
+        return tuple(dict.fromkeys(name for name in names if name))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     env: Environment = "development"
@@ -61,6 +79,7 @@ class Settings:
     tls_key: Path | None = None
     # The bearer token that `GET /metrics` answers to; unset: /metrics is off.
     metrics_token: str | None = None
+    routing: Routing = field(default_factory=Routing)
 
     @property
     def is_production(self) -> bool:
@@ -206,6 +225,33 @@ def _oidc(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return providers
 
 
+def _team_name(raw: str, variable: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > TEAM_NAME_LENGTH:
+        raise ConfigurationError(f"{variable}: a team name is 1 to {TEAM_NAME_LENGTH} characters")
+    return name
+
+
+def _routing(routes: str, default_team: str) -> Routing:
+    """OCIS_ROUTING ("email=Billing,web=Support") and OCIS_DEFAULT_TEAM, by team name."""
+    by_channel: dict[str, str] = {}
+    for entry in (item.strip() for item in routes.split(",")):
+        if not entry:
+            continue
+        channel, equals, team = entry.partition("=")
+        channel = channel.strip().lower()
+        if not equals or channel not in CHANNELS:
+            raise ConfigurationError(
+                f"OCIS_ROUTING: {entry!r} is not CHANNEL=TEAM with CHANNEL one of "
+                + ", ".join(CHANNELS)
+            )
+        if channel in by_channel:
+            raise ConfigurationError(f"OCIS_ROUTING: the channel {channel} is routed twice")
+        by_channel[channel] = _team_name(team, "OCIS_ROUTING")
+    default = _team_name(default_team, "OCIS_DEFAULT_TEAM") if default_team.strip() else None
+    return Routing(by_channel=by_channel, default_team=default)
+
+
 def _served_url(host: str, port: int) -> str:
     """Where a browser on this machine reaches `serve` at HOST and PORT."""
     if host in ("0.0.0.0", "::"):  # noqa: S104 - every interface: this machine's is loopback
@@ -273,6 +319,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         tls_cert=tls_cert,
         tls_key=tls_key,
         metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
+        routing=_routing(env.get("OCIS_ROUTING", ""), env.get("OCIS_DEFAULT_TEAM", "")),
     )
     if settings.is_production:
         problems = []

@@ -39,6 +39,14 @@ class Principal:
     def is_staff(self) -> bool:
         return bool(self.roles & STAFF_ROLES)
 
+    def works_in(self, team_id: UUID | None) -> bool:
+        """A member or the lead of this team: staff who work tickets, in that team."""
+        return team_id is not None and team_id == self.team_id and self.has(Scope.TICKETS_WORK)
+
+    def leads(self, team_id: UUID | None) -> bool:
+        """The lead of this team: the team-lead role, in that team."""
+        return team_id is not None and team_id == self.team_id and Role.TEAM_LEAD in self.roles
+
 
 ANONYMOUS = Principal()
 

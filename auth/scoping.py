@@ -19,6 +19,7 @@ from models import (
     PrivacyRequestStatus,
     Role,
     SignInSession,
+    Team,
     Ticket,
     TicketMessage,
     TicketStatus,
@@ -55,6 +56,15 @@ def _ticket_scope(principal: Principal) -> Q:
 def readable_tickets(principal: Principal) -> QuerySet[Ticket]:
     """Tickets the caller may see: their own, the ones they work, or all for admins."""
     return Ticket.filter(_ticket_scope(principal))
+
+
+def countable_teams(principal: Principal) -> QuerySet[Team]:
+    """Teams whose tickets the caller may count: every team for admins, else their own."""
+    if principal.has(Scope.TICKETS_ALL):
+        return Team.all()
+    if principal.team_id is not None and principal.has(Scope.TICKETS_WORK):
+        return Team.filter(id=principal.team_id)
+    return Team.filter(_NOTHING)
 
 
 def readable_messages(principal: Principal) -> QuerySet[TicketMessage]:

@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     TICKET_REPLY = "ticket.reply"
     TICKET_NOTE = "ticket.note"
     TICKET_ASSIGN = "ticket.assign"
+    TICKET_MOVE = "ticket.move"
     TICKET_STATUS = "ticket.status"
     PAYMENT_METHOD_ADD = "payment_method.add"
     PAYMENT_METHOD_REMOVE = "payment_method.remove"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -39,10 +39,17 @@ class Page(Generic[T]):
     items: Sequence[T]
     has_next_page: bool
     by_id_only: bool = False
+    # For an ordering other than (created_at, id): how a row's cursor is sealed.
+    cursor_of: Callable[[T], str] | None = None
+
+    def cursor(self, item: T) -> str:
+        if self.cursor_of is not None:
+            return self.cursor_of(item)
+        return encode_cursor(item, by_id_only=self.by_id_only)
 
     @property
     def end_cursor(self) -> str | None:
-        return encode_cursor(self.items[-1], by_id_only=self.by_id_only) if self.items else None
+        return self.cursor(self.items[-1]) if self.items else None
 
 
 def _cursor_keys() -> list[AESSIV]:
@@ -62,16 +69,15 @@ def _cursor_aad(kind: str) -> bytes:
     return f"ocis/cursor/{kind}".encode()
 
 
-def encode_cursor(item: Any, *, by_id_only: bool = False) -> str:
-    """An opaque cursor for a row ordered by (created_at, id), or by id alone."""
-    position = [None if by_id_only else item.created_at.isoformat(), str(item.id)]
+def seal_position(kind: str, position: list[Any]) -> str:
+    """An opaque cursor for a position (JSON values) in a list of this kind."""
     raw = json.dumps(position, separators=(",", ":")).encode()
-    sealed = _cursor_keys()[0].encrypt(raw, [_cursor_aad(type(item).__name__)])
+    sealed = _cursor_keys()[0].encrypt(raw, [_cursor_aad(kind)])
     return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, kind: str) -> tuple[datetime | None, UUID]:
-    """The position a cursor of this kind of row names; anything else is invalid input."""
+def open_position(cursor: str, kind: str) -> list[Any]:
+    """The position a cursor of this kind names; anything else is invalid input."""
     refused = InvalidInput("This cursor is not one this API issued.", field="after")
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode())
@@ -82,9 +88,23 @@ def decode_cursor(cursor: str, kind: str) -> tuple[datetime | None, UUID]:
             opened = key.decrypt(raw, [_cursor_aad(kind)])
         except (InvalidTag, ValueError):
             continue
-        created, ident = json.loads(opened)
-        return (datetime.fromisoformat(created) if created else None), UUID(ident)
+        position = json.loads(opened)
+        if not isinstance(position, list):
+            raise refused
+        return position
     raise refused
+
+
+def encode_cursor(item: Any, *, by_id_only: bool = False) -> str:
+    """An opaque cursor for a row ordered by (created_at, id), or by id alone."""
+    position = [None if by_id_only else item.created_at.isoformat(), str(item.id)]
+    return seal_position(type(item).__name__, position)
+
+
+def decode_cursor(cursor: str, kind: str) -> tuple[datetime | None, UUID]:
+    """The (created_at, id) position a cursor of this kind of row names."""
+    created, ident = open_position(cursor, kind)
+    return (datetime.fromisoformat(created) if created else None), UUID(ident)
 
 
 def page_size(first: int | None) -> int:

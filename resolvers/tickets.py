@@ -20,7 +20,6 @@ from auth.relations import requester_of
 from auth.scopes import Scope, is_staff_account
 from models import (
     Channel,
-    Team,
     Ticket,
     TicketMessage,
     TicketPriority,
@@ -31,12 +30,14 @@ from models import (
 )
 from privacy import audit, walk_ins
 from privacy.audit_actions import AuditAction
-from resolvers import validation
+from resolvers import queues, validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, after_clause, page_size, paginate
 from resolvers.ticket_notices import tell_requester
 from resolvers.users import require_user
+from settings import Routing
 
+NO_ROUTING = Routing()
 MAX_SUBJECT = 200
 MAX_BODY = 20_000
 # The channels a customer opens tickets through; EMAIL is staff opening one for a mail.
@@ -98,6 +99,7 @@ async def create_ticket(
     priority: TicketPriority = TicketPriority.NORMAL,
     channel: Channel = Channel.WEB,
     on_behalf_of: OnBehalfOf | None = None,
+    routing: Routing = NO_ROUTING,
 ) -> Ticket:
     """Open a ticket as its requester, or as staff for someone who wrote in by email."""
     author_id = require_user(principal)
@@ -132,11 +134,7 @@ async def create_ticket(
             ticket.requester_email = email
             ticket.requester_name = name
             ticket.requester_email_index = index
-    queue_id = principal.team_id
-    if queue_id is None:
-        queue = await Team.all().order_by("created_at").only("id").first()
-        queue_id = queue.id if queue else None
-    ticket.team_id = queue_id
+    ticket.team_id = await queues.team_for_new_ticket(principal, channel, routing)
     message = TicketMessage(ticket_id=ticket.id, author_id=author_id, body=body, internal=False)
     async with in_transaction():
         if walk_in is not None:
@@ -214,6 +212,8 @@ async def assign_ticket(
         )
         if ticket is None:
             raise NotFound("No such ticket.", field="ticketId")
+        if not principal.has(Scope.TICKETS_ALL):
+            _lead_assigns_within_team(principal, ticket, assignee)
         ticket.assignee_id = assignee.id if assignee else None
         fields = ["assignee_id", "updated_at"]
         if ticket.awaiting_requester and await _grants_need_to_know(principal, ticket, assignee):
@@ -232,6 +232,14 @@ async def assign_ticket(
             field_names=["Ticket.assignee"],
         )
     return ticket
+
+
+def _lead_assigns_within_team(principal: Principal, ticket: Ticket, assignee: User | None) -> None:
+    """A lead assigns their own team's tickets, to members of that team."""
+    if not principal.leads(ticket.team_id):
+        raise NotAllowed("A lead assigns only their own team's tickets.", field="ticketId")
+    if assignee is not None and assignee.team_id != ticket.team_id:
+        raise NotAllowed("A lead assigns only to members of the ticket's team.", field="assigneeId")
 
 
 async def _grants_need_to_know(principal: Principal, ticket: Ticket, assignee: User | None) -> bool:

@@ -28,6 +28,7 @@ from schema.policy import PolicyMutation, PolicyQuery
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
 from schema.processors import ProcessorsMutation, ProcessorsQuery
 from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
+from schema.queues import QueuesMutation, QueuesQuery
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 
@@ -66,6 +67,7 @@ Query = merge_types(
         StaffQuery,
         PolicyQuery,
         ProcessorsQuery,
+        QueuesQuery,
     ),
 )
 Mutation = merge_types(
@@ -74,6 +76,7 @@ Mutation = merge_types(
         UsersMutation,
         LocalAccountsMutation,
         TicketsMutation,
+        QueuesMutation,
         PrivacyMutation,
         PaymentsMutation,
         IdentitiesMutation,

@@ -23,6 +23,7 @@ from resolvers.payments import load_payment_methods
 from resolvers.sign_ins import load_sign_ins
 from resolvers.tickets import load_message_pages, load_ticket_requesters
 from resolvers.users import load_users
+from settings import Routing
 
 MessagePageKey: TypeAlias = tuple[UUID, int | None, str | None]
 
@@ -75,6 +76,7 @@ class Context:
     audit_reads: bool = True
     # Whether `__schema` and `__type` may be selected (auth.policy.may_introspect).
     introspection: bool = True
+    routing: Routing = field(default_factory=Routing)
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None
     response: Response | None = None

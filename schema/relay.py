@@ -62,7 +62,7 @@ class Connection(Generic[N]):
 def connection(page: Page[Any], nodes: list[N]) -> Connection[N]:
     return Connection(
         edges=[
-            Edge(node=node, cursor=encode_cursor(item, by_id_only=page.by_id_only))
+            Edge(node=node, cursor=page.cursor(item))
             for item, node in zip(page.items, nodes, strict=True)
         ],
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),

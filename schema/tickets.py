@@ -238,7 +238,7 @@ class ChangeTicketStatusInput:
     status: TicketStatus
 
 
-async def _ticket(info: Info, ticket: Ticket) -> TicketSuccess:
+async def ticket_success(info: Info, ticket: Ticket) -> TicketSuccess:
     (node,) = await ticket_nodes(info, [ticket])
     return TicketSuccess(ticket=node)
 
@@ -287,8 +287,9 @@ class TicketsMutation:
             on_behalf_of=OnBehalfOf(input.requester_email, input.requester_name)
             if input.requester_email is not None
             else None,
+            routing=info.context.routing,
         )
-        return await _ticket(info, ticket)
+        return await ticket_success(info, ticket)
 
     @strawberry.mutation(description="Reply on a ticket, or add a staff-only internal note.")
     async def add_message(self, info: Info, input: AddMessageInput) -> AddMessageResult:
@@ -312,7 +313,7 @@ class TicketsMutation:
         ticket = await tickets.assign_ticket(
             info.context.principal, ticket_id=ticket_id, assignee_id=assignee_id
         )
-        return await _ticket(info, ticket)
+        return await ticket_success(info, ticket)
 
     @strawberry.mutation(description="Move a ticket to another status.")
     async def change_ticket_status(
@@ -322,4 +323,4 @@ class TicketsMutation:
         ticket = await tickets.change_ticket_status(
             info.context.principal, ticket_id=ticket_id, status=input.status
         )
-        return await _ticket(info, ticket)
+        return await ticket_success(info, ticket)

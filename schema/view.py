@@ -62,6 +62,7 @@ class OcisGraphQL(GraphQL[Context, None]):
             public_url=settings.public_url,
             audit_reads=settings.audit_reads,
             introspection=may_introspect(principal, production=settings.is_production),
+            routing=settings.routing,
             store=request.app.state.store,
             response=response,
             request_state=state,

@@ -94,6 +94,21 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         None,
     ),
     (
+        "moveTicket",
+        "lead@example.com",
+        'input: {ticketId: "$TICKET", teamId: "bm9wZQ"}',
+        "InvalidInputError",
+        "teamId",
+    ),
+    (
+        "moveTicket",
+        "agent@example.com",
+        'input: {ticketId: "$TICKET",'
+        ' teamId: "VGVhbTowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA"}',
+        "ForbiddenError",
+        None,
+    ),
+    (
         "changeTicketStatus",
         "customer@example.com",
         'input: {ticketId: "$TICKET", status: PENDING}',

@@ -170,6 +170,20 @@ class RootSpec:
     scope: Scope | None = None
     rows: RowFilter = lambda world, viewer, obj, subject: True
     subjects: tuple[str, ...] = ("",)
+    # The variables for one subject; unset: the person's id as $subject.
+    bind: Callable[[World, str], dict[str, Any]] | None = None
+    # Who else is refused, beyond `signed_in` and `scope`: the error code, or None.
+    refuse: Callable[[World, Viewer, str], str | None] | None = None
+
+
+def team_refusal(world: World, viewer: Viewer, team: str) -> str | None:
+    """A team's queue: its members, its lead and administrators."""
+    principal = viewer.principal
+    if principal.user_id is None:
+        return "UNAUTHENTICATED"
+    if principal.has(Scope.TICKETS_ALL) or principal.works_in(world.teams[team].id):
+        return None
+    return "FORBIDDEN"
 
 
 # Types answered to the caller alone (no node, no root that reaches another person's copy);
@@ -181,6 +195,8 @@ CALLER_ONLY: dict[str, str] = {
     "NoticePreference": "myNoticePreferences",
 }
 
+QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
+
 ROOTS: dict[str, RootSpec] = {
     "me": RootSpec(rows=lambda w, v, o, s: o.key == v.key),
     "tickets": RootSpec(args="(first: 100)"),
@@ -191,6 +207,22 @@ ROOTS: dict[str, RootSpec] = {
         args="(first: 200)",
         signed_in=True,
         rows=lambda w, v, o, s: o.subject == v.key and o.row.actor_id != v.principal.user_id,
+    ),
+    "teamQueue": RootSpec(
+        args="(teamId: $team, first: 100)",
+        variables="($team: ID!)",
+        bind=lambda w, s: {"team": str(to_global_id("Team", w.teams[s].id))},
+        refuse=team_refusal,
+        rows=lambda w, v, o, s: o.row.team_id == w.teams[s].id and o.row.status in QUEUE,
+        subjects=("Support", "Billing"),
+    ),
+    "myOpenTickets": RootSpec(
+        args="(first: 100)",
+        signed_in=True,
+        refuse=lambda w, v, s: None if v.principal.has(Scope.TICKETS_WORK) else "FORBIDDEN",
+        rows=lambda w, v, o, s: (
+            o.row.assignee_id == v.principal.user_id and o.row.status != TicketStatus.CLOSED
+        ),
     ),
     "auditTrail": RootSpec(
         args="(subjectId: $subject, first: 200)",
@@ -210,7 +242,6 @@ COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("User", "pendingPolicyAcceptance"): lambda obj, viewer: False,
 }
 
-QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
 OPEN_REQUESTS = frozenset({PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.IN_PROGRESS})
 STAFF = frozenset(role.value for role in STAFF_ROLES)
 
@@ -347,6 +378,7 @@ class Viewer:
 class World:
     objects: dict[str, dict[str, Obj]] = field(default_factory=lambda: defaultdict(dict))
     viewers: dict[str, Viewer] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
     planted: set[str] = field(default_factory=set)
     unexposed: set[str] = field(default_factory=set)  # stored in columns no field shows
     canaries: dict[str, list[str]] = field(default_factory=dict)  # value -> ["obj.field"]
@@ -532,6 +564,7 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
     teams = {name: await Team.create(name=name) for name in ("Support", "Billing")}
     for name, team_row in teams.items():
         world.add("Team", f"team_{name}", team_row, "")
+    world.teams = teams
     users: dict[str, User] = {}
     for index, (key, role, team) in enumerate(PEOPLE):
         user = User(
@@ -884,7 +917,10 @@ async def check_root(world: World, viewer: Viewer, name: str, subject: str, tall
     if shape.kind == "connection":
         inner = f"edges {{ node {{ {inner} }} }}"
     query = f"query{spec.variables} {{ {name}{spec.args} {{ {inner} }} }}"
-    variables = {"subject": world.objects["User"][subject].gid} if subject else {}
+    if spec.bind is not None:
+        variables = spec.bind(world, subject)
+    else:
+        variables = {"subject": world.objects["User"][subject].gid} if subject else {}
     run = Run(world, viewer, "direct", tally, f"{name}({subject})" if subject else name)
     candidates = [
         obj
@@ -896,6 +932,8 @@ async def check_root(world: World, viewer: Viewer, name: str, subject: str, tall
         refused = "UNAUTHENTICATED"
     elif spec.scope is not None and not viewer.principal.has(spec.scope):
         refused = "FORBIDDEN"
+    elif spec.refuse is not None:
+        refused = spec.refuse(world, viewer, subject)
     body, text = await send(run, query, variables)
     value = (body.get("data") or {}).get(name)
     if refused is not None:
@@ -998,6 +1036,7 @@ COUNTS_ONLY = frozenset(
         "DisableAccountSuccess",
         "MarkNoticesReadSuccess",
         "CredentialChanged",
+        "TeamTicketCounts",
     }
 )
 # Answers that say only that something was done: flags, and one fixed sentence, the same for
