@@ -20,9 +20,8 @@ from auth.store import connect_store
 from models import db
 from observability import configure_logging
 from privacy import audit, fanout, mail
-from resolvers.processors import register_mail_transport
-from privacy import audit, mail
 from resolvers import queues
+from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup

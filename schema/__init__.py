@@ -27,8 +27,8 @@ from schema.payments import PaymentMethodType, PaymentsMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.privacy import ConsentEntryType, PrivacyMutation, PrivacyQuery, PrivacyRequestType
 from schema.processors import ProcessorsMutation, ProcessorsQuery
-from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
 from schema.queues import QueuesMutation, QueuesQuery
+from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
 from schema.users import UsersMutation, UsersQuery, UserType
 

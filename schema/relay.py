@@ -9,7 +9,7 @@ import strawberry
 
 from resolvers.errors import InvalidInput
 from resolvers.nodes import global_id
-from resolvers.pagination import Page, encode_cursor
+from resolvers.pagination import Page
 
 
 def to_global_id(type_name: str, ident: UUID) -> strawberry.ID:
