@@ -49,12 +49,14 @@ async def team_for_new_ticket(
     Without routing for the channel: the opener's team, else the oldest team, as before.
     """
     names = routing.teams_for(channel.value)
+    active = Team.filter(archived_at__isnull=True)
     if not names:
-        if principal.team_id is not None:
+        if principal.team_id is not None and await active.filter(id=principal.team_id).exists():
             return principal.team_id
-        oldest = await Team.all().order_by("created_at").only("id").first()
+        oldest = await active.order_by("created_at").only("id").first()
         return oldest.id if oldest else None
-    found = dict(await Team.filter(name__in=names).values_list("name", "id"))
+    # An archived team takes no new tickets: routing skips it like a missing one.
+    found = dict(await active.filter(name__in=names).values_list("name", "id"))
     for name in names:
         if name in found:
             if name != names[0]:
@@ -72,7 +74,11 @@ async def missing_routed_teams(routing: Routing) -> list[str]:
     }
     if not names:
         return []
-    found = set(await Team.filter(name__in=sorted(names)).values_list("name", flat=True))
+    found = set(
+        await Team.filter(name__in=sorted(names), archived_at__isnull=True).values_list(
+            "name", flat=True
+        )
+    )
     missing = sorted(names - found)
     if missing:
         logger.warning(
@@ -235,9 +241,11 @@ async def move_ticket(principal: Principal, *, ticket_id: UUID, team_id: UUID) -
     require_user(principal)
     if not principal.has(Scope.TICKETS_ALL) and Role.TEAM_LEAD not in principal.roles:
         raise NotAllowed("Only team leads and administrators move tickets.")
-    team = await Team.get_or_none(id=team_id).only("id")
+    team = await Team.get_or_none(id=team_id).only("id", "archived_at")
     if team is None:
         raise NotFound("No such team.", field="teamId")
+    if team.archived_at is not None:
+        raise InvalidInput("This team is archived and takes no tickets.", field="teamId")
     async with in_transaction():
         ticket = (
             await scoping.readable_tickets(principal).select_for_update().get_or_none(id=ticket_id)

@@ -207,7 +207,8 @@ async def accept_invitation(
             raise InvalidInput("The team of this invitation was archived.", field="token")
         existing = await User.get_or_none(email_index=invitation.email_index)
         if signed_in is not None:
-            if existing is None or existing.id != signed_in:
+            # Only a verified address proves the signed-in account is the invitee.
+            if existing is None or existing.id != signed_in or existing.email_verified_at is None:
                 raise InvalidInput(
                     "This invitation is for another address: sign in to the account that"
                     " uses it, or sign out to create one.",
@@ -232,6 +233,8 @@ async def accept_invitation(
                 team_id=invitation.team_id,
             )
             user.set_email(invitation.email)
+            # The link reached this address: that verifies it (resolvers/local_accounts.py).
+            user.email_verified_at = now
             await user.save()
             created = True
         # Conditional: of two acceptances at once, only one finds the invitation still open.

@@ -24,6 +24,7 @@ from models import (
     PolicyVersion,
     User,
     UserStatus,
+    crypto,
 )
 from privacy import fanout, mail, notices
 from resolvers import policy
@@ -276,6 +277,10 @@ async def test_a_scheduled_version_asks_for_acceptance_only_once_it_takes_effect
     as_user: AsUser,
 ) -> None:
     admin = await as_user(ADMIN)
+    # An account of long standing (the demo's was opened a moment ago, maybe after "the day").
+    await User.filter(email_index=crypto.blind_index(CUSTOMER)).update(
+        created_at=datetime.now(UTC) - timedelta(days=30)
+    )
     later = datetime.now(UTC) + timedelta(days=14)
     await publish(admin, **draft(effectiveAt=later.isoformat()))
     anonymous = await as_user(None)

@@ -109,6 +109,7 @@ async def add_staff(email: str, name: str, role: Role, team: Team) -> User:
         password_hash=await hash_password(DEMO_PASSWORD),
         roles=[role.value],
         team=team,
+        email_verified_at=datetime.now(UTC),
     )
     user.set_email(email)
     await user.save()
@@ -234,7 +235,9 @@ async def test_a_new_ticket_joins_the_team_its_channel_routes_to(
 ) -> None:
     with_routing(app, config.Routing(by_channel={"email": "Billing", "web": "Support"}))
     customer = await as_user(CUSTOMER)
-    by_mail = await create_as(customer, "By mail", "EMAIL")
+    # Customers cannot choose the email channel: staff log what came in by mail.
+    by_mail = await create_as(await as_user(AGENT), "By mail", "EMAIL")
+    customer = await as_user(CUSTOMER)
     on_web = await create_as(customer, "On the web", "WEB")
     from_app = await create_as(customer, "From the app", "MOBILE")
     assert by_mail.team_id == world.teams["Billing"].id
@@ -253,7 +256,8 @@ async def test_an_unrouted_channel_joins_the_default_team_even_for_staff(
     with_routing(app, config.Routing(by_channel={"email": "Support"}, default_team="Billing"))
     customer = await as_user(CUSTOMER)
     assert (await create_as(customer, "Web", "WEB")).team_id == world.teams["Billing"].id
-    assert (await create_as(customer, "Mail", "EMAIL")).team_id == world.teams["Support"].id
+    mail = await create_as(await as_user(AGENT), "Mail", "EMAIL")
+    assert mail.team_id == world.teams["Support"].id
     # The routing wins over the opener's own team.
     agent = await as_user(AGENT)
     assert (await create_as(agent, "Agent's", "MOBILE")).team_id == world.teams["Billing"].id
@@ -289,6 +293,31 @@ async def test_a_routed_team_that_does_not_exist_falls_back_then_joins_none(
         {"id": str(to_global_id("Ticket", lost.id))},
     )
     assert node == {"data": {"node": {"subject": "Joins none"}}}
+
+
+async def test_an_archived_team_takes_no_new_tickets_by_routing_or_by_move(
+    app: Any, world: World, as_user: AsUser
+) -> None:
+    await build_queue(world)
+    billing = world.teams["Billing"]
+    await Team.filter(id=billing.id).update(archived_at=datetime.now(UTC))
+    # Routed to it, or its people's own team: the ticket goes elsewhere, as for a missing team.
+    with_routing(app, config.Routing(by_channel={"email": "Billing"}, default_team="Support"))
+    agent = await as_user(AGENT)
+    assert (await create_as(agent, "Routed away", "EMAIL")).team_id == world.teams["Support"].id
+    with_routing(app, config.Routing())
+    billing_agent = await as_user(BILLING_AGENT)
+    assert (await create_as(billing_agent, "Own team archived", "WEB")).team_id != billing.id
+    assert await queues.missing_routed_teams(config.Routing(by_channel={"email": "Billing"})) == [
+        "Billing"
+    ]
+    before = await ticket_state(world.tickets["unassigned high"])
+    lead = await as_user(LEAD)
+    body = await lead.gql(
+        MOVE, {"ticket": world.ticket_id("unassigned high"), "team": world.team_id("Billing")}
+    )
+    assert body["data"]["moveTicket"]["code"] == "INVALID_INPUT", body
+    assert await ticket_state(world.tickets["unassigned high"]) == before
 
 
 async def test_routing_to_teams_that_do_not_exist_is_logged_at_start(
