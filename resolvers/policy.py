@@ -25,9 +25,10 @@ from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.users import require_user
 
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}$")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,29}")
 # A version published "now" from a browser whose clock runs a little behind is still now.
 CLOCK_LEEWAY = timedelta(minutes=5)
+MAX_VERSION = 30
 MAX_URL = 500
 MAX_POLICY_TEXT = 200_000
 MAX_SUMMARY = 2_000
@@ -60,7 +61,7 @@ class CurrentPolicy:
 def _policy_url(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
-    url = value.strip()
+    url = validation.characters(value, "url").strip()
     if len(url) > MAX_URL or any(char.isspace() or ord(char) < 32 for char in url):
         raise InvalidInput(f"Use an https URL or a path of at most {MAX_URL} characters.", "url")
     if url.startswith("/") and not url.startswith("//") and "\\" not in url:
@@ -92,8 +93,8 @@ async def publish_policy_version(principal: Principal, draft: PolicyDraft) -> Po
     require_user(principal)
     if not principal.has(Scope.POLICY_PUBLISH):
         raise NotAllowed("Only an administrator may publish the privacy policy.")
-    version = validation.text(draft.version, "version", max_length=30)
-    if not _VERSION.match(version):
+    version = validation.text(draft.version, "version", max_length=MAX_VERSION)
+    if not _VERSION.fullmatch(version):
         raise InvalidInput("Use letters, digits, dots, dashes or underscores.", "version")
     url = _policy_url(draft.url)
     text = (
@@ -188,9 +189,8 @@ async def accept_policy_version(
 ) -> ConsentEntry:
     """Record in the consent ledger that the caller accepts this version (current or later)."""
     user_id = require_user(principal)
-    row = await PolicyVersion.get_or_none(version=version.strip()).only(
-        "id", "version", "effective_at"
-    )
+    wanted = validation.text(version, "version", max_length=MAX_VERSION)
+    row = await PolicyVersion.get_or_none(version=wanted).only("id", "version", "effective_at")
     if row is None:
         raise NotFound("No such version of the privacy policy.", "version")
     current = await consent.in_effect().only("id", "version", "effective_at").first()

@@ -57,7 +57,7 @@ def _manager(principal: Principal) -> None:
 
 
 def _country(value: str) -> str:
-    code = value.strip().upper()
+    code = validation.characters(value, "country").strip().upper()
     if code not in COUNTRIES:
         raise InvalidInput("Use an ISO 3166-1 alpha-2 country code such as IE or US.", "country")
     return code
