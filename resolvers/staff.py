@@ -1,6 +1,7 @@
 """Staff administration: invitations, staff roles, teams and their members and lead.
 
-Every use case but accepting an invitation is an administrator's (``Scope.STAFF_ADMIN``).
+Every use case but accepting an invitation is an administrator's (``Scope.STAFF_ADMIN``); a team
+lead may also set which agents are in their own team.
 Roles live on the account row, and every request reads them from there (auth/sessions.py,
 auth/tokens/access.py), so a granted or revoked role takes effect at once in every process.
 """
@@ -33,6 +34,7 @@ MAX_TEAM_NAME = 100
 MAX_MEMBERS = 200
 MAX_LISTED = 200
 INVITATION_PATH = "/invitation#"
+_STAFF_ROLE_VALUES = frozenset(role.value for role in STAFF_ROLES)
 _ROLE_NAMES = {
     Role.AGENT: "an agent",
     Role.TEAM_LEAD: "a team lead",
@@ -426,32 +428,67 @@ async def _audit_membership(
 
 
 async def set_team_members(principal: Principal, team_id: UUID, user_ids: list[UUID]) -> Team:
-    """Make exactly these staff members the team's members (others leave it)."""
-    require_staff_admin(principal)
+    """Make exactly these staff members the team's members (others leave it).
+
+    Administrators set any team's members; a team lead sets their own team's, where only agents
+    join or leave by their hand, and none taken from another team.
+    """
+    by_lead = _refuse_unless_admin_or_its_lead(principal, team_id)
     team = await _active_team(team_id)
     wanted = list(dict.fromkeys(user_ids))
     if len(wanted) > MAX_MEMBERS:
         raise InvalidInput(f"At most {MAX_MEMBERS} members.", field="userIds")
-    found = User.filter(id__in=wanted).exclude(status=UserStatus.ERASED)
-    people = {person.id: person for person in await found.only("id", "roles", "team_id")}
-    if len(people) != len(wanted):
-        raise NotFound("No such account.", field="userIds")
-    if not all(_holds_staff_role(people[ident].roles) for ident in wanted):
-        raise InvalidInput("Only staff members can be in a team.", field="userIds")
     async with in_transaction():
-        leaving = (
-            await User.filter(team_id=team.id).exclude(id__in=wanted).values_list("id", flat=True)
-        )
-        joining = [ident for ident in wanted if people[ident].team_id != team.id]
+        found = User.filter(id__in=wanted).exclude(status=UserStatus.ERASED)
+        people = {
+            person.id: person
+            for person in await found.select_for_update().only("id", "roles", "team_id")
+        }
+        if len(people) != len(wanted):
+            raise NotFound("No such account.", field="userIds")
+        if not all(_holds_staff_role(people[ident].roles) for ident in wanted):
+            raise InvalidInput("Only staff members can be in a team.", field="userIds")
+        current = User.filter(team_id=team.id).exclude(id__in=wanted)
+        leaving = await current.select_for_update().only("id", "roles", "team_id")
+        joining = [people[ident] for ident in wanted if people[ident].team_id != team.id]
+        if by_lead:
+            _refuse_what_a_lead_may_not_change(leaving, joining)
         if leaving:
-            await User.filter(id__in=list(leaving)).update(team_id=None)
+            await User.filter(id__in=[person.id for person in leaving]).update(team_id=None)
         if joining:
-            await User.filter(id__in=joining).update(team_id=team.id)
-        for ident in [*(UUID(str(each)) for each in leaving), *joining]:
+            await User.filter(id__in=[person.id for person in joining]).update(team_id=team.id)
+        for person in [*leaving, *joining]:
             await _audit_membership(
-                principal, AuditAction.TEAM_MEMBERSHIP, team.id, ident, ["User.team"]
+                principal, AuditAction.TEAM_MEMBERSHIP, team.id, person.id, ["User.team"]
             )
     return team
+
+
+def _refuse_unless_admin_or_its_lead(principal: Principal, team_id: UUID) -> bool:
+    """Whether the caller acts as the team's lead; refuses whoever is neither that nor an admin."""
+    require_user(principal)
+    if principal.has(Scope.STAFF_ADMIN):
+        return False
+    if Role.TEAM_LEAD not in principal.roles:
+        raise NotAllowed("Only administrators and team leads set a team's members.")
+    if not principal.leads(team_id):
+        raise NotAllowed("A team lead sets the members of their own team only.")
+    return True
+
+
+def _is_agent_only(roles: Iterable[str]) -> bool:
+    return {role for role in roles if role in _STAFF_ROLE_VALUES} == {Role.AGENT.value}
+
+
+def _refuse_what_a_lead_may_not_change(leaving: list[User], joining: list[User]) -> None:
+    if not all(_is_agent_only(person.roles) for person in [*leaving, *joining]):
+        raise NotAllowed(
+            "A team lead adds or removes only agents: keep every other member in the list."
+        )
+    if any(person.team_id is not None for person in joining):
+        raise NotAllowed(
+            "An agent of another team joins yours once its lead or an administrator lets them go."
+        )
 
 
 async def set_team_lead(principal: Principal, team_id: UUID, user_id: UUID) -> Team:

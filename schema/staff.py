@@ -228,7 +228,10 @@ class StaffMutation:
         _, ident = from_global_id(id, "Team", "id")
         return TeamSuccess(team=team_node(await staff.archive_team(info.context.principal, ident)))
 
-    @strawberry.mutation(description="Make exactly these staff members the team's members.")
+    @strawberry.mutation(
+        description="Make exactly these staff members the team's members (administrator; a"
+        " team's lead for its own team, adding or removing only agents of no other team)."
+    )
     async def set_team_members(
         self, info: Info, team_id: strawberry.ID, user_ids: list[strawberry.ID]
     ) -> TeamResult:

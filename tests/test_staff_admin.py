@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import settings as config
-from models import AuditEvent, Invitation, Notice, Team, User, UserStatus
+from models import AuditEvent, Invitation, Notice, Role, Team, User, UserStatus
 from privacy import mail
 from privacy.audit_actions import AuditAction
 from resolvers.staff import INVALID_LINK, INVITATION_TTL
@@ -293,6 +293,8 @@ async def test_only_administrators_manage_staff_and_teams(
         (SET_MEMBERS, {"team": team, "users": [agent]}),
         (SET_LEAD, {"team": team, "user": agent}),
     ]
+    if who == LEAD:  # a lead sets the agents of their own team: the lead tests below
+        calls.remove((SET_MEMBERS, {"team": team, "users": [agent]}))
     for query, variables in calls:
         result = await _result(api, query, **variables)
         assert result["__typename"] == expected, (query, result)
@@ -302,6 +304,184 @@ async def test_only_administrators_manage_staff_and_teams(
         assert [error["extensions"]["code"] for error in body["errors"]] == ["FORBIDDEN"]
         assert NEWCOMER not in str(body)
     assert await database_rows() == before
+
+
+# --- A team lead sets the agents of their own team. ---
+
+
+LEAD_SET_MEMBERS = f"""mutation($team: ID!, $users: [ID!]!) {{
+  result: setTeamMembers(teamId: $team, userIds: $users) {{
+    {ERRORS} ... on TeamSuccess {{ team {{ name members {{ name }} }} }} }} }}"""
+
+
+async def _staff(email: str, name: str, roles: list[Role], team: str | None) -> str:
+    user = User(
+        name=name,
+        password_hash="unused",
+        roles=[role.value for role in roles],
+        team=await Team.get(name=team) if team else None,
+        email_verified_at=datetime.now(UTC),
+    )
+    user.set_email(email)
+    await user.save()
+    return str(to_global_id("User", user.id))
+
+
+async def test_a_lead_adds_and_removes_agents_of_their_own_team_audited(as_user: Any) -> None:
+    admin = await as_user(ADMIN)
+    # A customer made an agent by an administrator: staff in no team yet.
+    await _result(admin, GRANT, user=await _gid(CUSTOMER2), role="AGENT")
+    lead = await as_user(LEAD)
+    lead_id, agent, newcomer = await _gid(LEAD), await _gid(AGENT), await _gid(CUSTOMER2)
+    support = await _team_gid("Support")
+
+    result = await _result(lead, LEAD_SET_MEMBERS, team=support, users=[lead_id, agent, newcomer])
+    assert result["__typename"] == "TeamSuccess", result
+    assert sorted(member["name"] for member in result["team"]["members"]) == [
+        "Alex Agent",
+        "Chris Customer",
+        "Lena Lead",
+    ]
+    support_id = (await Team.get(name="Support")).id
+    assert (await user_by_email(CUSTOMER2)).team_id == support_id
+    assert (await user_by_email(AGENT2)).team_id is None  # left: not in the list
+
+    events = await AuditEvent.filter(action=AuditAction.TEAM_MEMBERSHIP).order_by("seq")
+    assert [(event.subject_id, event.field_names) for event in events] == [
+        ((await user_by_email(AGENT2)).id, ["User.team"]),
+        ((await user_by_email(CUSTOMER2)).id, ["User.team"]),
+    ]
+    assert {event.actor_id for event in events} == {(await user_by_email(LEAD)).id}
+    assert {event.entity_id for event in events} == {str(support_id)}
+
+    # The agent who left is in no team, so the lead may take them back.
+    back = await _result(
+        lead, LEAD_SET_MEMBERS, team=support, users=[lead_id, agent, newcomer, await _gid(AGENT2)]
+    )
+    assert len(back["team"]["members"]) == 4
+    assert (await user_by_email(AGENT2)).team_id == support_id
+
+
+OWN_TEAM_ONLY = "A team lead sets the members of their own team only."
+ONLY_AGENTS = "A team lead adds or removes only agents: keep every other member in the list."
+NOT_FROM_ANOTHER_TEAM = (
+    "An agent of another team joins yours once its lead or an administrator lets them go."
+)
+SUPPORT_NOW = ["$LEAD", "$AGENT", "$AGENT2", "$SUPPORT_OFFICER"]
+LEAD_REFUSED: list[tuple[str, str, list[str], str, str]] = [
+    ("another team", "$BILLING", ["$FREE_AGENT"], "ForbiddenError", OWN_TEAM_ONLY),
+    ("another team emptied", "$BILLING", [], "ForbiddenError", OWN_TEAM_ONLY),
+    ("an unknown team", "$NO_TEAM", [], "ForbiddenError", OWN_TEAM_ONLY),
+    (
+        "adding an administrator",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$ADMIN"],
+        "ForbiddenError",
+        ONLY_AGENTS,
+    ),
+    (
+        "adding a privacy officer",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$OFFICER"],
+        "ForbiddenError",
+        ONLY_AGENTS,
+    ),
+    (
+        "adding another lead",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$FREE_LEAD"],
+        "ForbiddenError",
+        ONLY_AGENTS,
+    ),
+    (
+        "adding an agent who is also a privacy officer",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$AGENT_OFFICER"],
+        "ForbiddenError",
+        ONLY_AGENTS,
+    ),
+    ("removing themselves", "$SUPPORT", SUPPORT_NOW[1:], "ForbiddenError", ONLY_AGENTS),
+    ("removing a privacy officer", "$SUPPORT", SUPPORT_NOW[:3], "ForbiddenError", ONLY_AGENTS),
+    (
+        "taking an agent from another team",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$BILLING_AGENT"],
+        "ForbiddenError",
+        NOT_FROM_ANOTHER_TEAM,
+    ),
+    (
+        "adding a customer",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$CUSTOMER"],
+        "InvalidInputError",
+        "Only staff members can be in a team.",
+    ),
+    (
+        "adding nobody known",
+        "$SUPPORT",
+        [*SUPPORT_NOW, "$NO_USER"],
+        "NotFoundError",
+        "No such account.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("team", "users", "error", "message"),
+    [case[1:] for case in LEAD_REFUSED],
+    ids=[case[0] for case in LEAD_REFUSED],
+)
+async def test_a_lead_is_refused_beyond_the_agents_of_their_team_and_nothing_changes(
+    as_user: Any, team: str, users: list[str], error: str, message: str
+) -> None:
+    admin = await as_user(ADMIN)
+    await _result(admin, CREATE_TEAM, name="Billing")
+    nobody = UUID("00000000-0000-4000-8000-000000000000")
+    names = {
+        "$SUPPORT": await _team_gid("Support"),
+        "$BILLING": await _team_gid("Billing"),
+        "$NO_TEAM": str(to_global_id("Team", nobody)),
+        "$NO_USER": str(to_global_id("User", nobody)),
+        "$LEAD": await _gid(LEAD),
+        "$AGENT": await _gid(AGENT),
+        "$AGENT2": await _gid(AGENT2),
+        "$ADMIN": await _gid(ADMIN),
+        "$OFFICER": await _gid(OFFICER),
+        "$CUSTOMER": await _gid(CUSTOMER),
+        "$SUPPORT_OFFICER": await _staff(
+            "support.officer@example.com", "Sue Officer", [Role.PRIVACY_OFFICER], "Support"
+        ),
+        "$FREE_AGENT": await _staff("free.agent@example.com", "Fay Agent", [Role.AGENT], None),
+        "$FREE_LEAD": await _staff("free.lead@example.com", "Flo Lead", [Role.TEAM_LEAD], None),
+        "$AGENT_OFFICER": await _staff(
+            "agent.officer@example.com", "Al Both", [Role.AGENT, Role.PRIVACY_OFFICER], None
+        ),
+        "$BILLING_AGENT": await _staff(
+            "billing.agent@example.com", "Bill Agent", [Role.AGENT], "Billing"
+        ),
+    }
+    lead = await as_user(LEAD)
+    variables = {"team": names[team], "users": [names[each] for each in users]}
+    before = await database_rows()
+    result = await _result(lead, LEAD_SET_MEMBERS, **variables)
+    assert result["__typename"] == error, result
+    assert result["message"] == message
+    assert await database_rows() == before
+
+
+async def test_an_administrator_still_puts_any_staff_member_in_a_team_even_from_another(
+    as_user: Any,
+) -> None:
+    """What a lead may not do, an administrator still may."""
+    admin = await as_user(ADMIN)
+    await _result(admin, CREATE_TEAM, name="Billing")
+    billing_agent = await _staff("billing.agent@example.com", "Bill Agent", [Role.AGENT], "Billing")
+    support = await _team_gid("Support")
+    everyone = [await _gid(email) for email in (LEAD, AGENT, AGENT2, OFFICER, ADMIN)]
+    result = await _result(admin, SET_MEMBERS, team=support, users=[*everyone, billing_agent])
+    assert result["__typename"] == "TeamSuccess", result
+    assert len(result["team"]["members"]) == 6
+    assert await User.filter(team_id=(await Team.get(name="Billing")).id).count() == 0
 
 
 # --- Bad input. ---
