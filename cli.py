@@ -73,7 +73,14 @@ async def _rotate_keys(args: argparse.Namespace) -> int:
 
 
 async def _run_with_db(settings: config.Settings, action: str, args: argparse.Namespace) -> int:
-    from resolvers.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, seed_demo_data
+    from resolvers.demo import (
+        DEMO_ACCOUNTS,
+        DEMO_INVITEE,
+        DEMO_PASSWORD,
+        HELP_DESK_ACCOUNTS,
+        seed_demo_data,
+        seed_help_desk,
+    )
     from resolvers.errors import DomainError
     from resolvers.users import create_staff_account
 
@@ -85,9 +92,12 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
                 return 2
             await db.load_keys()
             created = await seed_demo_data()
+            link = await seed_help_desk(settings.public_url) if created else None
             print("demo data created" if created else "demo data already present")  # noqa: T201
-            for account in DEMO_ACCOUNTS:
+            for account in (*DEMO_ACCOUNTS, *HELP_DESK_ACCOUNTS):
                 print(f"  {account.email:24} {account.role.value:16} password: {DEMO_PASSWORD}")  # noqa: T201
+            if link:
+                print(f"  {DEMO_INVITEE} is invited to the Returns team: {link}")  # noqa: T201
             return 0
         if action == "create-admin":
             await db.load_keys()
