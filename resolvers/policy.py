@@ -98,7 +98,7 @@ async def publish_policy_version(principal: Principal, draft: PolicyDraft) -> Po
         raise InvalidInput("Use letters, digits, dots, dashes or underscores.", "version")
     url = _policy_url(draft.url)
     text = (
-        validation.text(draft.text, "text", max_length=MAX_POLICY_TEXT)
+        validation.text(draft.text, "text", max_length=MAX_POLICY_TEXT, multiline=True)
         if draft.text and draft.text.strip()
         else None
     )
@@ -234,7 +234,7 @@ async def send_notice_to_all_users(principal: Principal, title: str, body: str) 
     heading = validation.text(title, "title", max_length=MAX_TITLE)
     if "\n" in heading or "\t" in heading:
         raise InvalidInput("The title is one line.", "title")
-    text = validation.text(body, "body", max_length=MAX_ANNOUNCEMENT)
+    text = validation.text(body, "body", max_length=MAX_ANNOUNCEMENT, multiline=True)
     async with in_transaction():
         announcement = Announcement(title=heading, body=text, created_by_id=user_id)
         await announcement.save()

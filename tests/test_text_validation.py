@@ -307,10 +307,16 @@ COVERED: dict[tuple[str, str], str] = {
     ("renameTeam", "name"): "Weekend shift",
     ("publishPolicyVersion", "version"): "2026-04",
     ("publishPolicyVersion", "url"): "https://ocis.example.com/privacy/2026-04",
-    ("publishPolicyVersion", "text"): "We keep what you tell us.",
+    (
+        "publishPolicyVersion",
+        "text",
+    ): "We keep what you tell us.\n\nAnd for no longer than we need.",
     ("publishPolicyVersion", "summary"): "Shorter retention.",
     ("sendNoticeToAllUsers", "title"): "Maintenance tonight",
-    ("sendNoticeToAllUsers", "body"): "OCIS is down from 22:00 to 23:00 UTC.",
+    (
+        "sendNoticeToAllUsers",
+        "body",
+    ): "OCIS is down from 22:00 to 23:00 UTC.\nSorry for the trouble.",
     ("addProcessor", "name"): "Example Mail Ltd",
     ("addProcessor", "purpose"): "Sends our mail.",
     ("addProcessor", "dataCategories"): "email address",
