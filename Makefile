@@ -11,7 +11,7 @@ TEST_LOCK := requirements/test.lock
 COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test lint bench sdl clean lock audit
+.PHONY: run test lint bench sdl clean lock audit console browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "OCIS needs Python 3.11+"'
@@ -44,7 +44,26 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
 	npm ci --omit=dev --no-audit --no-fund --prefix $(OIDC_PROVIDER)
 	@touch $@
 
-run: $(STAMP)
+# The staff console (GraphiQL at /console), built from its lock into console/dist; the server
+# answers 503 at /console until it is built.
+CONSOLE := console
+CONSOLE_DIST := $(CONSOLE)/dist
+CONSOLE_SOURCES := $(CONSOLE)/package.json $(CONSOLE)/index.html $(CONSOLE)/vite.config.js \
+	$(wildcard $(CONSOLE)/src/*)
+$(CONSOLE)/node_modules/.installed: $(CONSOLE)/package-lock.json
+	npm ci --no-audit --no-fund --prefix $(CONSOLE)
+	@touch $@
+$(CONSOLE_DIST)/.built: $(CONSOLE)/package-lock.json $(CONSOLE_SOURCES) $(CONSOLE)/node_modules/.installed
+	npm run build --prefix $(CONSOLE)
+	@touch $@
+console: $(CONSOLE_DIST)/.built
+
+# Debian's Chromium for the console's browser test (tests/test_console_browser.py); needs root.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+run: $(STAMP) $(CONSOLE_DIST)/.built
 	$(BIN)/python server.py migrate
 	$(BIN)/python server.py seed
 	$(BIN)/python server.py serve
@@ -58,7 +77,7 @@ lint: $(TEST_STAMP)
 	@# tests/ may also import the test extras.
 	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
-test: lint $(OIDC_PROVIDER)/node_modules/.installed
+test: lint $(OIDC_PROVIDER)/node_modules/.installed $(CONSOLE_DIST)/.built browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 import cli
 import settings as config
@@ -25,6 +25,13 @@ from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
+from web.console import (
+    ConsoleAssets,
+    console_page,
+    console_sign_in,
+    sign_in_script,
+    sign_in_style,
+)
 from web.health import healthz, readyz
 from web.jwks import jwks
 from web.metrics import metrics
@@ -41,7 +48,7 @@ from web.sign_out import sign_out
 NO_STORE = [Middleware(NoStore)]
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     return [
         Route("/graphql", NoStore(CallerIdentification(graphql_view())), methods=["GET", "POST"]),
         Route("/auth/password", password_sign_in, methods=["POST"], middleware=NO_STORE),
@@ -56,6 +63,11 @@ def routes() -> list[Route]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/console", console_page, methods=["GET"]),
+        Route("/console/sign-in", console_sign_in, methods=["GET"]),
+        Route("/console/sign-in.js", sign_in_script, methods=["GET"]),
+        Route("/console/sign-in.css", sign_in_style, methods=["GET"]),
+        Mount("/console/assets", app=ConsoleAssets()),
     ]
 
 

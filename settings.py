@@ -80,6 +80,8 @@ class Settings:
     # The bearer token that `GET /metrics` answers to; unset: /metrics is off.
     metrics_token: str | None = None
     routing: Routing = field(default_factory=Routing)
+    # The staff console's build (`make console`); missing: /console answers 503.
+    console_dist: Path = ROOT / "console" / "dist"
 
     @property
     def is_production(self) -> bool:
@@ -320,6 +322,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         tls_key=tls_key,
         metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
         routing=_routing(env.get("OCIS_ROUTING", ""), env.get("OCIS_DEFAULT_TEAM", "")),
+        console_dist=Path(env.get("OCIS_CONSOLE_DIST") or defaults.console_dist),
     )
     if settings.is_production:
         problems = []
