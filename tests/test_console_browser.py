@@ -1,0 +1,182 @@
+"""The staff console in a real browser: Debian's Chromium, driven by Playwright, against a real
+`server.py serve` on a loopback port. Signed out it sends you to sign in and back; staff run a
+nested query in GraphiQL; every request the page makes stays on that server; customers get 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
+
+import settings as config
+from tests.helpers import DEMO_PASSWORD, ROOT, subprocess_environment
+from tests.test_two_processes import _start, _stop
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACT = ROOT / "var" / "test-artifacts" / "console.png"
+NESTED_QUERY = (
+    "query ConsoleCheck { myOpenTickets(first: 5) { edges { node { subject "
+    "messages(first: 2) { edges { node { body } } } } } } }"
+)
+SECONDS = 1000  # Playwright counts milliseconds
+
+
+@pytest.fixture
+def console_server(
+    demo: None, app_settings: config.Settings, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    """`server.py serve` on a free loopback port over the seeded test database; its origin
+    follows the port (no PUBLIC_URL), as for a newcomer's first run."""
+    if not (app_settings.console_dist / "index.html").is_file():
+        pytest.fail("the console is not built: run `make console` (make test does)")
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's Chromium is missing: run `make browser` (make test does)")
+    environment = subprocess_environment(
+        DATABASE_URL=app_settings.database_url,
+        OCIS_MASTER_KEY=base64.b64encode(app_settings.master_key).decode(),
+        HOST="127.0.0.1",
+        PYTHONUNBUFFERED="1",
+        **({"REDIS_URL": app_settings.redis_url} if app_settings.redis_url else {}),
+    )
+    log = tmp_path / "serve.log"
+    for _ in range(3):
+        started = _start(environment, log)
+        if started is not None:
+            break
+    else:
+        raise AssertionError("no free port for the server in three tries")
+    process, base = started
+    try:
+        yield base, log
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    """Chromium with an empty profile of its own, closed after the test."""
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+            timeout=30 * SECONDS,
+        )
+        context.set_default_timeout(15 * SECONDS)
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+# Collected in the page: a Content-Security-Policy violation would mean a broken console.
+WATCH_CSP = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__cspViolations.push(event.violatedDirective + ' ' + event.blockedURI);
+});
+"""
+
+
+async def _sign_in(page: Page, base: str, email: str) -> None:
+    await page.goto(f"{base}/console")
+    await expect(page).to_have_url(f"{base}/console/sign-in?next=%2Fconsole")
+    await page.get_by_label("Email or username").fill(email)
+    await page.get_by_label("Password").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{base}/console")
+
+
+def _expected_first_ticket(base: str) -> tuple[str, str]:
+    """The first open ticket of agent@example.com and its first message, as the API says."""
+    with httpx.Client(base_url=base, timeout=10) as http:
+        signed_in = http.post(
+            "/auth/password", json={"email": "agent@example.com", "password": DEMO_PASSWORD}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        answer = http.post("/graphql", json={"query": NESTED_QUERY}, headers={"origin": base})
+    assert answer.status_code == 200, answer.text
+    node = answer.json()["data"]["myOpenTickets"]["edges"][0]["node"]
+    return node["subject"], node["messages"]["edges"][0]["node"]["body"]
+
+
+async def test_staff_run_a_nested_query_and_every_request_stays_on_the_server(
+    console_server: tuple[str, Path], browser: BrowserContext, tmp_path: Path
+) -> None:
+    base, _ = console_server
+    subject, first_body = _expected_first_ticket(base)
+    requests: list[str] = []
+    browser.on("request", lambda request: requests.append(request.url))
+    await browser.add_init_script(WATCH_CSP)
+    page = browser.pages[0] if browser.pages else await browser.new_page()
+
+    await _sign_in(page, base, "agent@example.com")
+    # The agent's saved examples open as tabs, named after their operations.
+    await expect(page.locator(".graphiql-tab", has_text="MyOpenTickets")).to_be_visible()
+    editor = page.locator(".graphiql-query-editor .monaco-editor").first
+    await expect(editor).to_be_visible()
+    await editor.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.press("Delete")
+    await page.keyboard.insert_text(NESTED_QUERY)
+    # Prettier loads on demand: a chunk of its own, which the policy must let run too.
+    await page.get_by_role("button", name=re.compile("Prettify", re.IGNORECASE)).click()
+    await expect(editor).to_contain_text("subject")
+    await expect(page.locator(".graphiql-query-editor .view-line")).to_have_count(17)
+    await page.locator(".graphiql-execute-button").click()
+
+    result = page.locator(".result-window")
+    await expect(result).to_contain_text(subject, timeout=20 * SECONDS)
+    await expect(result).to_contain_text(first_body)
+    screenshot = tmp_path / "console.png"
+    await page.screenshot(path=str(screenshot))
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, ARTIFACT)
+
+    assert await page.evaluate("window.__cspViolations") == []
+    host = urlsplit(base).netloc
+    assert requests, "the page made no requests at all"
+    elsewhere = [url for url in requests if urlsplit(url).netloc != host]
+    assert elsewhere == []
+    assert all(url.startswith(f"{base}/") for url in requests)
+    # The page, its bundle, a worker and the GraphQL answers all came from this server.
+    assert any("/console/assets/" in url and ".worker-" in url for url in requests)
+    assert sum(url == f"{base}/graphql" for url in requests) >= 2
+
+
+async def test_a_customer_signed_in_through_the_console_gets_403(
+    console_server: tuple[str, Path], browser: BrowserContext
+) -> None:
+    base, _ = console_server
+    statuses: list[tuple[str, int]] = []
+
+    def record(response: Any) -> None:
+        statuses.append((response.url, response.status))
+
+    browser.on("response", record)
+    page = browser.pages[0] if browser.pages else await browser.new_page()
+    await _sign_in(page, base, "customer@example.com")
+    await expect(page.get_by_role("heading")).to_have_text("403: the console is for staff")
+    assert (f"{base}/console", 403) in statuses
+    assert not any("/console/assets/" in url for url, _ in statuses)
