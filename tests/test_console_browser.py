@@ -6,6 +6,7 @@ nested query in GraphiQL; every request the page makes stays on that server; cus
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, Request, async_playwright, expect
 
 import settings as config
 from tests.helpers import DEMO_PASSWORD, ROOT, subprocess_environment
@@ -127,7 +128,14 @@ async def test_staff_run_a_nested_query_and_every_request_stays_on_the_server(
     base, _ = console_server
     subject, first_body = _expected_first_ticket(base)
     requests: list[str] = []
-    browser.on("request", lambda request: requests.append(request.url))
+    graphql: list[Request] = []
+
+    def record(request: Request) -> None:
+        requests.append(request.url)
+        if request.url == f"{base}/graphql":
+            graphql.append(request)
+
+    browser.on("request", record)
     await browser.add_init_script(WATCH_CSP)
     page = browser.pages[0] if browser.pages else await browser.new_page()
 
@@ -162,7 +170,19 @@ async def test_staff_run_a_nested_query_and_every_request_stays_on_the_server(
     assert all(url.startswith(f"{base}/") for url in requests)
     # The page, its bundle, a worker and the GraphQL answers all came from this server.
     assert any("/console/assets/" in url and ".worker-" in url for url in requests)
-    assert sum(url == f"{base}/graphql" for url in requests) >= 2
+    # The console's own check of who is signed in, GraphiQL's introspection, and our query.
+    assert len(graphql) >= 3
+    for request in graphql:
+        headers = await request.all_headers()
+        assert request.method == "POST"
+        assert headers["content-type"] == "application/json"
+        assert headers["accept"] == "application/graphql-response+json, application/json"
+        assert headers["origin"] == base
+        assert "ocis_session=" in headers["cookie"]
+    sent = [json.loads(request.post_data or "{}").get("query", "") for request in graphql]
+    assert NESTED_QUERY not in sent  # prettified before it ran
+    assert any("ConsoleCheck" in query and "messages(first: 2)" in query for query in sent)
+    assert any("__schema" in query for query in sent)
 
 
 async def test_a_customer_signed_in_through_the_console_gets_403(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +22,9 @@ CONSOLE_PATH = "/console"
 SIGN_IN_PATH = "/console/sign-in"
 NOT_BUILT = "console not built: run make console"
 FILES = Path(__file__).resolve().parent / "console_files"
+SIGN_IN_PAGE = (FILES / "sign-in.html").read_text(encoding="utf-8")
+SIGN_IN_SCRIPT = (FILES / "sign-in.js").read_bytes()
+SIGN_IN_STYLE = (FILES / "sign-in.css").read_bytes()
 
 # GraphiQL's stylesheet carries its fonts and icons as data: URLs, and Monaco writes <style>
 # elements at run time (hence 'unsafe-inline' for styles, and for styles only). Its workers are
@@ -58,8 +62,8 @@ def _page(body: str, status_code: int, policy: str) -> Response:
 async def console_page(request: Request) -> Response:
     """GraphiQL for staff; anonymous visitors go to sign in and back, customers get 403."""
     settings = settings_of(request)
-    index = settings.console_dist / "index.html"
-    if not index.is_file():
+    index = await asyncio.to_thread(_built_index, settings.console_dist)
+    if index is None:
         return PlainTextResponse(NOT_BUILT, status_code=503, headers={"cache-control": "no-store"})
     request_id = request.scope.get("state", {}).get("request_id")
     principal = await resolve_session(store_of(request), read_cookie(request, settings), request_id)
@@ -67,7 +71,14 @@ async def console_page(request: Request) -> Response:
         return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(CONSOLE_PATH, safe='')}", 303)
     if not principal.is_staff:
         return _page(FORBIDDEN_PAGE, 403, SIGN_IN_CSP)
-    return _page(index.read_text(encoding="utf-8"), 200, CONSOLE_CSP)
+    return _page(index, 200, CONSOLE_CSP)
+
+
+def _built_index(dist: Path) -> str | None:
+    try:
+        return (dist / "index.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def _provider_links(gateway: Gateway, next_path: str) -> str:
@@ -82,27 +93,22 @@ def _provider_links(gateway: Gateway, next_path: str) -> str:
 async def console_sign_in(request: Request) -> Response:
     """A self-hosted sign-in page: a password form (sign-in.js) and every configured provider."""
     next_path = same_origin_path(request.query_params.get("next") or CONSOLE_PATH)
-    template = (FILES / "sign-in.html").read_text(encoding="utf-8")
-    body = template.replace("{next}", escape(next_path, quote=True)).replace(
+    body = SIGN_IN_PAGE.replace("{next}", escape(next_path, quote=True)).replace(
         "{providers}", _provider_links(request.app.state.gateway, next_path)
     )
     return _page(body, 200, SIGN_IN_CSP)
 
 
-def _file(name: str, media_type: str) -> Response:
-    return Response(
-        (FILES / name).read_bytes(),
-        media_type=media_type,
-        headers={"cache-control": "no-cache"},
-    )
+def _file(content: bytes, media_type: str) -> Response:
+    return Response(content, media_type=media_type, headers={"cache-control": "no-cache"})
 
 
 async def sign_in_script(request: Request) -> Response:
-    return _file("sign-in.js", "text/javascript")
+    return _file(SIGN_IN_SCRIPT, "text/javascript")
 
 
 async def sign_in_style(request: Request) -> Response:
-    return _file("sign-in.css", "text/css")
+    return _file(SIGN_IN_STYLE, "text/css")
 
 
 class ConsoleAssets:
@@ -114,6 +120,9 @@ class ConsoleAssets:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         directory: Path = scope["app"].state.settings.console_dist / "assets"
+        if not await asyncio.to_thread(directory.is_dir):
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
         files = self.served.get(directory)
         if files is None:
             files = self.served[directory] = StaticFiles(directory=directory, check_dir=False)
