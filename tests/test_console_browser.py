@@ -11,12 +11,18 @@ import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, Request, async_playwright, expect
+from playwright.async_api import (
+    BrowserContext,
+    Page,
+    Request,
+    Response,
+    async_playwright,
+    expect,
+)
 
 import settings as config
 from tests.helpers import DEMO_PASSWORD, ROOT, subprocess_environment
@@ -185,17 +191,28 @@ async def test_staff_run_a_nested_query_and_every_request_stays_on_the_server(
     assert any("__schema" in query for query in sent)
 
 
-async def test_a_customer_signed_in_through_the_console_gets_403(
+async def test_each_account_opens_its_own_examples_and_a_customer_gets_403(
     console_server: tuple[str, Path], browser: BrowserContext
 ) -> None:
     base, _ = console_server
     statuses: list[tuple[str, int]] = []
 
-    def record(response: Any) -> None:
+    def record(response: Response) -> None:
         statuses.append((response.url, response.status))
 
-    browser.on("response", record)
     page = browser.pages[0] if browser.pages else await browser.new_page()
+    await _sign_in(page, base, "agent@example.com")
+    await expect(page.locator(".graphiql-tab", has_text="MyOpenTickets")).to_be_visible()
+    await expect(page.locator(".graphiql-tab", has_text="AuditTrail")).to_have_count(0)
+
+    # Another staff member in the same browser gets the examples of their own role.
+    await browser.clear_cookies()
+    await _sign_in(page, base, "privacy@example.com")
+    await expect(page.locator(".graphiql-tab", has_text="AuditTrail")).to_be_visible()
+    await expect(page.locator(".graphiql-tab", has_text="MyOpenTickets")).to_have_count(0)
+
+    await browser.clear_cookies()
+    browser.on("response", record)
     await _sign_in(page, base, "customer@example.com")
     await expect(page.get_by_role("heading")).to_have_text("403: the console is for staff")
     assert (f"{base}/console", 403) in statuses

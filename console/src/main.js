@@ -6,6 +6,7 @@ import { createElement } from 'react';
 import { createRoot } from 'react-dom/client';
 import { fetcher, postGraphQL, SIGN_IN_PATH } from './graphql.js';
 import { examples, fallback } from './examples.json';
+import { accountStorage } from './storage.js';
 
 function tabsFor(roles) {
   const chosen = examples.filter((example) => example.roles.some((role) => roles.includes(role)));
@@ -16,9 +17,9 @@ function tabsFor(roles) {
 }
 
 async function start() {
-  const answer = await postGraphQL({ query: 'query ConsoleMe { me { roles } }' });
-  const roles = answer?.data?.me?.roles;
-  if (!roles) {
+  const answer = await postGraphQL({ query: 'query ConsoleMe { me { id roles } }' });
+  const me = answer?.data?.me;
+  if (!me?.id || !me.roles) {
     window.location.assign(SIGN_IN_PATH);
     return;
   }
@@ -26,7 +27,8 @@ async function start() {
   root.render(
     createElement(GraphiQL, {
       fetcher,
-      defaultTabs: tabsFor(roles),
+      defaultTabs: tabsFor(me.roles),
+      storage: accountStorage(me.id),
       // Headers typed into the console stay in this tab; they may hold tokens.
       shouldPersistHeaders: false,
     }),
