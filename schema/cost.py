@@ -7,8 +7,9 @@ resolvers enforce (a larger `first` is refused there). Its page's `edges` list i
 it multiplies nothing again. An object list without `first` is bounded by its resolver, not by
 the caller, and is priced at `UNPAGED_LIST_SIZE`. Introspection is answered from the schema in
 memory, so its fields cost 1 each with no multiplier. Fragments are followed (a fragment already
-being expanded on the way down is skipped, so a cycle cannot loop); `@skip` and `@include` are
-ignored, so the cost is an upper bound.
+being expanded on the way down is skipped, so a cycle cannot loop; one spread twice in a
+selection runs once, as in execution); `@skip` and `@include` are ignored, so the cost is an
+upper bound.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class _Pricing:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
+        self.priced: dict[tuple[str, bool], int] = {}
 
     def selections(
         self,
@@ -97,6 +99,7 @@ class _Pricing:
         introspecting: bool,
     ) -> int:
         total = 0
+        spread: set[str] = set()  # as in execution, a fragment spread twice here runs once
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 total += self.field(selection, parent, expanding, introspecting=introspecting)
@@ -108,17 +111,35 @@ class _Pricing:
                 )
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in expanding:
+                if name in spread or name in expanding:
                     continue
-                on = self.schema.get_type(fragment.type_condition.name.value)
-                total += self.selections(
-                    fragment.selection_set,
-                    on or parent,
-                    expanding | {name},
-                    introspecting=introspecting,
-                )
+                spread.add(name)
+                total += self.fragment(name, parent, expanding, introspecting=introspecting)
         return total
+
+    def fragment(
+        self,
+        name: str,
+        parent: GraphQLNamedType,
+        expanding: frozenset[str],
+        *,
+        introspecting: bool,
+    ) -> int:
+        """A fragment's cost is the same wherever it is spread: priced once per document, so
+        fragments spreading fragments twice over cannot make pricing itself exponential."""
+        key = (name, introspecting)
+        if key not in self.priced:
+            fragment = self.fragments.get(name)
+            if fragment is None:
+                return 0
+            on = self.schema.get_type(fragment.type_condition.name.value)
+            self.priced[key] = self.selections(
+                fragment.selection_set,
+                on or parent,
+                expanding | {name},
+                introspecting=introspecting,
+            )
+        return self.priced[key]
 
     def field(
         self,

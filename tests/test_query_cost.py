@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -125,8 +126,9 @@ def test_fragments_and_inline_fragments_are_followed() -> None:
     fragment Bodies on TicketMessageConnection { edges { node { body } } }
     """
     assert cost(through_fragments) == NESTED_COST
+    # Spread twice in one selection, a fragment runs once (execution merges it).
     twice = "query { ...A ...A } fragment A on Query { tickets(first: 10) { edges { cursor } } }"
-    assert cost(twice) == 2 * (1 + 10 * 2)
+    assert cost(twice) == 1 + 10 * 2
     by_node = (
         '{ node(id: "x") { ... on Ticket { messages(first: 100) { edges { node { body } } } } } }'
     )
@@ -139,6 +141,19 @@ def test_a_fragment_cycle_is_priced_without_looping() -> None:
         "query { ...A } fragment A on Query { me { id } ...B } fragment B on Query { ...A }"
     )
     assert _cost_of(SCHEMA, cyclic, None, {}) == 2
+
+
+def test_fragments_doubling_at_every_level_are_priced_in_linear_time() -> None:
+    levels = 60
+    fragments = " ".join(
+        f"fragment F{n} on Query {{ ...F{n + 1} ... on Query {{ ...F{n + 1} }} }}"
+        for n in range(levels)
+    )
+    document = parse(f"query {{ ...F0 }} {fragments} fragment F{levels} on Query {{ me {{ id }} }}")
+    started = time.monotonic()
+    priced = _cost_of(SCHEMA, document, None, {})
+    assert time.monotonic() - started < 1.0
+    assert priced == 2**levels * 2
 
 
 def test_introspection_is_priced_by_its_size_and_graphiql_s_query_passes() -> None:
