@@ -27,6 +27,8 @@ class ConfigurationError(RuntimeError):
 
 # The channels a ticket arrives by (models.enums.Channel; settings imports no project package).
 CHANNELS = ("web", "mobile", "email")
+DEFAULT_MAX_QUERY_COST = 12_000
+DEFAULT_COST_BUDGET_PER_MINUTE = 120_000
 TEAM_NAME_LENGTH = 100
 
 
@@ -82,6 +84,11 @@ class Settings:
     routing: Routing = field(default_factory=Routing)
     # The staff console's build (`make console`); missing: /console answers 503.
     console_dist: Path = ROOT / "console" / "dist"
+    # GraphQL query cost (schema/cost.py): the most one request may cost, and how much one
+    # caller (account, else IP) may spend per minute. The bench page costs 1,951; the costliest
+    # document of the tests, 50 tickets with 50 messages each, 10,201; 100 x 100, 30,301.
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    cost_budget_per_minute: int = DEFAULT_COST_BUDGET_PER_MINUTE
 
     @property
     def is_production(self) -> bool:
@@ -276,6 +283,15 @@ def _metrics_token(raw: str) -> str | None:
     return token
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigurationError(f"{name} must be a positive whole number")
+    return int(raw)
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; production refuses development secrets."""
     env = os.environ if environ is None else environ
@@ -323,7 +339,16 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
         routing=_routing(env.get("OCIS_ROUTING", ""), env.get("OCIS_DEFAULT_TEAM", "")),
         console_dist=Path(env.get("OCIS_CONSOLE_DIST") or defaults.console_dist),
+        max_query_cost=_positive(env, "OCIS_MAX_QUERY_COST", defaults.max_query_cost),
+        cost_budget_per_minute=_positive(
+            env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
+        ),
     )
+    if settings.cost_budget_per_minute < settings.max_query_cost:
+        raise ConfigurationError(
+            "OCIS_COST_BUDGET_PER_MINUTE must be at least OCIS_MAX_QUERY_COST"
+            " (else the costliest allowed query could never run)"
+        )
     if settings.is_production:
         problems = []
         if settings.master_key == DEVELOPMENT_MASTER_KEY:

@@ -87,6 +87,11 @@ REPLY_PER_ACCOUNT = Limit("reply:account", 60, 15 * 60)
 TICKET_PER_ACCOUNT = Limit("ticket:account", 30, 60 * 60)
 # Starting a sign-in writes a 10-minute transaction to the store: at most 60 per address.
 LOGIN_START_PER_IP = Limit("login:ip", 60, 15 * 60)
+# GraphQL query cost (schema/cost.py), per signed-in account or else per IP, per minute; the
+# budget itself is a setting (OCIS_COST_BUDGET_PER_MINUTE).
+COST_WINDOW_SECONDS = 60
+COST_PER_ACCOUNT = "query-cost:account"
+COST_PER_IP = "query-cost:ip"
 
 
 def ip_key(ip: str | None) -> str:
@@ -213,3 +218,27 @@ async def reply_attempt(store: Redis, *, account: str) -> Decision:
 
 async def ticket_attempt(store: Redis, *, account: str) -> Decision:
     return await hit_all(store, [(TICKET_PER_ACCOUNT, account)])
+
+
+async def charge_query_cost(
+    store: Redis, *, account: str | None, ip: str | None, cost: int, budget: int
+) -> Decision:
+    """Spend `cost` of the caller's budget for this minute: the account, else the IP.
+
+    A refused query spends nothing, so a caller near the end of the budget can still send a
+    cheaper one.
+    """
+    bucket, key = (COST_PER_ACCOUNT, account) if account is not None else (COST_PER_IP, ip_key(ip))
+    name = counter_key(bucket, key)
+    async with store.pipeline(transaction=True) as pipe:
+        pipe.set(name, 0, ex=COST_WINDOW_SECONDS, nx=True)
+        pipe.incrby(name, cost)
+        pipe.pttl(name)
+        _, spent, pttl = await pipe.execute()
+    if int(pttl) == -1:  # a counter without expiry would lock its caller out for good
+        await store.expire(name, COST_WINDOW_SECONDS)
+    if int(spent) <= budget:
+        return Decision(allowed=True)
+    await store.decrby(name, cost)
+    RATE_LIMITED.labels(bucket).inc()
+    return Decision(allowed=False, retry_after=_seconds_left(int(pttl), COST_WINDOW_SECONDS))

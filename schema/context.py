@@ -23,7 +23,7 @@ from resolvers.payments import load_payment_methods
 from resolvers.sign_ins import load_sign_ins
 from resolvers.tickets import load_message_pages, load_ticket_requesters
 from resolvers.users import load_users
-from settings import Routing
+from settings import DEFAULT_COST_BUDGET_PER_MINUTE, DEFAULT_MAX_QUERY_COST, Routing
 
 MessagePageKey: TypeAlias = tuple[UUID, int | None, str | None]
 
@@ -77,6 +77,9 @@ class Context:
     # Whether `__schema` and `__type` may be selected (auth.policy.may_introspect).
     introspection: bool = True
     routing: Routing = field(default_factory=Routing)
+    # The most one operation may cost, and what one caller may spend per minute (schema/cost.py).
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    cost_budget_per_minute: int = DEFAULT_COST_BUDGET_PER_MINUTE
     # The shared store (rate limits) and the response whose status and headers the view sends.
     store: Redis | None = None
     response: Response | None = None

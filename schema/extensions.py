@@ -10,16 +10,19 @@ from typing import Any
 from graphql import (
     ArgumentNode,
     DocumentNode,
+    ExecutionResult,
     FieldNode,
+    FragmentDefinitionNode,
     GraphQLSchema,
     OperationDefinitionNode,
     VariableDefinitionNode,
     Visitor,
+    get_operation_ast,
     value_from_ast_untyped,
     visit,
 )
 from graphql.error import GraphQLError
-from graphql.execution.values import get_variable_values
+from graphql.execution.values import VariableValues, get_variable_values
 from graphql.validation import (
     NoSchemaIntrospectionCustomRule,
     ValidationContext,
@@ -34,9 +37,11 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.query_depth_limiter import create_validator
 
+from auth.rate_limit import charge_query_cost
 from observability import operation_label
 from resolvers.audit_trail import record_reads
 from resolvers.payments import holds_card_data
+from schema.cost import operation_cost
 from schema.errors import PublicError
 
 MAX_DEPTH = 10
@@ -150,9 +155,95 @@ def _coerced(
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             coerced = get_variable_values(schema, definition.variable_definitions or (), variables)
-            if isinstance(coerced, dict):
+            # graphql-core 3.3 answers VariableValues (sources, coerced), or a list of errors
+            # when the variables do not fit; older releases answered the dict itself.
+            if isinstance(coerced, VariableValues):
+                values.append(coerced.coerced)
+            elif isinstance(coerced, dict):
                 values.append(coerced)
     return values
+
+
+class QueryCost(SchemaExtension):
+    """Price the operation once it is valid and before any resolver runs (schema/cost.py):
+    refused above the per-request maximum, and charged against the caller's budget per minute
+    in the shared store (the account when signed in, else the IP)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        request = context.context
+        cost = _cost_of(
+            context.schema._schema,
+            context.graphql_document,
+            context.operation_name,
+            context.variables or {},
+        )
+        if cost is not None:
+            refusal = await _refusal(request, cost)
+            if refusal is not None:
+                context.result = ExecutionResult(data=None, errors=[refusal])
+        yield
+
+
+def _cost_of(
+    schema: GraphQLSchema,
+    document: DocumentNode | None,
+    operation_name: str | None,
+    variables: dict[str, Any],
+) -> int | None:
+    """None when graphql-core will refuse the operation itself (no such operation, bad
+    variables) without running anything."""
+    if document is None:
+        return None
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return None
+    coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
+    if isinstance(coerced, list):
+        return None
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    return operation_cost(schema, operation, fragments, coerced.coerced)
+
+
+async def _refusal(request: Any, cost: int) -> GraphQLError | None:
+    maximum = getattr(request, "max_query_cost", None)
+    if maximum is None:
+        return None
+    if cost > maximum:
+        return GraphQLError(
+            f"This query costs {cost}, above the maximum of {maximum} per request;"
+            " ask for smaller pages or fewer nested lists.",
+            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "maxCost": maximum},
+        )
+    store = request.store
+    if store is None:
+        return None
+    principal = request.principal
+    decision = await charge_query_cost(
+        store,
+        account=str(principal.user_id) if principal.user_id is not None else None,
+        ip=request.client_ip,
+        cost=cost,
+        budget=request.cost_budget_per_minute,
+    )
+    if decision.allowed:
+        return None
+    if request.response is not None:
+        request.response.status_code = 429
+        request.response.headers["Retry-After"] = str(decision.retry_after)
+    return GraphQLError(
+        f"Too many costly queries this minute (this one costs {cost}, the budget is"
+        f" {request.cost_budget_per_minute} a minute); try again in {decision.retry_after} s.",
+        extensions={
+            "code": "RATE_LIMITED",
+            "cost": cost,
+            "retryAfterSeconds": decision.retry_after,
+        },
+    )
 
 
 class OperationName(SchemaExtension):
@@ -232,6 +323,7 @@ EXTENSIONS = [
     DepthLimit,
     AliasLimit,
     TokenLimit,
+    QueryCost,
     AccessAudit,
     MaskUnexpectedErrors,
 ]

@@ -63,6 +63,8 @@ class OcisGraphQL(GraphQL[Context, None]):
             audit_reads=settings.audit_reads,
             introspection=may_introspect(principal, production=settings.is_production),
             routing=settings.routing,
+            max_query_cost=settings.max_query_cost,
+            cost_budget_per_minute=settings.cost_budget_per_minute,
             store=request.app.state.store,
             response=response,
             request_state=state,

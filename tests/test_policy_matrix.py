@@ -38,6 +38,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from tortoise import Tortoise
 from tortoise.models import Model
 
+import settings as config
 from auth.client_info import ClientInfo
 from auth.policy import FIELD_POLICY, Relation, Rule
 from auth.principal import ANONYMOUS, Principal, parse_roles
@@ -713,6 +714,13 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
         world.add("AuditEntry", key, event, subject)
     await world.reload()
     return world
+
+
+@pytest.fixture
+def app_settings(app_settings: config.Settings) -> config.Settings:
+    """Every field of every type, 100 rows a page: a probe of the policy, not a client's query,
+    so it runs past the query-cost limit and budget (tests/test_query_cost.py tests those)."""
+    return dataclasses.replace(app_settings, max_query_cost=10**9, cost_budget_per_minute=10**12)
 
 
 @pytest.fixture
