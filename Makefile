@@ -44,6 +44,12 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
 	npm ci --omit=dev --no-audit --no-fund --prefix $(OIDC_PROVIDER)
 	@touch $@
 
+# graphql-http's server audit of the GraphQL-over-HTTP spec, run against a real server.
+HTTP_AUDIT := tests/graphql_http_audit
+$(HTTP_AUDIT)/node_modules/.installed: $(HTTP_AUDIT)/package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --prefix $(HTTP_AUDIT)
+	@touch $@
+
 run: $(STAMP)
 	$(BIN)/python server.py migrate
 	$(BIN)/python server.py seed
@@ -58,7 +64,7 @@ lint: $(TEST_STAMP)
 	@# tests/ may also import the test extras.
 	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
-test: lint $(OIDC_PROVIDER)/node_modules/.installed
+test: lint $(OIDC_PROVIDER)/node_modules/.installed $(HTTP_AUDIT)/node_modules/.installed
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

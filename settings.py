@@ -80,6 +80,8 @@ class Settings:
     # The bearer token that `GET /metrics` answers to; unset: /metrics is off.
     metrics_token: str | None = None
     routing: Routing = field(default_factory=Routing)
+    # Whether /graphql runs queries sent by GET (never mutations); off by default in production.
+    graphql_get: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -274,6 +276,17 @@ def _metrics_token(raw: str) -> str | None:
     return token
 
 
+def _flag(raw: str | None, variable: str, *, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ConfigurationError(f"{variable} must be true or false")
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; production refuses development secrets."""
     env = os.environ if environ is None else environ
@@ -320,6 +333,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         tls_key=tls_key,
         metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
         routing=_routing(env.get("OCIS_ROUTING", ""), env.get("OCIS_DEFAULT_TEAM", "")),
+        graphql_get=_flag(
+            env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET", default=mode != "production"
+        ),
     )
     if settings.is_production:
         problems = []

@@ -79,9 +79,7 @@ async def test_every_root_field_that_can_refuse_is_nullable(as_user: Any) -> Non
             for error in body.get("errors") or ():
                 assert error.get("path") == [name], (email, name, error)
                 refused.setdefault(name, set()).add(error["extensions"]["code"])
-    non_null = sorted(
-        name for name in refused if isinstance(fields[name].type, GraphQLNonNull)
-    )
+    non_null = sorted(name for name in refused if isinstance(fields[name].type, GraphQLNonNull))
     print(f"root fields refused to some role: {sorted(refused)}")  # noqa: T201
     assert non_null == [], f"non-null root fields that some role is refused: {non_null}"
     assert "users" in refused
