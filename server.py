@@ -25,6 +25,7 @@ from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
+from web.cors import Cors
 from web.health import healthz, readyz
 from web.jwks import jwks
 from web.metrics import metrics
@@ -92,6 +93,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
     app.add_middleware(RequestLimits)
+    app.add_middleware(Cors, origins=settings.cors_origins)  # outside the limits: a 413 too
     app.add_middleware(SecurityHeaders)  # outside the limits: the 413 carries them too
     app.add_middleware(RequestLog, routes=app.routes)  # outermost: logs what was sent
     return app

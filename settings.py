@@ -276,6 +276,21 @@ def _metrics_token(raw: str) -> str | None:
     return token
 
 
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    """CORS_ORIGINS: origins (scheme://host[:port]) trusted with credentials; never `*`."""
+    origins = []
+    for entry in (item.strip().rstrip("/") for item in raw.split(",")):
+        if not entry:
+            continue
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts[2:] != ("", "", ""):
+            raise ConfigurationError(
+                f"CORS_ORIGINS: {entry!r} is not an origin such as https://app.example.com"
+            )
+        origins.append(entry.lower())
+    return tuple(origins)
+
+
 def _flag(raw: str | None, variable: str, *, default: bool) -> bool:
     if raw is None or not raw.strip():
         return default
@@ -315,11 +330,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         mail_processor_name=env.get("OCIS_MAIL_PROCESSOR", "").strip()
         or defaults.mail_processor_name,
         mail_processor_country=_country(env.get("OCIS_MAIL_PROCESSOR_COUNTRY", "")),
-        cors_origins=tuple(
-            origin.strip().rstrip("/")
-            for origin in env.get("CORS_ORIGINS", "").split(",")
-            if origin.strip()
-        ),
+        cors_origins=_cors_origins(env.get("CORS_ORIGINS", "")),
         privacy_contact=env.get("OCIS_PRIVACY_CONTACT") or defaults.privacy_contact,
         audit_reads=env.get("OCIS_AUDIT_READS", "true").lower() not in ("0", "false", "off"),
         host=host,
