@@ -208,7 +208,7 @@ async def test_notices_are_the_callers_own_and_only_they_mark_them_read(
     read = (await owner.gql(NOTICES))["data"]["myNotices"]
     assert read[0]["readAt"] is not None
     too_many = await owner.gql("{ myNotices(first: 51) { id } }")
-    assert too_many["data"] is None
+    assert too_many["data"] == {"myNotices": None}
     assert too_many["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
     anonymous = await Api(client).gql(NOTICES)
     assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

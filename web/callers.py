@@ -9,7 +9,6 @@ silently seeing the anonymous view; the refused session cookie is cleared.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import tokens
@@ -54,9 +53,10 @@ class CallerIdentification:
             principal = bearer
         elif token is not None:
             if not same_site_json(request):
-                response = JSONResponse(
-                    {"error": "Cookie-authenticated requests must be JSON POSTs from our origin."},
-                    status_code=403,
+                response = graphql_error(
+                    "Cookie-authenticated requests must be JSON POSTs from our origin.",
+                    "CROSS_SITE",
+                    403,
                 )
                 await response(scope, receive, send)
                 return
