@@ -64,6 +64,12 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 # `make run` needs only Python (ARCHITECTURE.md): without npm the console stays unbuilt (503).
+# graphql-http's server audit of the GraphQL-over-HTTP spec, run against a real server.
+HTTP_AUDIT := tests/graphql_http_audit
+$(HTTP_AUDIT)/node_modules/.installed: $(HTTP_AUDIT)/package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --prefix $(HTTP_AUDIT)
+	@touch $@
+
 run: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(CONSOLE_DIST)/.built; \
 	else echo "npm not found: /console answers 503 until 'make console'"; fi
@@ -80,7 +86,8 @@ lint: $(TEST_STAMP)
 	@# tests/ may also import the test extras.
 	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
-test: lint $(OIDC_PROVIDER)/node_modules/.installed $(CONSOLE_DIST)/.built browser
+test: lint $(OIDC_PROVIDER)/node_modules/.installed $(HTTP_AUDIT)/node_modules/.installed \
+	$(CONSOLE_DIST)/.built browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

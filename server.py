@@ -32,6 +32,7 @@ from web.console import (
     sign_in_script,
     sign_in_style,
 )
+from web.cors import Cors
 from web.health import healthz, readyz
 from web.jwks import jwks
 from web.metrics import metrics
@@ -104,6 +105,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
     app.add_middleware(RequestLimits)
+    app.add_middleware(Cors, origins=settings.cors_origins)  # outside the limits: a 413 too
     app.add_middleware(SecurityHeaders)  # outside the limits: the 413 carries them too
     app.add_middleware(RequestLog, routes=app.routes)  # outermost: logs what was sent
     return app

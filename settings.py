@@ -89,6 +89,8 @@ class Settings:
     # document of the tests, 50 tickets with 50 messages each, 10,201; 100 x 100, 30,301.
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
     cost_budget_per_minute: int = DEFAULT_COST_BUDGET_PER_MINUTE
+    # Whether /graphql runs queries sent by GET (never mutations); off by default in production.
+    graphql_get: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -292,6 +294,32 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    """CORS_ORIGINS: origins (scheme://host[:port]) trusted with credentials; never `*`."""
+    origins = []
+    for entry in (item.strip().rstrip("/") for item in raw.split(",")):
+        if not entry:
+            continue
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts[2:] != ("", "", ""):
+            raise ConfigurationError(
+                f"CORS_ORIGINS: {entry!r} is not an origin such as https://app.example.com"
+            )
+        origins.append(entry.lower())
+    return tuple(origins)
+
+
+def _flag(raw: str | None, variable: str, *, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ConfigurationError(f"{variable} must be true or false")
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; production refuses development secrets."""
     env = os.environ if environ is None else environ
@@ -320,11 +348,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         mail_processor_name=env.get("OCIS_MAIL_PROCESSOR", "").strip()
         or defaults.mail_processor_name,
         mail_processor_country=_country(env.get("OCIS_MAIL_PROCESSOR_COUNTRY", "")),
-        cors_origins=tuple(
-            origin.strip().rstrip("/")
-            for origin in env.get("CORS_ORIGINS", "").split(",")
-            if origin.strip()
-        ),
+        cors_origins=_cors_origins(env.get("CORS_ORIGINS", "")),
         privacy_contact=env.get("OCIS_PRIVACY_CONTACT") or defaults.privacy_contact,
         audit_reads=env.get("OCIS_AUDIT_READS", "true").lower() not in ("0", "false", "off"),
         host=host,
@@ -342,6 +366,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         max_query_cost=_positive(env, "OCIS_MAX_QUERY_COST", defaults.max_query_cost),
         cost_budget_per_minute=_positive(
             env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
+        ),
+        graphql_get=_flag(
+            env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET", default=mode != "production"
         ),
     )
     if settings.cost_budget_per_minute < settings.max_query_cost:

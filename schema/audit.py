@@ -58,7 +58,7 @@ class AuditQuery:
         description="Who accessed or changed your personal data: roles and times, newest first."
     )
     @coded_errors
-    async def my_data_accesses(self, info: Info, first: int = 50) -> list[AuditEntryType]:
+    async def my_data_accesses(self, info: Info, first: int = 50) -> list[AuditEntryType] | None:
         principal = info.context.principal
         events = await audit_trail.accesses_to_my_data(principal, first)
         return [AuditEntryType(model=e, relation=relation_to_row(principal, e)) for e in events]
@@ -67,7 +67,7 @@ class AuditQuery:
     @coded_errors
     async def audit_trail(
         self, info: Info, subject_id: strawberry.ID, first: int = 50
-    ) -> list[AuditEntryType]:
+    ) -> list[AuditEntryType] | None:
         principal = info.context.principal
         _, subject = from_global_id(subject_id, "User", "subjectId")
         events = await audit_trail.audit_trail(principal, subject, first)

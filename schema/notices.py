@@ -113,7 +113,7 @@ class NoticesQuery:
     @coded_errors
     async def my_notices(
         self, info: Info, first: int = 20, unread_only: bool = False
-    ) -> list[NoticeType]:
+    ) -> list[NoticeType] | None:
         principal = info.context.principal
         found = await accounts.my_notices(principal, first, unread_only)
         context = info.context
@@ -129,7 +129,7 @@ class NoticesQuery:
 
     @strawberry.field(description="Every kind of notice, and whether you get it by email.")
     @coded_errors
-    async def my_notice_preferences(self, info: Info) -> list[NoticePreferenceType]:
+    async def my_notice_preferences(self, info: Info) -> list[NoticePreferenceType] | None:
         principal = info.context.principal
         found = await notice_preferences.my_notice_preferences(principal)
         return [_preference(principal, each) for each in found]

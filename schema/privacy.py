@@ -135,14 +135,14 @@ SubmitPrivacyRequestResult = Annotated[
 class PrivacyQuery:
     @strawberry.field(description="Your current decision for each consent purpose.")
     @coded_errors
-    async def my_consents(self, info: Info) -> list[ConsentState]:
+    async def my_consents(self, info: Info) -> list[ConsentState] | None:
         principal = info.context.principal
         states = await consents.my_consents(principal)
         return [_consent_state(principal, state) for state in states]
 
     @strawberry.field(description="Your consent ledger, newest first (last 100 entries).")
     @coded_errors
-    async def my_consent_ledger(self, info: Info) -> list[ConsentEntryType]:
+    async def my_consent_ledger(self, info: Info) -> list[ConsentEntryType] | None:
         principal = info.context.principal
         entries = await consents.my_consent_ledger(principal)
         return [
@@ -152,7 +152,7 @@ class PrivacyQuery:
 
     @strawberry.field(description="Your privacy requests, newest first.")
     @coded_errors
-    async def my_privacy_requests(self, info: Info) -> list[PrivacyRequestType]:
+    async def my_privacy_requests(self, info: Info) -> list[PrivacyRequestType] | None:
         principal = info.context.principal
         requests = await privacy_requests.my_privacy_requests(principal)
         return [

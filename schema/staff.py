@@ -147,13 +147,13 @@ TeamResult = Annotated[TeamSuccess | MutationError, strawberry.union("TeamResult
 class StaffQuery:
     @strawberry.field(description="The newest invitations, without their links (administrator).")
     @coded_errors
-    async def invitations(self, info: Info, open_only: bool = False) -> list[InvitationType]:
+    async def invitations(self, info: Info, open_only: bool = False) -> list[InvitationType] | None:
         found = await staff.list_invitations(info.context.principal, open_only=open_only)
         return [invitation_node(invitation) for invitation in found]
 
     @strawberry.field(description="The teams, by name (administrator).")
     @coded_errors
-    async def teams(self, info: Info, include_archived: bool = False) -> list[TeamType]:
+    async def teams(self, info: Info, include_archived: bool = False) -> list[TeamType] | None:
         found = await staff.list_teams(info.context.principal, include_archived=include_archived)
         return [team_node(team) for team in found]
 

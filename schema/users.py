@@ -168,7 +168,7 @@ class UsersQuery:
         first: int | None = None,
         after: str | None = None,
         filter: UserFilterInput | None = None,
-    ) -> Connection[UserType]:
+    ) -> Connection[UserType] | None:
         page = await users.list_users(
             info.context.principal,
             first=first,

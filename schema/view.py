@@ -1,14 +1,26 @@
-"""The GraphQL HTTP view: the per-request context, and one JSON object per request."""
+"""The GraphQL HTTP view: the per-request context, and one JSON object per request.
+
+It speaks the GraphQL-over-HTTP specification: `application/graphql-response+json` or
+`application/json` chosen by `Accept` (406 when neither is acceptable), request errors as 400
+without `data` in the former, 405 for GET when it is off and for mutations over GET, 415 for
+bodies that are not JSON.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from starlette.responses import JSONResponse
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 import settings as config
@@ -16,32 +28,99 @@ from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
 from observability import GRAPHQL_ERRORS
 from schema import Context, schema
+from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
+
+# Where the view keeps, in the request state, what it decided about this request.
+MEDIA_TYPE = "graphql_media_type"
+REQUEST_ERROR = "graphql_request_error"
 
 
 class NotOneOperation(Exception):
     """The body is JSON but not one operation object (a string, number, array or null)."""
 
 
+def request_error(
+    message: str, code: str, status_code: int, media_type: str = JSON, **headers: str
+) -> Response:
+    """An answer with no GraphQL result: one coded error, no `data`."""
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status_code,
+        media_type=media_type,
+        headers=headers or None,
+    )
+
+
+def _http_error(error: HTTPException, method: str, media_type: str) -> Response:
+    """Strawberry's refusals, with the status codes the specification asks for."""
+    if isinstance(error.__cause__, InvalidOperationTypeError) and method == "GET":
+        return request_error(
+            "Only queries may be sent by GET; send mutations by POST.",
+            "METHOD_NOT_ALLOWED",
+            405,
+            media_type,
+            allow="POST",
+        )
+    code = "UNSUPPORTED_MEDIA_TYPE" if error.status_code == 415 else "BAD_REQUEST"
+    return request_error(error.reason, code, error.status_code, media_type)
+
+
 class OcisGraphQL(GraphQL[Context, None]):
     """Reads the caller that the web layer identified from the request state."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
-        except NotOneOperation:
-            response = JSONResponse(
-                {
-                    "errors": [
-                        {
-                            "message": "Send one GraphQL operation as a JSON object"
-                            " (batched requests are not supported).",
-                            "extensions": {"code": "BAD_REQUEST"},
-                        }
-                    ]
-                },
-                status_code=400,
+            return
+        request = Request(scope, receive)
+        media_type = negotiate(request.headers.get("accept"))
+        response = await self._answer(request, media_type)
+        MutableHeaders(raw=response.raw_headers).add_vary_header("Accept")
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request, media_type: str | None) -> Response:
+        if media_type is None:
+            return request_error(f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE", 406)
+        if request.method == "GET" and not request.app.state.settings.graphql_get:
+            return request_error(
+                "Send GraphQL operations by POST.",
+                "METHOD_NOT_ALLOWED",
+                405,
+                media_type,
+                allow="POST",
             )
-            await response(scope, receive, send)
+        state = request.scope.setdefault("state", {})
+        state[MEDIA_TYPE] = media_type
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            return _http_error(error, request.method, media_type)
+        except NotOneOperation:
+            return request_error(
+                "Send one GraphQL operation as a JSON object (batched requests are not supported).",
+                "BAD_REQUEST",
+                400,
+                media_type,
+            )
+        if media_type == GRAPHQL_RESPONSE:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+            if state.get(REQUEST_ERROR) and response.status_code == 200:
+                response.status_code = 400
+        return response
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        return False  # the console is /console; /graphql answers JSON to browsers too
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            content_type, _ = parse_content_type(request.content_type or "")
+            if content_type != JSON:
+                raise HTTPException(
+                    415, "Send the operation as JSON (Content-Type: application/json)."
+                )
+        return await super().parse_http_body(request)
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)
@@ -72,6 +151,17 @@ class OcisGraphQL(GraphQL[Context, None]):
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         answer = await super().process_result(request, result)
+        # No result at all (a document that does not parse or validate, variables that do not
+        # coerce): a request error, whose errors have no path.
+        state = request.scope.get("state", {})
+        if (
+            result.data is None
+            and result.errors
+            and all(error.path is None for error in result.errors)
+            and state.get(MEDIA_TYPE) == GRAPHQL_RESPONSE
+        ):
+            state[REQUEST_ERROR] = True
+            answer.pop("data", None)
         for error in answer.get("errors") or ():
             extensions = error.get("extensions") if isinstance(error, dict) else None
             code = extensions.get("code") if isinstance(extensions, dict) else None
@@ -80,5 +170,5 @@ class OcisGraphQL(GraphQL[Context, None]):
 
 
 def graphql_view() -> OcisGraphQL:
-    """The view at /graphql: POST only, no IDE."""
-    return OcisGraphQL(schema, graphql_ide=None, allow_queries_via_get=False)
+    """The view at /graphql: POST, queries by GET where the settings allow it, no IDE."""
+    return OcisGraphQL(schema, graphql_ide=None, allow_queries_via_get=True)

@@ -48,6 +48,17 @@ class Api:
         )
 
 
+def signed_in_email(response: httpx.Response) -> str | None:
+    """The email of `{ me { email } }`'s answer, or None for an ended session (401
+    `SESSION_EXPIRED`, the cookie cleared) or an anonymous caller."""
+    if response.status_code == 401:
+        assert response.json()["errors"][0]["extensions"]["code"] == "SESSION_EXPIRED"
+        return None
+    assert response.status_code == 200, response.text
+    me = response.json()["data"]["me"]
+    return None if me is None else str(me["email"])
+
+
 async def sign_in(http: httpx.AsyncClient, email: str, password: str = DEMO_PASSWORD) -> str:
     """Sign in with a password and return the raw session cookie value."""
     http.cookies.clear()

@@ -83,7 +83,7 @@ async def test_a_token_naming_another_accounts_sign_in_is_refused(
     assert own.json() == {"data": {"me": {"email": "customer@example.com"}}}
     forged = await _me(mobile, _token_for(settings, admin, customers_family))
     assert forged.status_code == 401
-    assert forged.json() == {"error": "invalid_token"}
+    assert forged.json()["errors"][0]["extensions"] == {"code": "SESSION_EXPIRED"}
     assert forged.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 

@@ -116,7 +116,7 @@ def _assert_invalid_grant(response: httpx.Response) -> None:
 
 def _assert_invalid_token(response: httpx.Response) -> None:
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid_token"}
+    assert response.json()["errors"][0]["extensions"] == {"code": "SESSION_EXPIRED"}
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 

@@ -370,7 +370,7 @@ async def test_directory_is_refused_without_the_directory_scope(
     api = await as_user(email)
     response = await api.post(USERS)
     body = response.json()
-    assert body["data"] is None
+    assert body["data"] == {"users": None}
     assert denials(body) == [(("users",), "FORBIDDEN")]
     for other in DEMO_EMAILS:
         assert other not in response.text

@@ -25,6 +25,7 @@ from tests.helpers import (
     database_rows,
     https_settings,
     sign_in,
+    signed_in_email,
     verify_by_link,
 )
 
@@ -65,9 +66,7 @@ async def _password(
 
 
 async def _me_email(client: httpx.AsyncClient, cookie: str) -> str | None:
-    body = await Api(client, cookie).gql("{ me { email } }")
-    me = body["data"]["me"]
-    return None if me is None else str(me["email"])
+    return signed_in_email(await Api(client, cookie).post("{ me { email } }"))
 
 
 async def _store_entries(app: Any) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 import settings as config
 from models import SignInSession, User, crypto
 from schema.relay import to_global_id
-from tests.helpers import ORIGIN, ROOT, subprocess_environment
+from tests.helpers import ORIGIN, ROOT, signed_in_email, subprocess_environment
 from tests.smtp_server import free_port
 
 # The Redis database these processes share on the embedded leg (they empty its ocis: keys).
@@ -159,8 +159,12 @@ class Browser:
         return body
 
     async def email(self, base: str, cookie: str) -> str | None:
-        me = (await self.gql(base, cookie, ME))["data"]["me"]
-        return None if me is None else str(me["email"])
+        response = await self.http.post(
+            f"{base}/graphql",
+            json={"query": ME},
+            headers={"origin": ORIGIN, "cookie": f"ocis_session={cookie}"},
+        )
+        return signed_in_email(response)
 
     async def sign_out(self, base: str, cookie: str) -> int:
         response = await self.http.post(

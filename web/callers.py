@@ -1,16 +1,25 @@
-"""Who calls /graphql: a bearer token, or a session cookie under the CSRF rule."""
+"""Who calls /graphql: a bearer token, or a session cookie under the CSRF rule.
+
+No credentials at all is an anonymous caller. Credentials that no longer hold (a session
+revoked, expired or never issued, a malformed cookie, a bearer token that does not verify)
+are refused with 401 `SESSION_EXPIRED`, so the client knows to sign in again instead of
+silently seeing the anonymous view; the refused session cookie is cleared.
+"""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import tokens
 from auth.principal import ANONYMOUS, Principal
 from auth.sessions import resolve_session
-from web.cookies import read_cookie
+from web.cookies import SESSION, forget_cookie, read_cookie
 from web.requests import ip_of, same_site_json, settings_of, store_of
+from web.responses import graphql_error
+
+SESSION_EXPIRED = "SESSION_EXPIRED"
+EXPIRED_MESSAGE = "Your sign-in has ended; sign in again."
 
 
 class CallerIdentification:
@@ -33,23 +42,30 @@ class CallerIdentification:
                 store, settings, authorization, state.get("request_id")
             )
             if bearer is None:
-                response = JSONResponse(
-                    {"error": "invalid_token"},
-                    status_code=401,
+                response = graphql_error(
+                    EXPIRED_MESSAGE,
+                    SESSION_EXPIRED,
+                    401,
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 )
                 await response(scope, receive, send)
                 return
             principal = bearer
-        elif token:
+        elif token is not None:
             if not same_site_json(request):
-                response = JSONResponse(
-                    {"error": "Cookie-authenticated requests must be JSON POSTs from our origin."},
-                    status_code=403,
+                response = graphql_error(
+                    "Cookie-authenticated requests must be JSON POSTs from our origin.",
+                    "CROSS_SITE",
+                    403,
                 )
                 await response(scope, receive, send)
                 return
             principal = await resolve_session(store, token, state.get("request_id"))
+            if principal.user_id is None:
+                response = graphql_error(EXPIRED_MESSAGE, SESSION_EXPIRED, 401)
+                forget_cookie(response, settings, SESSION)
+                await response(scope, receive, send)
+                return
         state["principal"] = principal.with_request_id(state["request_id"])
         state["client_ip"] = ip_of(request)
         await self.app(scope, receive, send)

@@ -12,6 +12,17 @@ def error(message: str, status_code: int, **extra: object) -> Response:
     return JSONResponse({"error": message, **extra}, status_code=status_code)
 
 
+def graphql_error(
+    message: str, code: str, status_code: int, headers: dict[str, str] | None = None
+) -> Response:
+    """An answer shaped as a GraphQL response with one coded error and no `data`."""
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 def too_many_attempts(decision: rate_limit.Decision) -> Response:
     return JSONResponse(
         {"error": "Too many attempts. Try again later.", "retryAfterSeconds": decision.retry_after},
