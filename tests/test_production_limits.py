@@ -116,7 +116,8 @@ def test_the_production_app_is_built_with_every_limit(app_settings: config.Setti
     app = create_app(app_settings)
     view = graphql_view_of(app)
     assert view.schema is schema
-    assert view.allow_queries_via_get is False
+    # The view reads OCIS_GRAPHQL_GET per request (schema/view.py); production's default is off.
+    assert app.state.settings.graphql_get is False
     assert view.graphql_ide is None
     extensions = list(schema.extensions)
     for required in (*LIMITS, IntrospectionGuard, CardDataGuard, MaskUnexpectedErrors):
