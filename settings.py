@@ -89,12 +89,17 @@ class Settings:
     # document of the tests, 50 tickets with 50 messages each, 10,201; 100 x 100, 30,301.
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
     cost_budget_per_minute: int = DEFAULT_COST_BUDGET_PER_MINUTE
-    # Whether /graphql runs queries sent by GET (never mutations); off by default in production.
-    graphql_get: bool = True
+    # Whether /graphql runs queries sent by GET (never mutations); unset: only outside
+    # production, so a production Settings built without the environment is safe too.
+    graphql_get: bool | None = None
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def queries_via_get(self) -> bool:
+        return (not self.is_production) if self.graphql_get is None else self.graphql_get
 
     @property
     def terminates_tls(self) -> bool:
@@ -309,9 +314,10 @@ def _cors_origins(raw: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _flag(raw: str | None, variable: str, *, default: bool) -> bool:
+def _flag(raw: str | None, variable: str) -> bool | None:
+    """true/false (1/0, on/off, yes/no); unset or empty: None, the setting's default."""
     if raw is None or not raw.strip():
-        return default
+        return None
     value = raw.strip().lower()
     if value in ("1", "true", "on", "yes"):
         return True
@@ -367,9 +373,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         cost_budget_per_minute=_positive(
             env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
         ),
-        graphql_get=_flag(
-            env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET", default=mode != "production"
-        ),
+        graphql_get=_flag(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
     )
     if settings.cost_budget_per_minute < settings.max_query_cost:
         raise ConfigurationError(

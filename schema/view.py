@@ -81,7 +81,7 @@ class OcisGraphQL(GraphQL[Context, None]):
     async def _answer(self, request: Request, media_type: str | None) -> Response:
         if media_type is None:
             return request_error(f"Accept {GRAPHQL_RESPONSE} or {JSON}.", "NOT_ACCEPTABLE", 406)
-        if request.method == "GET" and not request.app.state.settings.graphql_get:
+        if request.method == "GET" and not request.app.state.settings.queries_via_get:
             return request_error(
                 "Send GraphQL operations by POST.",
                 "METHOD_NOT_ALLOWED",

@@ -208,9 +208,11 @@ PRODUCTION = {
 
 
 def test_get_is_off_by_default_in_production_only() -> None:
-    assert config.from_environ({}).graphql_get is True
-    assert config.from_environ({"OCIS_GRAPHQL_GET": "false"}).graphql_get is False
-    assert config.from_environ(PRODUCTION).graphql_get is False
-    assert config.from_environ({**PRODUCTION, "OCIS_GRAPHQL_GET": "true"}).graphql_get is True
+    assert config.from_environ({}).queries_via_get is True
+    assert config.from_environ({"OCIS_GRAPHQL_GET": "false"}).queries_via_get is False
+    assert config.from_environ(PRODUCTION).queries_via_get is False
+    assert config.from_environ({**PRODUCTION, "OCIS_GRAPHQL_GET": "true"}).queries_via_get is True
+    # Settings built in code for production (not from the environment) refuse GET too.
+    assert replace(config.from_environ(PRODUCTION), graphql_get=None).queries_via_get is False
     with pytest.raises(config.ConfigurationError, match="OCIS_GRAPHQL_GET"):
         config.from_environ({"OCIS_GRAPHQL_GET": "sometimes"})

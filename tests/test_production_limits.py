@@ -117,7 +117,7 @@ def test_the_production_app_is_built_with_every_limit(app_settings: config.Setti
     view = graphql_view_of(app)
     assert view.schema is schema
     # The view reads OCIS_GRAPHQL_GET per request (schema/view.py); production's default is off.
-    assert app.state.settings.graphql_get is False
+    assert app.state.settings.queries_via_get is False
     assert view.graphql_ide is None
     extensions = list(schema.extensions)
     for required in (*LIMITS, IntrospectionGuard, CardDataGuard, MaskUnexpectedErrors):
