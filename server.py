@@ -45,6 +45,7 @@ from web.responses import NoStore
 from web.security_headers import SecurityHeaders, server_error
 from web.sign_in import password_sign_in
 from web.sign_out import sign_out
+from web.unsubscribe import unsubscribe_page
 
 NO_STORE = [Middleware(NoStore)]
 
@@ -61,6 +62,13 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/auth/callback/{provider}", provider_callback, methods=["GET"], middleware=NO_STORE),
         Route("/auth/complete-signup", complete_signup, methods=["POST"], middleware=NO_STORE),
+        # Authorised by its signed token, not a cookie: outside the CSRF rule (web/unsubscribe.py).
+        Route(
+            "/unsubscribe/{token}",
+            unsubscribe_page,
+            methods=["GET", "POST"],
+            middleware=NO_STORE,
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

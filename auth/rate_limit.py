@@ -85,6 +85,11 @@ TOKEN_PER_ACCOUNT = Limit("token:account", 60, 15 * 60)
 # later page of the thread and the queue cost more for everyone.
 REPLY_PER_ACCOUNT = Limit("reply:account", 60, 15 * 60)
 TICKET_PER_ACCOUNT = Limit("ticket:account", 30, 60 * 60)
+# One-click unsubscribe (RFC 8058): mail providers POST it from shared servers, so a valid link
+# is counted per account it names (20 clicks in 15 minutes is no person), never per IP; a
+# forged or expired one is counted per IP.
+UNSUBSCRIBE_PER_ACCOUNT = Limit("unsubscribe:account", 20, 15 * 60)
+UNSUBSCRIBE_PER_IP = Limit("unsubscribe:ip", 60, 15 * 60)
 # Starting a sign-in writes a 10-minute transaction to the store: at most 60 per address.
 LOGIN_START_PER_IP = Limit("login:ip", 60, 15 * 60)
 # GraphQL query cost (schema/cost.py), per signed-in account or else per IP, per minute; the

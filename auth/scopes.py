@@ -25,6 +25,7 @@ class Scope(StrEnum):
     POLICY_PUBLISH = "policy:publish"
     NOTICES_ANNOUNCE = "notices:announce"
     PROCESSORS_MANAGE = "processors:manage"
+    MARKETING_SEND = "marketing:send"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -44,6 +45,7 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.POLICY_PUBLISH: "Publish a version of the privacy policy",
     Scope.NOTICES_ANNOUNCE: "Send a notice to every user (a business transfer, a change of owner)",
     Scope.PROCESSORS_MANAGE: "Keep the registry of processors and their transfer safeguards",
+    Scope.MARKETING_SEND: "Write marketing campaigns and send them to the accounts that consent",
 }
 
 
@@ -67,6 +69,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.STAFF_ADMIN,
             Scope.POLICY_PUBLISH,
             Scope.NOTICES_ANNOUNCE,
+            Scope.MARKETING_SEND,
         }
     ),
 }

@@ -3,6 +3,7 @@
 from models.enums import (
     SIGN_IN_STATUSES,
     AccountTokenPurpose,
+    CampaignState,
     Channel,
     ConsentPurpose,
     MailStatus,
@@ -15,7 +16,7 @@ from models.enums import (
     UserStatus,
 )
 from models.keys import DataKey, KeyRotation, KeyState
-from models.notices import Announcement, Notice, NoticeFanout, NoticePreference
+from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
@@ -27,6 +28,8 @@ __all__ = [
     "AccountTokenPurpose",
     "Announcement",
     "AuditEvent",
+    "Campaign",
+    "CampaignState",
     "Channel",
     "ConsentEntry",
     "ConsentPurpose",

@@ -63,8 +63,17 @@ class ConsentPurpose(StrEnum):
     PREFERENCES = "preferences"
     STATISTICS = "statistics"
     MARKETING = "marketing"
+    # Marketing by email (P12): withdrawn by the one-click link every campaign mail carries.
+    MARKETING_EMAIL = "marketing_email"
     # Acceptance of a version of the privacy policy (the entry names the version).
     PRIVACY_POLICY = "privacy_policy"
+
+
+class CampaignState(StrEnum):
+    DRAFT = "draft"
+    # Its mails are being written, a batch of eligible accounts at a time (privacy/fanout.py).
+    SENDING = "sending"
+    SENT = "sent"
 
 
 class PrivacyRequestKind(StrEnum):

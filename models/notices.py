@@ -7,7 +7,7 @@ from uuid import UUID
 from tortoise import fields
 
 from models.base import Entity
-from models.enums import MailStatus
+from models.enums import CampaignState, MailStatus
 from models.fields import EncryptedField
 from models.users import User
 
@@ -102,3 +102,28 @@ class NoticeFanout(Entity):
 
     class Meta:
         table = "notice_fanouts"
+
+
+class Campaign(Entity):
+    """A marketing mail written by staff (P12), sent once to every account that consents.
+
+    Its words are about OCIS, no one's personal data. It keeps counts of who was owed it,
+    never who: each mail is a notice of its own, written by the fan-out job.
+    """
+
+    subject = fields.CharField(max_length=150)
+    body = fields.TextField()
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="campaigns", null=True, on_delete=fields.SET_NULL
+    )
+    created_by_id: UUID | None
+    created_at = fields.DatetimeField(auto_now_add=True)
+    # When sending was asked for; the state says whether every mail is written yet.
+    sent_at = fields.DatetimeField(null=True)
+    state = fields.CharEnumField(CampaignState, default=CampaignState.DRAFT, max_length=10)
+    # Accounts eligible when it was sent, and mails written for it so far.
+    eligible = fields.IntField(default=0)
+    queued = fields.IntField(default=0)
+
+    class Meta:
+        table = "campaigns"

@@ -38,6 +38,8 @@ class AuditAction(StrEnum):
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"
+    CAMPAIGN_CREATE = "campaign.create"
+    CAMPAIGN_SEND = "campaign.send"
     PROCESSOR_ADD = "processor.add"
     PROCESSOR_UPDATE = "processor.update"
     PROCESSOR_REMOVE = "processor.remove"

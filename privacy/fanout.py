@@ -6,6 +6,10 @@ moves its cursor, all in one transaction whose first statement is the conditiona
 second worker finds the cursor moved and writes nothing, and a crash loses no notice and
 doubles none. privacy/mail.py then mails each notice like any other, recording delivery per
 account. Accounts opened after the ask are not owed it; disabled and erased ones are not told.
+
+A marketing campaign (privacy/marketing.py) is owed the same way, to the accounts eligible
+when each batch is written rather than to all; each batch also counts its mails on the
+campaign, which is sent once its last batch is written.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 import settings as config
-from models import SIGN_IN_STATUSES, Notice, NoticeFanout, User
-from privacy import notices
+from models import SIGN_IN_STATUSES, Campaign, CampaignState, Notice, NoticeFanout, User
+from privacy import marketing, notices
 
 logger = logging.getLogger("ocis.fanout")
 
@@ -61,13 +66,7 @@ async def _next_batch(fanout: NoticeFanout) -> int:
         ).update(lease_until=now + LEASE)
         if not claimed:
             return 0  # another worker has it
-        accounts = User.filter(status__in=SIGN_IN_STATUSES, created_at__lte=fanout.created_at)
-        if fanout.cursor is not None:
-            accounts = accounts.filter(id__gt=fanout.cursor)
-        ids = [
-            UUID(str(ident))
-            for ident in await accounts.order_by("id").limit(BATCH).values_list("id", flat=True)
-        ]
+        ids = await _owed(fanout)
         owed = []
         for user_id in ids:
             notice = notices.new_notice(fanout.kind, fanout.params)
@@ -82,9 +81,25 @@ async def _next_batch(fanout: NoticeFanout) -> int:
             lease_until=now,
             done_at=now if finished else None,
         )
+        if fanout.kind == marketing.CAMPAIGN_KIND:
+            await Campaign.filter(id=fanout.params["campaign"]).update(
+                queued=F("queued") + len(ids),
+                **({"state": CampaignState.SENT} if finished else {}),
+            )
     if finished:
         logger.info("fan-out %s done: %d notices", fanout.id, fanout.notified + len(ids))
     return len(ids)
+
+
+async def _owed(fanout: NoticeFanout) -> list[UUID]:
+    """The next batch of accounts owed this notice, after the cursor."""
+    if fanout.kind == marketing.CAMPAIGN_KIND:
+        return await marketing.eligible_batch(fanout.cursor, BATCH, opened_by=fanout.created_at)
+    accounts = User.filter(status__in=SIGN_IN_STATUSES, created_at__lte=fanout.created_at)
+    if fanout.cursor is not None:
+        accounts = accounts.filter(id__gt=fanout.cursor)
+    ids = await accounts.order_by("id").limit(BATCH).values_list("id", flat=True)
+    return [UUID(str(ident)) for ident in ids]
 
 
 async def run_forever(settings: config.Settings) -> None:

@@ -10,12 +10,14 @@ and the kind of failure, never the address or the text.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import logging
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from urllib.parse import unquote, urlsplit
@@ -26,6 +28,7 @@ from tortoise.queryset import QuerySet
 import settings as config
 from models import MailStatus, Notice, User, UserStatus
 from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
+from privacy import marketing
 from privacy.notices import UNVERIFIED_MAY_RECEIVE, load_texts, read_for_mail, render
 
 logger = logging.getLogger("ocis.mail")
@@ -79,6 +82,19 @@ def send_over_smtp(target: SmtpTarget, message: EmailMessage) -> None:
         client.send_message(message)
 
 
+class _OneLineHeader(UnstructuredHeader, BaseHeader):
+    """A URL header (RFC 2369) is never folded: folding a long one would encode it (RFC 2047),
+    which no mail client reads as a URL."""
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _OneLineHeader)
+MAIL_POLICY = email.policy.default.clone(header_factory=_HEADERS)
+
+
 @dataclass(slots=True)
 class Delivery:
     sent: int = 0
@@ -98,14 +114,21 @@ def compose(
     address: str,
     read_now: Mapping[str, str] | None = None,
 ) -> EmailMessage:
+    unsubscribe = (
+        marketing.unsubscribe_url(settings, notice.user_id)
+        if notice.kind == marketing.CAMPAIGN_KIND and notice.user_id is not None
+        else None
+    )
+    if notice.kind == marketing.CAMPAIGN_KIND and unsubscribe is None:
+        raise ValueError("a marketing mail needs an account to unsubscribe")
     text = render(
         notice,
         contact=settings.privacy_contact,
         public_url=settings.public_url,
         for_mail=True,
-        read_now=read_now,
+        read_now={**(read_now or {}), **({"unsubscribe": unsubscribe} if unsubscribe else {})},
     )
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     message["From"] = settings.sender
     message["To"] = address
     message["Subject"] = text.subject
@@ -114,6 +137,10 @@ def compose(
     domain = settings.sender.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost"
     message["Message-ID"] = make_msgid(idstring=notice.id.hex, domain=domain)
     message["Auto-Submitted"] = "auto-generated"
+    if unsubscribe is not None:
+        # RFC 8058 one-click: the mail client POSTs List-Unsubscribe=One-Click to the URL.
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text.body)
     return message
 

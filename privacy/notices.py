@@ -24,7 +24,8 @@ from uuid import UUID
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Announcement, MailStatus, Notice, NoticePreference, TicketMessage
+from models import Announcement, Campaign, MailStatus, Notice, NoticePreference, TicketMessage
+from privacy import marketing
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,17 @@ TEMPLATES: dict[str, Template] = {
     # The words are an administrator's, kept once in `announcements` (the notice names it).
     ANNOUNCEMENT: Template(subject="{title}", body="{text}\n\nQuestions: write to {contact}."),
 }
+
+# A marketing campaign (P12): mail only, to accounts that consent (privacy/marketing.py); its
+# words are read from the campaign when each mail is sent, and the mail alone carries its
+# one-click unsubscribe link, made for its reader at that moment (privacy/mail.py).
+TEMPLATES[marketing.CAMPAIGN_KIND] = Template(
+    subject="{subject}",
+    body="{text}\n\n--\nYou get this mail because you agreed to marketing email from OCIS. "
+    "To stop it, open this link (no sign-in needed): {unsubscribe}\n"
+    "You can also withdraw your consent in OCIS, under Privacy. Questions: write to {contact}.",
+    optional=True,
+)
 
 # Notices the law requires OCIS to give (a changed policy, a business transfer): a person's
 # notice preferences never hold them back.
@@ -197,6 +209,7 @@ def _when(moment: datetime) -> str:
 
 
 LINK_SENT_BY_MAIL = "(the link was sent by email)"
+UNSUBSCRIBE_BY_MAIL = "(the link is in the email)"
 REPLY_ON_THE_TICKET = "(open the ticket to read it)"
 
 
@@ -248,6 +261,7 @@ def render(
     link = notice.link if for_mail and notice.link else LINK_SENT_BY_MAIL
     values = {
         "reply": REPLY_ON_THE_TICKET,
+        "unsubscribe": UNSUBSCRIBE_BY_MAIL,
         **notice.params,
         "contact": contact,
         "public_url": public_url,
@@ -263,7 +277,10 @@ def render(
 
 async def read_for_mail(notice: Notice) -> dict[str, str] | None:
     """What the mail shows that the notice does not keep: the public reply it reports, read
-    at sending time. None when that is gone (erased), so there is nothing left to send."""
+    at sending time. None when that is gone (erased), so there is nothing left to send.
+    A campaign's words are read too, and only while its reader still consents."""
+    if notice.kind == marketing.CAMPAIGN_KIND:
+        return await _campaign_words(notice)
     if "{reply}" not in TEMPLATES[notice.kind].body:
         return {}
     try:
@@ -275,6 +292,17 @@ async def read_for_mail(notice: Notice) -> dict[str, str] | None:
     if message is None or not message.body:
         return None
     return {"reply": message.body}
+
+
+async def _campaign_words(notice: Notice) -> dict[str, str] | None:
+    try:
+        campaign_id = UUID(notice.params.get("campaign", ""))
+    except ValueError:
+        return None
+    if notice.user_id is None or not await marketing.still_eligible(notice.user_id):
+        return None
+    campaign = await Campaign.get_or_none(id=campaign_id).only("id", "subject", "body")
+    return None if campaign is None else {"subject": campaign.subject, "text": campaign.body}
 
 
 async def wants_mail(user_id: UUID, kind: str) -> bool:
@@ -325,8 +353,8 @@ async def set_preference(user_id: UUID, kind: str, *, by_mail: bool) -> bool:
 
 
 async def for_user(user_id: UUID, *, first: int, unread_only: bool = False) -> list[Notice]:
-    """One person's newest notices."""
-    query = Notice.filter(user_id=user_id)
+    """One person's newest notices (marketing is mail only, never among them)."""
+    query = Notice.filter(user_id=user_id).exclude(kind=marketing.CAMPAIGN_KIND)
     if unread_only:
         query = query.filter(read_at__isnull=True)
     return await query.order_by("-created_at", "-id").limit(first)

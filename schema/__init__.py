@@ -21,6 +21,7 @@ from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
 from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
 from schema.local_accounts import LocalAccountsMutation
+from schema.marketing import MarketingMutation, MarketingQuery
 from schema.node import NodeQuery
 from schema.notices import NoticesMutation, NoticesQuery
 from schema.payments import PaymentMethodType, PaymentsMutation
@@ -68,6 +69,7 @@ Query = merge_types(
         PolicyQuery,
         ProcessorsQuery,
         QueuesQuery,
+        MarketingQuery,
     ),
 )
 Mutation = merge_types(
@@ -84,6 +86,7 @@ Mutation = merge_types(
         StaffMutation,
         PolicyMutation,
         ProcessorsMutation,
+        MarketingMutation,
     ),
 )
 

@@ -19,7 +19,7 @@ from tests.helpers import Api
 AsUser = Callable[[str | None], Awaitable[Api]]
 
 POLICY_VERSION = "2026-01"
-PURPOSES = ["PREFERENCES", "STATISTICS", "MARKETING", "PRIVACY_POLICY"]
+PURPOSES = ["PREFERENCES", "STATISTICS", "MARKETING", "MARKETING_EMAIL", "PRIVACY_POLICY"]
 
 MY_CONSENTS = "{ myConsents { purpose granted policyVersion updatedAt } }"
 MY_LEDGER = "{ myConsentLedger { id purpose granted policyVersion source createdAt } }"

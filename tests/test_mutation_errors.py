@@ -294,6 +294,15 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "ForbiddenError",
         None,
     ),
+    (
+        "createCampaign",
+        "admin@example.com",
+        'subject: "   ", body: "New: dark mode."',
+        "InvalidInputError",
+        "subject",
+    ),
+    ("createCampaign", "customer@example.com", 'subject: "s", body: "b"', "ForbiddenError", None),
+    ("sendCampaign", "admin@example.com", 'id: "bm9wZQ"', "InvalidInputError", "id"),
 ]
 
 

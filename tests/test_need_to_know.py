@@ -657,6 +657,7 @@ def test_customers_hold_only_their_own_tickets_scope() -> None:
         (Scope.POLICY_PUBLISH, {D}),
         (Scope.NOTICES_ANNOUNCE, {D}),
         (Scope.PROCESSORS_MANAGE, {P}),
+        (Scope.MARKETING_SEND, {D}),
     ],
 )
 def test_each_scope_goes_to_exactly_these_roles(scope: Scope, holders: set[Role]) -> None:

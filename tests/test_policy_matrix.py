@@ -1054,7 +1054,7 @@ FIXED_MESSAGES = frozenset({"CheckYourMail"})
 
 
 # What OCIS publishes to everyone, written by staff about OCIS itself: no one's personal data.
-PUBLISHED = frozenset({"PrivacyPolicy", "PolicyVersion", "Announcement", "Processor"})
+PUBLISHED = frozenset({"PrivacyPolicy", "PolicyVersion", "Announcement", "Processor", "Campaign"})
 
 
 def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:

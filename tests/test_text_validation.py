@@ -277,6 +277,7 @@ BASES: dict[str, tuple[str | None, Base]] = {
     "sendNoticeToAllUsers": (ADMIN, lambda _: {"title": "Maintenance", "body": "Tonight."}),
     "addProcessor": (OFFICER, _processor),
     "updateProcessor": (OFFICER, lambda e: {"id": e.processor_id}),
+    "createCampaign": (ADMIN, lambda _: {"subject": "Spring news", "body": "Dark mode."}),
 }
 COVERED: dict[tuple[str, str], str] = {
     ("register", "name"): "Nia New",
@@ -317,6 +318,8 @@ COVERED: dict[tuple[str, str], str] = {
         "sendNoticeToAllUsers",
         "body",
     ): "OCIS is down from 22:00 to 23:00 UTC.\nSorry for the trouble.",
+    ("createCampaign", "subject"): "Spring news",
+    ("createCampaign", "body"): "Dark mode is here.\nTry it today.",
     ("addProcessor", "name"): "Example Mail Ltd",
     ("addProcessor", "purpose"): "Sends our mail.",
     ("addProcessor", "dataCategories"): "email address",
