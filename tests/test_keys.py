@@ -170,7 +170,7 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
     assert declared == {
         # A pending new address waits on the account's token.
         "AccountToken": ("user_id",),
-        "ConsentEntry": ("user_id", "id"),
+        "ConsentEntry": ("user_id", "visitor_id", "id"),
         "ExternalIdentity": ("user_id",),
         # An invitation's address belongs to no account until it is accepted.
         "Invitation": ("id",),
