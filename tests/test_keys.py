@@ -23,6 +23,7 @@ import settings as config
 from models import (
     ConsentEntry,
     ConsentPurpose,
+    ConsentSource,
     ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
@@ -135,7 +136,7 @@ async def add_personal_data(user: User, consents: int = 1) -> None:
             purpose=ConsentPurpose.STATISTICS,
             granted=number % 2 == 0,
             policy_version="2024-01",
-            source="test",
+            source=ConsentSource.WEB,
             ip_address=f"203.0.113.{number + 1}",
             user_agent=f"Agent {number}",
         )

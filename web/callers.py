@@ -63,7 +63,8 @@ class CallerIdentification:
         principal = principal.with_request_id(state["request_id"])
         state["principal"] = principal
         state["client_ip"] = ip_of(request)
-        if request.headers.get("sec-gpc") == "1":
+        # GET never changes anything, the GPC signal's record included.
+        if request.method == "POST" and request.headers.get("sec-gpc") == "1":
             await _honour_gpc(request, principal, state)
         await self.app(scope, receive, send)
 
