@@ -5,6 +5,7 @@ at once by another process."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from http.cookies import SimpleCookie
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from tests.helpers import (
     Api,
     another_instance,
     app_code_exchange,
+    https_settings,
     pending_link_token,
     sign_in,
     unique_email,
@@ -616,3 +618,36 @@ def test_a_consent_id_names_its_visitor_and_older_master_keys_still_verify() -> 
     assert VisitorIds((b"n" * 32,)).verify(issued) is None
     assert isinstance(visitor.id, UUID)
     assert len(issued) == 100
+
+
+async def test_over_https_the_consent_cookie_is_host_prefixed_and_secure(
+    app: Any, app_settings: config.Settings, demo: None
+) -> None:
+    origin = "https://ocis.example.com"
+    async with another_instance(app, https_settings(app_settings)) as https_app:
+        transport = httpx.ASGITransport(app=https_app, client=("203.0.113.9", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url=origin) as browser:
+            response = await browser.post(
+                "/graphql",
+                json={
+                    "query": SET,
+                    "variables": {"input": {"purpose": "MARKETING_EMAIL", "granted": True}},
+                },
+            )
+            visitor_id = response.json()["data"]["setConsent"]["visitorId"]
+            morsel = SimpleCookie(response.headers["set-cookie"])["__Host-ocis_consent"]
+            assert morsel.value == visitor_id
+            assert (morsel["secure"], morsel["httponly"], morsel["path"]) == (True, "", "/")
+            assert morsel["samesite"].lower() == "lax"
+            assert morsel["domain"] == ""
+
+            # Its GPC signal finds the visitor by the __Host- cookie; the plain name is no one.
+            for name in ("ocis_consent", "__Host-ocis_consent"):
+                gpc = await browser.post(
+                    "/graphql",
+                    json={"query": "{ privacyContact }"},
+                    headers={"sec-gpc": "1", "cookie": f"{name}={visitor_id}"},
+                )
+                assert gpc.status_code == 200
+                objections = await ConsentEntry.filter(objection=True).count()
+                assert objections == (0 if name == "ocis_consent" else 2)
