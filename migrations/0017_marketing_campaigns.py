@@ -11,7 +11,7 @@ from tortoise import fields
 
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0015_policy_versions_and_processors')]
+    dependencies = [('ocis', '0016_consent_for_visitors')]
 
     initial = False
     # A column change rebuilds the table on SQLite: outside a transaction (see the operation).

@@ -40,8 +40,9 @@ KEY_SUBJECTS: dict[str, tuple[str, ...]] = {
     "ExternalIdentity": ("user_id",),
     "SignInSession": ("user_id",),
     "PaymentMethod": ("user_id",),
-    # A visitor's consent (no account yet) is its own subject.
-    "ConsentEntry": ("user_id", "id"),
+    # An anonymous visitor's consent is sealed under the visitor's own key (its random id is a
+    # UUID), erasable apart from any account; merged into an account, it is re-sealed under it.
+    "ConsentEntry": ("user_id", "visitor_id", "id"),
     "PrivacyRequest": ("subject_id",),
     # A mail to an address without an account is its own subject.
     "Notice": ("user_id", "id"),

@@ -60,11 +60,15 @@ class Channel(StrEnum):
 
 
 class ConsentPurpose(StrEnum):
+    # Always on: recorded as information (the cookies the service cannot work without), never
+    # asked for, never withdrawn.
+    NECESSARY = "necessary"
     PREFERENCES = "preferences"
     STATISTICS = "statistics"
-    MARKETING = "marketing"
-    # Marketing by email (P12): withdrawn by the one-click link every campaign mail carries.
+    MARKETING_COOKIES = "marketing_cookies"
     MARKETING_EMAIL = "marketing_email"
+    # Acceptance of the terms of service.
+    TERMS = "terms"
     # Acceptance of a version of the privacy policy (the entry names the version).
     PRIVACY_POLICY = "privacy_policy"
 
@@ -74,6 +78,19 @@ class CampaignState(StrEnum):
     # Its mails are being written, a batch of eligible accounts at a time (privacy/fanout.py).
     SENDING = "sending"
     SENT = "sent"
+
+
+class ConsentSource(StrEnum):
+    """Where a consent decision was made."""
+
+    WEB = "web"
+    MOBILE = "mobile"
+    EMAIL_LINK = "email_link"
+    STAFF_ON_BEHALF = "staff_on_behalf"
+    # The browser's Global Privacy Control signal (`Sec-GPC: 1`).
+    GPC = "gpc"
+    # Entries from before migration 0016, which did not tell web from mobile; never written now.
+    API = "api"
 
 
 class PrivacyRequestKind(StrEnum):

@@ -10,6 +10,7 @@ from tortoise.models import Model
 from models.base import Entity
 from models.enums import (
     ConsentPurpose,
+    ConsentSource,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     TransferSafeguard,
@@ -41,11 +42,15 @@ class ConsentEntry(Entity):
         "ocis.User", related_name="consents", null=True, on_delete=fields.CASCADE
     )
     user_id: UUID | None
+    # The random id of an anonymous visitor's consent id (auth/visitor_ids.py). Kept when the
+    # entry is merged into an account at sign-in, for the record.
     visitor_id = fields.CharField(max_length=64, null=True, db_index=True)
     purpose = fields.CharEnumField(ConsentPurpose, max_length=20)
     granted = fields.BooleanField()
+    # A withdrawal that is an objection (GDPR Art. 21, the GPC signal): granted is False too.
+    objection = fields.BooleanField(default=False)
     policy_version = fields.CharField(max_length=30)
-    source = fields.CharField(max_length=30)
+    source = fields.CharEnumField(ConsentSource, max_length=30)
     ip_address = EncryptedField(null=True)
     user_agent = EncryptedField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -34,6 +34,9 @@ class AuditAction(StrEnum):
     REFRESH_TOKEN_REUSE = "refresh_token.reuse"  # noqa: S105 (an action name, not a secret)
     CONSENT_GRANT = "consent.grant"
     CONSENT_WITHDRAW = "consent.withdraw"
+    CONSENT_OBJECT = "consent.object"
+    # A visitor's consent entries attached to the account that signed in from its browser.
+    CONSENT_MERGE = "consent.merge"
     PRIVACY_REQUEST_SUBMIT = "privacy_request.submit"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"

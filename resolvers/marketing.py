@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 import settings as config
 from auth.principal import Principal
 from auth.scopes import Scope
-from models import Campaign, CampaignState, ConsentEntry, User, UserStatus
+from models import Campaign, CampaignState, ConsentEntry, ConsentSource, User, UserStatus
 from privacy import audit, consent, fanout, marketing
 from privacy.audit_actions import AuditAction
 from resolvers import validation
@@ -26,7 +26,7 @@ from resolvers.users import require_user
 MAX_SUBJECT = 150
 MAX_BODY = 20_000
 MAX_PAGE = 100
-UNSUBSCRIBE_SOURCE = "email_link"
+UNSUBSCRIBE_SOURCE = ConsentSource.EMAIL_LINK
 
 
 def _require_marketing(principal: Principal) -> UUID:

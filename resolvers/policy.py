@@ -18,7 +18,14 @@ from tortoise.transactions import in_transaction
 
 from auth.principal import Principal
 from auth.scopes import Scope
-from models import Announcement, ConsentEntry, ConsentPurpose, NoticeFanout, PolicyVersion
+from models import (
+    Announcement,
+    ConsentEntry,
+    ConsentPurpose,
+    ConsentSource,
+    NoticeFanout,
+    PolicyVersion,
+)
 from privacy import audit, consent, fanout, notices
 from privacy.audit_actions import AuditAction
 from resolvers import validation
@@ -185,7 +192,12 @@ async def pending_policy_acceptance(user_id: UUID, created_at: datetime) -> bool
 
 
 async def accept_policy_version(
-    principal: Principal, version: str, *, ip_address: str | None, user_agent: str | None
+    principal: Principal,
+    version: str,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
+    source: ConsentSource = ConsentSource.WEB,
 ) -> ConsentEntry:
     """Record in the consent ledger that the caller accepts this version (current or later)."""
     user_id = require_user(principal)
@@ -204,7 +216,7 @@ async def accept_policy_version(
             user_id,
             ConsentPurpose.PRIVACY_POLICY,
             granted=True,
-            source="api",
+            source=source,
             ip_address=ip_address,
             user_agent=user_agent,
             policy_version=row.version,

@@ -16,7 +16,15 @@ from auth.policy import Relation
 from auth.principal import Principal
 from auth.relations import NO_RELATION
 from auth.scoping import relations_to, worked_walk_ins
-from models import ExternalIdentity, PaymentMethod, SignInSession, TicketMessage, User
+from auth.visitor_ids import Owner, VisitorIds
+from models import (
+    ConsentSource,
+    ExternalIdentity,
+    PaymentMethod,
+    SignInSession,
+    TicketMessage,
+    User,
+)
 from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
@@ -85,6 +93,14 @@ class Context:
     response: Response | None = None
     # The HTTP request's state, where the request log finds the operation's name.
     request_state: dict[str, Any] | None = None
+    # Consent: ids for anonymous visitors, where a decision is made (web: cookie or none,
+    # mobile: bearer), the request's Sec-GPC signal and whose ledger the web layer already
+    # honoured it for, and whether cookies are set Secure (`__Host-`).
+    visitor_ids: VisitorIds | None = None
+    consent_source: ConsentSource = ConsentSource.WEB
+    gpc: bool = False
+    gpc_done_for: Owner | None = None
+    secure_cookies: bool = False
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 

@@ -5,6 +5,7 @@ import strawberry
 from models import (
     Channel,
     ConsentPurpose,
+    ConsentSource,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -17,6 +18,7 @@ from models import (
 for _enum in (
     Channel,
     ConsentPurpose,
+    ConsentSource,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -30,6 +32,7 @@ for _enum in (
 __all__ = [
     "Channel",
     "ConsentPurpose",
+    "ConsentSource",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
     "Role",

@@ -6,7 +6,7 @@ from typing import Annotated
 import strawberry
 
 from auth import rate_limit
-from resolvers import local_accounts
+from resolvers import consents, local_accounts
 from resolvers.accounts import Ended
 from resolvers.local_accounts import Registration
 from schema.context import Info, store_of
@@ -126,9 +126,22 @@ class LocalAccountsMutation:
         await local_accounts.register(context.principal, form, public_url=context.public_url)
         return _check_your_mail()
 
-    @strawberry.mutation(description="Confirm an address with the token of the mailed link.")
-    async def verify_email(self, info: Info, token: str) -> VerifyEmailResult:
-        await local_accounts.verify_email(info.context.principal, token)
+    @strawberry.mutation(
+        description="Confirm an address with the token of the mailed link. With visitorId "
+        "(this browser's consent id), the consent decisions made before signing up become "
+        "the account's, with their original times and policy versions."
+    )
+    async def verify_email(
+        self, info: Info, token: str, visitor_id: str | None = None
+    ) -> VerifyEmailResult:
+        context = info.context
+        ids = context.visitor_ids
+        # Checked first: a forged consent id changes nothing, the link stays unused.
+        if visitor_id is not None and ids is not None:
+            consents.checked_visitor(ids, visitor_id)
+        user_id = await local_accounts.verify_email(context.principal, token)
+        if visitor_id is not None and ids is not None:
+            await consents.adopt_visitor_consent(context.principal, user_id, ids, visitor_id)
         return VerifyEmailSuccess(verified=True)
 
     @strawberry.mutation(

@@ -136,6 +136,7 @@ class PolicyMutation:
             version,
             ip_address=context.client_ip,
             user_agent=context.user_agent,
+            source=context.consent_source,
         )
         return AcceptPolicyVersionSuccess(
             consent=ConsentEntryType(

@@ -26,6 +26,8 @@ from strawberry.types import ExecutionResult
 import settings as config
 from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
+from auth.visitor_ids import VisitorIds
+from models import ConsentSource
 from observability import GRAPHQL_ERRORS
 from schema import Context, schema
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
@@ -147,6 +149,13 @@ class OcisGraphQL(GraphQL[Context, None]):
             store=request.app.state.store,
             response=response,
             request_state=state,
+            visitor_ids=VisitorIds((settings.master_key, *settings.previous_master_keys)),
+            consent_source=ConsentSource.MOBILE
+            if state.get("authenticated_by") == "bearer"
+            else ConsentSource.WEB,
+            gpc=request.headers.get("sec-gpc") == "1",
+            gpc_done_for=state.get("gpc_done_for"),
+            secure_cookies=settings.secure_cookies,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:

@@ -112,7 +112,7 @@ async def test_concurrent_requests_keep_one_unbroken_chain(as_user: Any) -> None
             assert body.get("errors") is None
 
     async def writer() -> None:
-        for purpose in ("MARKETING", "STATISTICS", "MARKETING"):
+        for purpose in ("MARKETING_EMAIL", "STATISTICS", "MARKETING_EMAIL"):
             body = await customer.gql(
                 f"mutation {{ grantConsent(input: {{purpose: {purpose}}}) {{ __typename }} }}"
             )

@@ -139,7 +139,7 @@ async def test_every_read_batch_leaves_a_keyed_checkpoint_outside_the_database(
 async def test_a_change_in_a_transaction_is_checkpointed_once_committed(as_user: Any) -> None:
     customer = await as_user("customer@example.com")
     body = await customer.gql(
-        "mutation { grantConsent(input: {purpose: MARKETING}) { __typename } }"
+        "mutation { grantConsent(input: {purpose: MARKETING_EMAIL}) { __typename } }"
     )
     assert body["data"]["grantConsent"]["__typename"] == "ConsentSuccess"
     change = await AuditEvent.get(action="consent.grant")

@@ -19,7 +19,17 @@ from tests.helpers import Api
 AsUser = Callable[[str | None], Awaitable[Api]]
 
 POLICY_VERSION = "2026-01"
-PURPOSES = ["PREFERENCES", "STATISTICS", "MARKETING", "MARKETING_EMAIL", "PRIVACY_POLICY"]
+PURPOSES = [
+    "NECESSARY",
+    "PREFERENCES",
+    "STATISTICS",
+    "MARKETING_COOKIES",
+    "MARKETING_EMAIL",
+    "TERMS",
+    "PRIVACY_POLICY",
+]
+# Always on: recorded as information, shown granted, never a choice.
+ALWAYS_ON = {"NECESSARY"}
 
 MY_CONSENTS = "{ myConsents { purpose granted policyVersion updatedAt } }"
 MY_LEDGER = "{ myConsentLedger { id purpose granted policyVersion source createdAt } }"
@@ -95,7 +105,12 @@ async def test_nothing_is_granted_until_the_person_decides(as_user: AsUser) -> N
     assert states == {
         "data": {
             "myConsents": [
-                {"purpose": purpose, "granted": False, "policyVersion": None, "updatedAt": None}
+                {
+                    "purpose": purpose,
+                    "granted": purpose in ALWAYS_ON,
+                    "policyVersion": None,
+                    "updatedAt": None,
+                }
                 for purpose in PURPOSES
             ]
         }
@@ -103,7 +118,7 @@ async def test_nothing_is_granted_until_the_person_decides(as_user: AsUser) -> N
     assert ledger == {"data": {"myConsentLedger": []}}
 
 
-@pytest.mark.parametrize("purpose", ["MARKETING", "STATISTICS"])
+@pytest.mark.parametrize("purpose", ["MARKETING_EMAIL", "STATISTICS"])
 async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
     as_user: AsUser, client: httpx.AsyncClient, purpose: str
 ) -> None:
@@ -129,7 +144,7 @@ async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
         }
         states = (await customer.gql(MY_CONSENTS))["data"]["myConsents"]
         assert {s["purpose"]: s["granted"] for s in states} == {
-            p: (granted if p == purpose else False) for p in PURPOSES
+            p: (granted if p == purpose else p in ALWAYS_ON) for p in PURPOSES
         }
         assert [s["updatedAt"] for s in states if s["purpose"] == purpose] == [
             consent["consent"]["updatedAt"]
@@ -142,7 +157,7 @@ async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
             "purpose": purpose,
             "granted": granted,
             "policyVersion": POLICY_VERSION,
-            "source": "api",
+            "source": "WEB",
         }
         assert newest["createdAt"] == consent["consent"]["updatedAt"]
         created = [datetime.fromisoformat(entry["createdAt"]) for entry in entries]
@@ -174,19 +189,17 @@ async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
 
 
 @pytest.mark.parametrize("mutation", ["grantConsent", "withdrawConsent"])
-async def test_anonymous_callers_cannot_set_consent(as_user: AsUser, mutation: str) -> None:
+async def test_an_anonymous_decision_is_a_visitors_never_an_accounts(
+    as_user: AsUser, mutation: str
+) -> None:
     anonymous = await as_user(None)
-    audit_before = len(await audit_events())
 
-    body = await anonymous.gql(SET_CONSENT % mutation, {"input": {"purpose": "MARKETING"}})
+    body = await anonymous.gql(SET_CONSENT % mutation, {"input": {"purpose": "MARKETING_EMAIL"}})
 
-    assert body["data"][mutation] == {
-        "__typename": "AuthenticationRequiredError",
-        "code": "UNAUTHENTICATED",
-        "message": "Sign in first.",
-    }
-    assert await ConsentEntry.all().count() == 0
-    assert len(await audit_events()) == audit_before
+    assert body["data"][mutation]["__typename"] == "ConsentSuccess"
+    (entry,) = await ConsentEntry.all()
+    assert entry.user_id is None
+    assert entry.visitor_id is not None
 
 
 @pytest.mark.parametrize("query", [MY_CONSENTS, MY_LEDGER, MY_REQUESTS])
@@ -205,10 +218,10 @@ async def test_one_persons_consent_is_not_anothers(as_user: AsUser) -> None:
     customer = await as_user("customer@example.com")
     other = await as_user("customer2@example.com")
 
-    await customer.gql(SET_CONSENT % "grantConsent", {"input": {"purpose": "MARKETING"}})
+    await customer.gql(SET_CONSENT % "grantConsent", {"input": {"purpose": "MARKETING_EMAIL"}})
 
     states = (await other.gql(MY_CONSENTS))["data"]["myConsents"]
-    assert [s["granted"] for s in states] == [False] * len(PURPOSES)
+    assert [s["granted"] for s in states] == [p in ALWAYS_ON for p in PURPOSES]
     assert await other.gql(MY_LEDGER) == {"data": {"myConsentLedger": []}}
 
 

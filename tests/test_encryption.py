@@ -569,8 +569,9 @@ NOT_TEXT = {
     ("payment_methods", "exp_month"): "small integer (1-12); sealing needs a text column",
     ("payment_methods", "exp_year"): "small integer; sealing needs a text column",
     ("privacy_requests", "kind"): "an enum of request kinds; sealing needs a text column",
-    ("consent_entries", "purpose"): "an enum of the four cookie purposes",
+    ("consent_entries", "purpose"): "an enum of the consent purposes",
     ("consent_entries", "granted"): "a boolean",
+    ("consent_entries", "objection"): "a boolean",
 }
 
 

@@ -21,6 +21,8 @@ from auth import rate_limit
 from auth.oidc import Gateway
 from models import (
     AuditEvent,
+    ConsentEntry,
+    ConsentPurpose,
     ExternalIdentity,
     MailStatus,
     Notice,
@@ -233,6 +235,32 @@ async def test_a_first_sign_in_creates_the_account_and_the_second_reaches_it(
     assert [session.method for session in sessions] == [f"oidc:{provider}"] * 2
     # The first way in of a new account is not news to tell its owner about.
     assert not await Notice.all().exists()
+
+
+@pytest.mark.promise("P05")
+async def test_a_visitors_consent_joins_the_account_at_a_provider_sign_in(
+    client: httpx.AsyncClient, browser: httpx.AsyncClient, demo: None
+) -> None:
+    client.cookies.clear()
+    granted = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation { setConsent(input: {purpose: STATISTICS, granted: true})"
+            " { ... on ConsentSuccess { visitorId } } }"
+        },
+    )
+    visitor_id = granted.json()["data"]["setConsent"]["visitorId"]
+    assert client.cookies.get("ocis_consent") == visitor_id
+
+    response = await sign_in_with(client, browser, "google", "alice")
+
+    assert response.status_code == 302, response.text
+    identity = await ExternalIdentity.get(provider="google")
+    entries = await ConsentEntry.filter(user_id=identity.user_id)
+    assert [(entry.purpose, entry.granted) for entry in entries] == [
+        (ConsentPurpose.STATISTICS, True)
+    ]
+    assert client.cookies.get("ocis_consent") is None
 
 
 @pytest.mark.promise("P29")

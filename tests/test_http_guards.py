@@ -23,7 +23,7 @@ mutation Register($input: RegisterInput!) {
   register(input: $input) { __typename }
 }
 """
-GRANT = "mutation { grantConsent(input: {purpose: MARKETING}) { __typename } }"
+GRANT = "mutation { grantConsent(input: {purpose: MARKETING_EMAIL}) { __typename } }"
 
 
 def _registration(email: str = "newcomer@example.com") -> dict[str, Any]:

@@ -23,6 +23,7 @@ import settings as config
 from models import (
     ConsentEntry,
     ConsentPurpose,
+    ConsentSource,
     ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
@@ -135,7 +136,7 @@ async def add_personal_data(user: User, consents: int = 1) -> None:
             purpose=ConsentPurpose.STATISTICS,
             granted=number % 2 == 0,
             policy_version="2024-01",
-            source="test",
+            source=ConsentSource.WEB,
             ip_address=f"203.0.113.{number + 1}",
             user_agent=f"Agent {number}",
         )
@@ -170,7 +171,7 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
     assert declared == {
         # A pending new address waits on the account's token.
         "AccountToken": ("user_id",),
-        "ConsentEntry": ("user_id", "id"),
+        "ConsentEntry": ("user_id", "visitor_id", "id"),
         "ExternalIdentity": ("user_id",),
         # An invitation's address belongs to no account until it is accepted.
         "Invitation": ("id",),

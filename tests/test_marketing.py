@@ -21,6 +21,7 @@ from models import (
     CampaignState,
     ConsentEntry,
     ConsentPurpose,
+    ConsentSource,
     MailStatus,
     Notice,
     NoticeFanout,
@@ -127,7 +128,7 @@ async def _consenting(*, granted: bool = True, **overrides: Any) -> User:
         user.id,
         ConsentPurpose.MARKETING_EMAIL,
         granted=granted,
-        source="api",
+        source=ConsentSource.WEB,
         ip_address=None,
         user_agent=None,
     )
@@ -207,7 +208,7 @@ async def test_only_the_consenting_customer_gets_it_and_one_click_unsubscribes_f
     assert ledger["myConsentLedger"][0] == {
         "purpose": "MARKETING_EMAIL",
         "granted": False,
-        "source": "email_link",
+        "source": "EMAIL_LINK",
     }
 
     second = await _campaign(admin, "Summer news", "Nothing for you.")
@@ -504,7 +505,7 @@ async def test_eligible_is_the_latest_grant_of_an_open_verified_mailable_account
         withdrew.id,
         ConsentPurpose.MARKETING_EMAIL,
         granted=False,
-        source="api",
+        source=ConsentSource.WEB,
         ip_address=None,
         user_agent=None,
     )
@@ -513,7 +514,7 @@ async def test_eligible_is_the_latest_grant_of_an_open_verified_mailable_account
         came_back.id,
         ConsentPurpose.MARKETING_EMAIL,
         granted=True,
-        source="api",
+        source=ConsentSource.WEB,
         ip_address=None,
         user_agent=None,
     )
@@ -521,12 +522,12 @@ async def test_eligible_is_the_latest_grant_of_an_open_verified_mailable_account
     never.set_email(unique_email())
     await never.save()
     other_purpose = await _consenting(granted=False)
-    for purpose in (ConsentPurpose.MARKETING, ConsentPurpose.STATISTICS):
+    for purpose in (ConsentPurpose.MARKETING_COOKIES, ConsentPurpose.STATISTICS):
         await consent.append(
             other_purpose.id,
             purpose,
             granted=True,
-            source="api",
+            source=ConsentSource.WEB,
             ip_address=None,
             user_agent=None,
         )
@@ -578,7 +579,7 @@ async def test_a_withdrawal_after_the_batch_is_written_stops_the_mail(
         leaves.id,
         ConsentPurpose.MARKETING_EMAIL,
         granted=False,
-        source="api",
+        source=ConsentSource.WEB,
         ip_address=None,
         user_agent=None,
     )

@@ -263,3 +263,38 @@ async def test_upgrading_names_a_walk_in_for_every_email_only_ticket(
         {"email_index": ring.blind_index("gina@example.com")}
     ]
     await db.disconnect()
+
+
+async def test_upgrading_turns_marketing_consent_into_marketing_email(tmp_path: Path) -> None:
+    """0016: the one marketing purpose meant mail; sources outside the vocabulary are "api";
+    no entry is an objection; rows referring to the rebuilt table's neighbours survive."""
+    path = tmp_path / "at-0015.sqlite3"
+    url = f"sqlite://{path}"
+    await run_migrations(
+        config=db.tortoise_config(url),
+        app_labels=["ocis"],
+        target="ocis.0015_policy_versions_and_processors",
+    )
+    await Tortoise.close_connections()
+    entries = {"marketing": "api", "statistics": "console", "preferences": "api"}
+    with sqlite3.connect(path) as connection:
+        user_id = _identity(connection, "https://login.example.com", "333")
+        for purpose, source in entries.items():
+            connection.execute(
+                "INSERT INTO consent_entries (id, user_id, purpose, granted, policy_version,"
+                " source, created_at) VALUES (?, ?, ?, 1, '2026-01', ?, ?)",
+                (str(uuid.uuid4()), user_id, purpose, source, NOW),
+            )
+    await db.migrate(url)
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT purpose, source, granted, objection, created_at FROM consent_entries"
+            " ORDER BY purpose"
+        ).fetchall()
+        assert connection.execute("SELECT count(*) FROM sign_in_sessions").fetchone() == (1,)
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert rows == [
+        ("marketing_email", "api", 1, 0, NOW),
+        ("preferences", "api", 1, 0, NOW),
+        ("statistics", "api", 1, 0, NOW),
+    ]

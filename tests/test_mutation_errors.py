@@ -115,8 +115,21 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "ForbiddenError",
         None,
     ),
-    ("grantConsent", None, "input: {purpose: MARKETING}", "AuthenticationRequiredError", None),
-    ("withdrawConsent", None, "input: {purpose: STATISTICS}", "AuthenticationRequiredError", None),
+    (
+        "grantConsent",
+        None,
+        'input: {purpose: MARKETING_EMAIL, visitorId: "c1.00000000000000000000000000000000.00"}',
+        "InvalidInputError",
+        "visitorId",
+    ),
+    ("withdrawConsent", None, "input: {purpose: NECESSARY}", "InvalidInputError", "purpose"),
+    (
+        "setConsent",
+        None,
+        "input: {purpose: PRIVACY_POLICY, granted: true}",
+        "InvalidInputError",
+        "purpose",
+    ),
     (
         "submitPrivacyRequest",
         "customer@example.com",

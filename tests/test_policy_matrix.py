@@ -49,6 +49,7 @@ from models import (
     Channel,
     ConsentEntry,
     ConsentPurpose,
+    ConsentSource,
     ExternalIdentity,
     Invitation,
     PaymentMethod,
@@ -140,6 +141,7 @@ REACH: dict[str, dict[str, Reach]] = {
         "Ticket": NONE,
         "TicketMessage": NONE,
         "PrivacyRequest": ALL,
+        "ConsentEntry": ALL,
         "AuditEntry": ALL,
     },
     "admin": {
@@ -187,13 +189,14 @@ def team_refusal(world: World, viewer: Viewer, team: str) -> str | None:
     return "FORBIDDEN"
 
 
-# Types answered to the caller alone (no node, no root that reaches another person's copy);
-# their owner-only rules are proven in tests/test_consents_and_requests.py,
+# Types this world holds no rows of: answered to the caller alone, or (ConsentState) computed
+# from the ledger. Their rules are proven in tests/test_consents_and_requests.py,
+# tests/test_visitor_consent.py (the privacy officer's consentsOf, a visitor's consents),
 # tests/test_sign_out_everywhere.py and tests/test_ticket_notices.py rather than by this matrix.
-CALLER_ONLY: dict[str, str] = {
-    "ConsentState": "myConsents",
-    "Notice": "myNotices",
-    "NoticePreference": "myNoticePreferences",
+CALLER_ONLY: dict[str, tuple[str, ...]] = {
+    "ConsentState": ("myConsents", "consents", "consentsOf"),
+    "Notice": ("myNotices",),
+    "NoticePreference": ("myNoticePreferences",),
 }
 
 QUEUE = frozenset({TicketStatus.OPEN, TicketStatus.PENDING})
@@ -204,6 +207,16 @@ ROOTS: dict[str, RootSpec] = {
     "users": RootSpec(args="(first: 100)", scope=Scope.USERS_DIRECTORY),
     "myConsentLedger": RootSpec(signed_in=True, rows=lambda w, v, o, s: o.subject == v.key),
     "myPrivacyRequests": RootSpec(signed_in=True, rows=lambda w, v, o, s: o.subject == v.key),
+    "consentLedgerOf": RootSpec(
+        args="(userId: $subject)",
+        variables="($subject: ID!)",
+        signed_in=True,
+        refuse=lambda w, v, s: (
+            None if v.key == s or v.principal.has(Scope.PRIVACY_REQUESTS) else "FORBIDDEN"
+        ),
+        rows=lambda w, v, o, s: o.subject == s,
+        subjects=("owner", "other"),
+    ),
     "myDataAccesses": RootSpec(
         args="(first: 200)",
         signed_in=True,
@@ -644,10 +657,10 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
         world.add("PaymentMethod", f"pm_{key}", method, key)
         entry = await ConsentEntry.create(
             user=users[key],
-            purpose=ConsentPurpose.MARKETING if index == 0 else ConsentPurpose.STATISTICS,
+            purpose=ConsentPurpose.MARKETING_EMAIL if index == 0 else ConsentPurpose.STATISTICS,
             granted=index == 0,
             policy_version=world.canary(),
-            source=world.canary(),
+            source=ConsentSource.WEB,
             ip_address=world.never_shown(),
             user_agent=world.never_shown(),
         )
@@ -1101,8 +1114,9 @@ async def test_every_role_reads_exactly_what_the_policy_allows(
 ) -> None:
     assert policy_schema_mismatches() == []
     roots = personal_roots()
-    for type_name, root in CALLER_ONLY.items():
-        assert roots.pop(root).target == type_name
+    for type_name, answered_by in CALLER_ONLY.items():
+        for root in answered_by:
+            assert roots.pop(root).target == type_name
     assert set(roots) == set(ROOTS), "a root query answers with personal data: add it to ROOTS"
     assert set(REACH) == set(world.viewers)
     tally = Tally()

@@ -163,7 +163,7 @@ async def test_a_significant_version_is_pending_for_every_user_until_they_accept
             "purpose": "PRIVACY_POLICY",
             "granted": True,
             "policyVersion": "2026-03",
-            "source": "api",
+            "source": "WEB",
         },
     }
     assert await customer.gql(PENDING) == {"data": {"me": {"pendingPolicyAcceptance": False}}}
@@ -181,8 +181,10 @@ async def test_a_significant_version_is_pending_for_every_user_until_they_accept
     for account in still:
         assert await policy.pending_policy_acceptance(account.id, account.created_at)
     # And the consents recorded from now on name the version in effect.
-    await customer.gql("mutation { grantConsent(input: {purpose: MARKETING}) { __typename } }")
-    marketing = await ConsentEntry.get(user_id=me.id, purpose=ConsentPurpose.MARKETING)
+    await customer.gql(
+        "mutation { grantConsent(input: {purpose: MARKETING_EMAIL}) { __typename } }"
+    )
+    marketing = await ConsentEntry.get(user_id=me.id, purpose=ConsentPurpose.MARKETING_EMAIL)
     assert marketing.policy_version == "2026-03"
 
 

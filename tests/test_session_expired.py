@@ -19,7 +19,7 @@ from tests.helpers import ORIGIN, app_code_exchange, sign_in, table_counts, user
 
 ME = "{ me { email } }"
 CUSTOMER = "customer@example.com"
-GRANT = "mutation { grantConsent(input: {purpose: MARKETING}) { __typename } }"
+GRANT = "mutation { grantConsent(input: {purpose: MARKETING_EMAIL}) { __typename } }"
 
 
 async def _with_cookie(

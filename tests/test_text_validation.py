@@ -339,6 +339,10 @@ _TOKEN = (
     "a token from a link we mailed, only compared (by its hash) with the ones we issued:"
     " anything else is an invalid link, and it is never stored or shown"
 )
+_CONSENT_ID = (
+    "a consent id we issued, only checked against its HMAC: anything else is refused"
+    " (tests/test_visitor_consent.py), and only its random id is stored"
+)
 NOT_TEXT: dict[tuple[str, str], str] = {
     ("register", "password"): _SECRET,
     ("acceptInvitation", "password"): _SECRET,
@@ -350,6 +354,10 @@ NOT_TEXT: dict[tuple[str, str], str] = {
     ("verifyEmail", "token"): _TOKEN,
     ("resetPassword", "token"): _TOKEN,
     ("confirmEmailChange", "token"): _TOKEN,
+    ("grantConsent", "visitorId"): _CONSENT_ID,
+    ("withdrawConsent", "visitorId"): _CONSENT_ID,
+    ("setConsent", "visitorId"): _CONSENT_ID,
+    ("verifyEmail", "visitorId"): _CONSENT_ID,
     ("setNoticePreference", "kind"): "matched exactly against the known kinds of notice and"
     " never stored otherwise: any other value is refused (see the test below)",
 }

@@ -14,8 +14,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from auth import tokens
 from auth.principal import ANONYMOUS, Principal
 from auth.sessions import resolve_session
+from resolvers import consents
 from web.cookies import SESSION, forget_cookie, read_cookie
-from web.requests import ip_of, same_site_json, settings_of, store_of
+from web.requests import (
+    consent_cookie_of,
+    ip_of,
+    same_site_json,
+    settings_of,
+    store_of,
+    visitor_ids_of,
+)
 from web.responses import graphql_error
 
 SESSION_EXPIRED = "SESSION_EXPIRED"
@@ -51,6 +59,7 @@ class CallerIdentification:
                 await response(scope, receive, send)
                 return
             principal = bearer
+            state["authenticated_by"] = "bearer"
         elif token is not None:
             if not same_site_json(request):
                 response = graphql_error(
@@ -66,6 +75,28 @@ class CallerIdentification:
                 forget_cookie(response, settings, SESSION)
                 await response(scope, receive, send)
                 return
-        state["principal"] = principal.with_request_id(state["request_id"])
+            state["authenticated_by"] = "cookie"
+        principal = principal.with_request_id(state["request_id"])
+        state["principal"] = principal
         state["client_ip"] = ip_of(request)
+        # GET never changes anything, the GPC signal's record included.
+        if request.method == "POST" and request.headers.get("sec-gpc") == "1":
+            await _honour_gpc(request, principal, state)
         await self.app(scope, receive, send)
+
+
+async def _honour_gpc(request: Request, principal: Principal, state: dict[str, object]) -> None:
+    """Global Privacy Control: the caller's (account's, or consent cookie's visitor's) objection
+    to marketing, recorded once per ledger, before the operation runs."""
+    visitor_ids = visitor_ids_of(request)
+    cookie = None if principal.user_id is not None else consent_cookie_of(request)
+    owner = principal.user_id or visitor_ids.verify(cookie)
+    if owner is None:
+        return
+    await consents.honour_gpc(
+        principal,
+        owner,
+        ip_address=ip_of(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    state["gpc_done_for"] = owner

@@ -9,6 +9,7 @@ import settings as config
 from auth.client_info import ClientInfo, describe_client
 from auth.client_ip import client_ip
 from auth.csrf import cookie_request_allowed
+from auth.visitor_ids import VisitorIds, cookie_name
 
 
 def settings_of(request: HTTPConnection) -> config.Settings:
@@ -54,3 +55,14 @@ def same_site_json(request: Request) -> bool:
         referer=request.headers.get("referer"),
         allowed_origins=settings_of(request).allowed_origins,
     )
+
+
+def visitor_ids_of(request: HTTPConnection) -> VisitorIds:
+    """Consent ids, checked under the current master key and the previous ones."""
+    settings = settings_of(request)
+    return VisitorIds((settings.master_key, *settings.previous_master_keys))
+
+
+def consent_cookie_of(request: HTTPConnection) -> str | None:
+    """The anonymous visitor's consent id the browser keeps (auth/visitor_ids.py)."""
+    return request.cookies.get(cookie_name(secure=settings_of(request).secure_cookies))

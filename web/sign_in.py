@@ -9,14 +9,24 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from auth import device_cookies, rate_limit, tokens
 from auth.csrf import form_post_allowed, is_json, origin_allowed
+from auth.identities import principal_of
 from auth.login import AccountDisabled, attempt_key, find_account, sign_in_with_password
 from auth.redirects import Intent
 from auth.sessions import end_session, start_session
+from auth.visitor_ids import cookie_name
 from models import User
-from resolvers import sign_in
+from resolvers import consents, sign_in
 from web import cookies
 from web.bodies import read_body
-from web.requests import client_of, ip_of, request_id_of, settings_of, store_of
+from web.requests import (
+    client_of,
+    consent_cookie_of,
+    ip_of,
+    request_id_of,
+    settings_of,
+    store_of,
+    visitor_ids_of,
+)
 from web.responses import error, too_many_attempts
 
 
@@ -82,6 +92,7 @@ async def password_sign_in(request: Request) -> Response:
             request_id_of(request),
         )
     response = JSONResponse(answer)
+    await adopt_visitor_consent(request, response, session.sign_in.user)
     cookies.set_session_cookie(response, settings, session.token)
     cookies.set_device_cookie(
         response, settings, device_cookies.issue(settings, session.sign_in.user.id)
@@ -115,5 +126,19 @@ async def finish_sign_in(request: Request, user: User, intent: Intent, method: s
         method,
     )
     response = RedirectResponse(intent.get("next") or "/", status_code=302)
+    await adopt_visitor_consent(request, response, user)
     cookies.set_session_cookie(response, settings, session.token)
     return response
+
+
+async def adopt_visitor_consent(request: Request, response: Response, user: User) -> None:
+    """Every web sign-in: the decisions this browser made as an anonymous visitor become the
+    account's, and the browser forgets its consent id (a later visitor on it starts afresh)."""
+    visitor_id = consent_cookie_of(request)
+    if visitor_id is None:
+        return
+    await consents.adopt_visitor_consent(
+        principal_of(user, request_id_of(request)), user.id, visitor_ids_of(request), visitor_id
+    )
+    secure = settings_of(request).secure_cookies
+    response.delete_cookie(cookie_name(secure=secure), path="/", secure=secure)
