@@ -1,21 +1,18 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from models.enums import CampaignState, ConsentPurpose
-from models.migration_ops import AlterFieldKeepingRows
+from models.enums import CampaignState
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
 
 # Marketing campaigns (P12): written by staff, sent once to the accounts whose latest
-# marketing-email decision is a grant; the consent ledger learns that purpose.
+# marketing-email decision is a grant (the purpose itself came with 0016).
 
 
 class Migration(migrations.Migration):
     dependencies = [('ocis', '0016_consent_for_visitors')]
 
     initial = False
-    # A column change rebuilds the table on SQLite: outside a transaction (see the operation).
-    atomic = False
 
     operations = [
         ops.CreateModel(
@@ -33,10 +30,5 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'campaigns', 'app': 'ocis', 'pk_attr': 'id', 'table_description': 'A marketing mail written by staff (P12), sent once to every account that consents.'},
             bases=['Entity'],
-        ),
-        AlterFieldKeepingRows(
-            model_name='ConsentEntry',
-            name='purpose',
-            field=fields.CharEnumField(description='PREFERENCES: preferences\nSTATISTICS: statistics\nMARKETING: marketing\nMARKETING_EMAIL: marketing_email\nPRIVACY_POLICY: privacy_policy', enum_type=ConsentPurpose, max_length=20),
         ),
     ]
