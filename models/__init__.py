@@ -5,6 +5,7 @@ from models.enums import (
     AccountTokenPurpose,
     Channel,
     ConsentPurpose,
+    JobState,
     MailStatus,
     PrivacyRequestKind,
     PrivacyRequestStatus,
@@ -14,6 +15,7 @@ from models.enums import (
     TransferSafeguard,
     UserStatus,
 )
+from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Notice, NoticeFanout, NoticePreference
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
@@ -33,6 +35,8 @@ __all__ = [
     "DataKey",
     "ExternalIdentity",
     "Invitation",
+    "Job",
+    "JobState",
     "KeyRotation",
     "KeyState",
     "MailStatus",
