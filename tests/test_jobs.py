@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from prometheus_client import REGISTRY
+from tortoise.transactions import in_transaction
 
 import settings as config
 from models import Job, JobState
@@ -81,6 +82,28 @@ async def test_two_enqueuers_racing_with_one_dedupe_key_get_one_job(
     assert await Job.filter(dedupe_key="erasure:race").count() == 1
 
 
+async def test_a_job_is_queued_in_the_transaction_of_the_change_that_asks_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _register(monkeypatch, "test.noop", _noop)
+
+    async def change_that_fails() -> None:
+        async with in_transaction():
+            await jobs.enqueue("test.noop", {}, dedupe_key="erasure:rolled-back")
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError, match="the change failed"):
+        await change_that_fails()
+    assert await Job.all().count() == 0
+    async with in_transaction():
+        kept = await jobs.enqueue("test.noop", {}, dedupe_key="erasure:kept")
+        again = await jobs.enqueue("test.noop", {}, dedupe_key="erasure:kept")
+    assert again.id == kept.id
+    assert [job.dedupe_key for job in await Job.all()] == ["erasure:kept"]
+
+
+# A plaintext address in the jobs table would show in a raw dump (P10).
+@pytest.mark.promise("P10")
 @pytest.mark.parametrize(
     "payload",
     [
