@@ -13,7 +13,7 @@ from privacy import jobs
 
 EFFECTS = "test_job_effects"
 STEPS = 5
-# A file the handler appends "JOB STEP" to each time a step starts, so a test sees re-runs.
+# A file the handler appends "JOB STEP OWNER" to each time a step starts, so a test sees re-runs.
 TRAIL = "OCIS_TEST_JOB_TRAIL"
 
 
@@ -56,7 +56,7 @@ async def five_steps(job: jobs.JobContext) -> None:
     pause = int(job.payload.get("pause_ms", 0)) / 1000
     for step in range(int(job.progress.get("step", 0)) + 1, STEPS + 1):
         if trail:
-            await asyncio.to_thread(_append, Path(trail), f"{job.id} {step}")
+            await asyncio.to_thread(_append, Path(trail), f"{job.id} {step} {job.owner}")
         await connection.execute_query(insert, [str(job.id), step])
         await asyncio.sleep(pause)
         await job.checkpoint(step=step)

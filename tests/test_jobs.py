@@ -20,11 +20,12 @@ from prometheus_client import REGISTRY
 from tortoise.transactions import in_transaction
 
 import settings as config
-from models import Job, JobState
-from privacy import jobs
+from models import Job, JobState, MailStatus, Notice, User, crypto
+from privacy import jobs, notices
 from privacy.leases import backoff, claim
 from tests import job_kinds
 from tests.helpers import ROOT, subprocess_environment
+from tests.smtp_server import Mailbox
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -593,3 +594,46 @@ def _start_server(environment: dict[str, str], log: Path) -> subprocess.Popen[by
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def _runners_started(log: Path) -> int:
+    return log.read_text().count("job runner") if log.exists() else 0
+
+
+@pytest.mark.usefixtures("effects_table", "demo")
+async def test_two_worker_processes_share_the_jobs_and_the_mail_each_done_once(
+    app_settings: config.Settings, tmp_path: Path, smtp: Mailbox
+) -> None:
+    trail = tmp_path / "trail.txt"
+    environment = _worker_environment(app_settings, trail, SMTP_URL=smtp.url)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    workers = [_start_worker(environment, log) for log in logs]
+    try:
+        deadline = time.monotonic() + PROCESS_SECONDS
+        while not all(_runners_started(log) for log in logs):
+            assert time.monotonic() < deadline, _tail(logs[0]) + _tail(logs[1])
+            assert all(worker.poll() is None for worker in workers)
+            await asyncio.sleep(0.1)
+        customer = await User.get(email_index=crypto.blind_index("customer@example.com"))
+        notice = await notices.notify(customer.id, "identity.linked", provider="Google")
+        queued = [
+            (await jobs.enqueue("test.steps", {"pause_ms": 60, "n": n})).id for n in range(12)
+        ]
+        for ident in queued:
+            await _until(ident, lambda j: j.state == JobState.DONE, workers[0], logs[0])
+        while (await Notice.get(id=notice.id)).mail_status != MailStatus.SENT:
+            assert time.monotonic() < deadline, _tail(logs[0]) + _tail(logs[1])
+            await asyncio.sleep(0.1)
+    finally:
+        codes = [_end(worker, signal.SIGTERM) for worker in workers]
+    assert codes == [0, 0]
+    assert len(smtp.received) == 1
+    assert await job_kinds.effects() == sorted(
+        (str(ident), step) for ident in queued for step in range(1, 6)
+    )
+    runs = [tuple(line.split()) for line in trail.read_text().splitlines()]
+    assert Counter((ident, step) for ident, step, _ in runs) == dict.fromkeys(
+        ((str(ident), str(step)) for ident in queued for step in range(1, 6)), 1
+    )
+    assert len({owner for _, _, owner in runs}) == 2  # both workers took part
+    assert all(job.attempts == 1 for job in await Job.filter(id__in=queued))
