@@ -8,9 +8,12 @@ the transaction of the work). A failure is retried with the mail's growing delay
 failed with a short code; a crash counts as an attempt too, so a job that kills its worker
 cannot take the fleet down forever.
 
-Why our own: procrastinate, saq and arq need PostgreSQL or Redis as their queue; none runs on
-SQLite, the embedded default, and the architecture keeps one mechanism for mail and jobs alike.
-The mechanism is small: one claim statement, a lease, a checkpoint.
+Why our own: procrastinate needs PostgreSQL, arq Redis, saq Redis or PostgreSQL; none runs on
+SQLite, the embedded default. huey has SQLite and PostgreSQL storage, but it deletes a task when
+a worker takes it and never acknowledges it (its maintainer's word in coleifer/huey#418 and
+#571): a worker killed mid-task loses the task, the very case these jobs exist for; and its
+workers are threads outside our event loop and Tortoise. The architecture also keeps one
+mechanism for mail and jobs alike. Ours is small: one claim statement, a lease, a checkpoint.
 
 Payloads and progress hold ids, counts and flags, never personal data: ``enqueue`` and
 ``checkpoint`` refuse anything that is not a UUID, an int, a bool, a short ASCII identifier, or a
