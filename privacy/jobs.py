@@ -38,6 +38,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 import settings as config
@@ -201,7 +202,8 @@ class JobContext:
             raise LeaseLost(str(self.id))
 
 
-def _held(job: JobContext) -> Any:
+def _held(job: JobContext) -> QuerySet[Job]:
+    """The job's row while this worker still holds its lease."""
     return Job.filter(id=job.id, state=JobState.RUNNING, lease_owner=job.owner)
 
 
