@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
+import signal
 import ssl
 import sys
 from collections.abc import Callable
@@ -16,10 +18,11 @@ from typing import Any
 from starlette.types import ASGIApp
 
 import settings as config
+from auth.store import connect_store
 from models import db
 from models.keys import CACHE_TTL_SECONDS
 from observability import configure_logging
-from privacy import audit_verify
+from privacy import audit, audit_verify, fanout, jobs, mail
 from privacy import keys as key_management
 
 AppFactory = Callable[[config.Settings], ASGIApp]
@@ -69,6 +72,35 @@ async def _rotate_keys(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+async def _worker(settings: config.Settings) -> int:
+    """Run durable jobs, notice mail and fan-outs until SIGTERM (or SIGINT); any number of
+    workers share them."""
+    await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+    await db.load_keys()
+    store = connect_store(settings.redis_url)
+    await audit.prime_head(settings, store if settings.redis_url else None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with jobs.running(settings):
+            mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
+            fanning_out = asyncio.create_task(fanout.run_forever(settings))
+            await stop.wait()
+            logging.getLogger("ocis.worker").info("worker stopping")
+            for task in (fanning_out, mailer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+    finally:
+        await audit.checkpoint_at_shutdown()
+        await store.aclose()
+        await db.disconnect()
     return 0
 
 
@@ -135,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocis", description="OCIS backend")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve HTTP (HOST, PORT)")
+    commands.add_parser(
+        "worker", help="run durable jobs, notice mail and fan-outs (any number of processes)"
+    )
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("seed", help="create demo data (development only)")
     admin = commands.add_parser("create-admin", help="create or promote an administrator")
@@ -195,6 +230,8 @@ def run(argv: list[str] | None, create_app: AppFactory) -> int:
             **tls,
         )
         return 0
+    if args.command == "worker":
+        return asyncio.run(_worker(settings))
     if args.command == "migrate":
         asyncio.run(db.migrate(settings.database_url))
         print("migrations applied")  # noqa: T201

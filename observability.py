@@ -57,6 +57,21 @@ MAIL_QUEUE_OLDEST_SECONDS = Gauge(
     "Age of the oldest notice mail still due",
     multiprocess_mode="mostrecent",
 )
+JOB_QUEUE_DEPTH = Gauge(
+    "ocis_job_queue_depth",
+    "Durable jobs queued or running",
+    multiprocess_mode="mostrecent",
+)
+JOB_QUEUE_OLDEST_SECONDS = Gauge(
+    "ocis_job_queue_oldest_seconds",
+    "How long the oldest due job has waited to be claimed",
+    multiprocess_mode="mostrecent",
+)
+JOBS_FINISHED = Counter(
+    "ocis_job_attempts_total",
+    "Job attempts ended, by kind and outcome (done, retried, failed)",
+    ["kind", "outcome"],
+)
 
 # Operation names are the client's to choose: only plain GraphQL names become label values, and
 # only so many per process, so a caller cannot grow the metrics without bound.

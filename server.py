@@ -19,7 +19,7 @@ from auth.oidc import Gateway, configured_providers
 from auth.store import connect_store
 from models import db
 from observability import configure_logging
-from privacy import audit, fanout, mail
+from privacy import audit, fanout, jobs, mail
 from resolvers import queues
 from resolvers.processors import register_mail_transport
 from schema.view import graphql_view
@@ -96,8 +96,12 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
         # And writes the notices owed to every user, a batch at a time (privacy/fanout.py).
         fanning_out = asyncio.create_task(fanout.run_forever(settings))
+        # The embedded default runs durable jobs here; production leaves them to `worker`.
         try:
-            yield
+            async with contextlib.AsyncExitStack() as background:
+                if settings.run_jobs_in_server:
+                    await background.enter_async_context(jobs.running(settings))
+                yield
         finally:
             fanning_out.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -65,6 +65,16 @@ class Settings:
     mail_processor_country: str = "EU"
     # How often each process looks for notices owed to every user (privacy/fanout.py).
     fanout_poll_seconds: float = 5.0
+    # Durable jobs (privacy/jobs.py): whether `serve` runs them too (the embedded default; in
+    # production `worker` processes do), how often a runner looks, and how long a claim lasts
+    # without a heartbeat (a dead worker's job is taken over after that).
+    run_jobs_in_server: bool = True
+    job_poll_seconds: float = 1.0
+    job_lease_seconds: float = 60.0
+    # Seconds a stopping runner lets the step in hand finish before handing its job back.
+    job_stop_grace_seconds: float = 20.0
+    # Modules registering more job kinds (development only: the tests' kinds).
+    extra_job_modules: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     privacy_contact: str = "contact@ocis.app"
     session_ttl_seconds: int = 7 * 24 * 3600
@@ -275,6 +285,40 @@ def _served_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _flag(raw: str | None, variable: str, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ConfigurationError(f"{variable} must be true or false")
+
+
+def _seconds(raw: str | None, variable: str, default: float, least: float) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not least <= value <= 86400:
+        raise ConfigurationError(f"{variable} must be a number of seconds from {least:g}")
+    return value
+
+
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not MODULE_NAME.fullmatch(name):
+            raise ConfigurationError(f"OCIS_EXTRA_JOB_MODULES: {name!r} is not a module name")
+    return names
+
+
 MIN_METRICS_TOKEN = 24
 
 
@@ -314,16 +358,9 @@ def _cors_origins(raw: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _flag(raw: str | None, variable: str) -> bool | None:
-    """true/false (1/0, on/off, yes/no); unset or empty: None, the setting's default."""
-    if raw is None or not raw.strip():
-        return None
-    value = raw.strip().lower()
-    if value in ("1", "true", "on", "yes"):
-        return True
-    if value in ("0", "false", "off", "no"):
-        return False
-    raise ConfigurationError(f"{variable} must be true or false")
+def _unless_unset(raw: str | None, variable: str) -> bool | None:
+    """A true/false setting whose default depends on others (unset or empty: None)."""
+    return None if raw is None or not raw.strip() else _flag(raw, variable, False)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
@@ -349,6 +386,28 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         public_url=public_url.rstrip("/"),
         master_key=_master_key(env.get("OCIS_MASTER_KEY")),
         previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
+        run_jobs_in_server=_flag(
+            env.get("OCIS_RUN_JOBS_IN_SERVER"), "OCIS_RUN_JOBS_IN_SERVER", mode != "production"
+        ),
+        job_poll_seconds=_seconds(
+            env.get("OCIS_JOB_POLL_SECONDS"),
+            "OCIS_JOB_POLL_SECONDS",
+            defaults.job_poll_seconds,
+            0.05,
+        ),
+        job_lease_seconds=_seconds(
+            env.get("OCIS_JOB_LEASE_SECONDS"),
+            "OCIS_JOB_LEASE_SECONDS",
+            defaults.job_lease_seconds,
+            1.0,
+        ),
+        job_stop_grace_seconds=_seconds(
+            env.get("OCIS_JOB_STOP_GRACE_SECONDS"),
+            "OCIS_JOB_STOP_GRACE_SECONDS",
+            defaults.job_stop_grace_seconds,
+            0.0,
+        ),
+        extra_job_modules=_modules(env.get("OCIS_EXTRA_JOB_MODULES", "")),
         smtp_url=_smtp_url(env.get("SMTP_URL"), production=mode == "production"),
         mail_from=env.get("OCIS_MAIL_FROM", "").strip(),
         mail_processor_name=env.get("OCIS_MAIL_PROCESSOR", "").strip()
@@ -373,7 +432,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         cost_budget_per_minute=_positive(
             env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
         ),
-        graphql_get=_flag(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
+        graphql_get=_unless_unset(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
     )
     if settings.cost_budget_per_minute < settings.max_query_cost:
         raise ConfigurationError(
@@ -397,6 +456,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
                 "TLS is required: set OCIS_TLS_CERT and OCIS_TLS_KEY, or OCIS_TRUSTED_PROXIES"
                 " for the proxy that terminates it"
             )
+        if settings.extra_job_modules:
+            problems.append("OCIS_EXTRA_JOB_MODULES is for development (the tests' job kinds)")
         if not settings.audit_reads:
             problems.append(
                 "OCIS_AUDIT_READS cannot be turned off (the policy promises audit logs)"

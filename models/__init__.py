@@ -7,6 +7,7 @@ from models.enums import (
     Channel,
     ConsentPurpose,
     ConsentSource,
+    JobState,
     MailStatus,
     PrivacyRequestKind,
     PrivacyRequestStatus,
@@ -16,6 +17,7 @@ from models.enums import (
     TransferSafeguard,
     UserStatus,
 )
+from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
 from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
@@ -38,6 +40,8 @@ __all__ = [
     "DataKey",
     "ExternalIdentity",
     "Invitation",
+    "Job",
+    "JobState",
     "KeyRotation",
     "KeyState",
     "MailStatus",

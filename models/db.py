@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "models.keys",
     "models.notices",
     "models.staff",
+    "models.jobs",
 ]
 
 

@@ -116,3 +116,10 @@ class TransferSafeguard(StrEnum):
     STANDARD_CONTRACTUAL_CLAUSES = "standard_contractual_clauses"
     BINDING_CORPORATE_RULES = "binding_corporate_rules"
     NOT_NEEDED_EEA = "not_needed_eea"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"

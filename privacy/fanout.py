@@ -1,11 +1,12 @@
 """Notices owed to every account, written by a job in batches, never in the request that asks.
 
 Asking (``owe_everyone``) writes one row in the transaction of the change it reports. Any
-process then claims that row, writes the notices of the next ``BATCH`` accounts in id order and
-moves its cursor, all in one transaction whose first statement is the conditional claim: a
-second worker finds the cursor moved and writes nothing, and a crash loses no notice and
-doubles none. privacy/mail.py then mails each notice like any other, recording delivery per
-account. Accounts opened after the ask are not owed it; disabled and erased ones are not told.
+process then claims that row (privacy/leases.py, the claim mail and jobs use), writes the
+notices of the next ``BATCH`` accounts in id order and moves its cursor, all in one transaction
+whose first statement is the claim: a second worker passes over the row while it is taken, and a
+crash rolls the batch back, losing no notice and doubling none. privacy/mail.py then mails each
+notice like any other, recording delivery per account. Accounts opened after the ask are not
+owed it; disabled and erased ones are not told.
 
 A marketing campaign (privacy/marketing.py) is owed the same way, to the accounts eligible
 when each batch is written rather than to all; each batch also counts its mails on the
@@ -25,12 +26,19 @@ from tortoise.transactions import in_transaction
 import settings as config
 from models import SIGN_IN_STATUSES, Campaign, CampaignState, Notice, NoticeFanout, User
 from privacy import marketing, notices
+from privacy.leases import Queue, claim
 
 logger = logging.getLogger("ocis.fanout")
 
 BATCH = 500
 # A worker that dies mid-batch rolls back; the lease only keeps others off while it works.
 LEASE = timedelta(minutes=2)
+FANOUT_QUEUE = Queue(
+    table="notice_fanouts",
+    due='"done_at" IS NULL AND "lease_until" <= :now',
+    take='"lease_until" = :until',
+    order='"created_at"',
+)
 
 
 async def owe_everyone(kind: str, **params: str) -> NoticeFanout:
@@ -46,26 +54,21 @@ async def fan_out_due(*, batches: int = 20) -> int:
     """Write up to `batches` batches of the notices owed; answer how many were written."""
     written = 0
     for _ in range(batches):
-        due = (
-            await NoticeFanout.filter(done_at__isnull=True, lease_until__lte=datetime.now(UTC))
-            .order_by("created_at")
-            .first()
-        )
-        if due is None:
+        batch = await _next_batch()
+        if batch is None:
             break
-        written += await _next_batch(due)
+        written += batch
     return written
 
 
-async def _next_batch(fanout: NoticeFanout) -> int:
+async def _next_batch() -> int | None:
+    """One batch of the oldest fan-out nobody holds; None when there is none."""
     now = datetime.now(UTC)
-    unchanged = {"cursor": fanout.cursor} if fanout.cursor is not None else {"cursor__isnull": True}
     async with in_transaction():
-        claimed = await NoticeFanout.filter(
-            id=fanout.id, done_at__isnull=True, lease_until__lte=now, **unchanged
-        ).update(lease_until=now + LEASE)
-        if not claimed:
-            return 0  # another worker has it
+        taken = await claim(FANOUT_QUEUE, limit=1, now=now, until=now + LEASE)
+        if not taken:
+            return None
+        fanout = await NoticeFanout.get(id=taken[0].id)
         ids = await _owed(fanout)
         owed = []
         for user_id in ids:

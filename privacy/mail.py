@@ -1,10 +1,11 @@
 """Email delivery of notices over SMTP, at least once, from any number of processes.
 
-Each process looks for due notices every few seconds. A sender claims a notice by bumping its
-attempt counter in a conditional UPDATE, so two processes never send the same attempt; a claim
-is a lease, and a sender that dies mid-send leaves a notice that falls due again when the lease
-runs out. Failures are retried with growing delays, then marked failed. Logs name the notice
-and the kind of failure, never the address or the text.
+Each process looks for due notices every few seconds. A sender claims a notice through
+privacy/leases.py, the claim every durable job uses too: it bumps the attempt counter and sets a
+lease in one statement, so two processes never send the same attempt, and a sender that dies
+mid-send leaves a notice that falls due again when the lease runs out. Failures are retried with
+growing delays, then marked failed. Logs name the notice and the kind of failure, never the
+address or the text.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import settings as config
 from models import MailStatus, Notice, User, UserStatus
 from observability import MAIL_QUEUE_DEPTH, MAIL_QUEUE_OLDEST_SECONDS
 from privacy import marketing
+from privacy.leases import Queue, claim
+from privacy.leases import backoff as backoff  # where tests and callers find it
 from privacy.notices import UNVERIFIED_MAY_RECEIVE, load_texts, read_for_mail, render
 
 logger = logging.getLogger("ocis.mail")
@@ -38,6 +41,14 @@ MAX_ATTEMPTS = 8
 BATCH = 50
 SMTP_TIMEOUT_SECONDS = 20
 DUE = (MailStatus.PENDING, MailStatus.SENDING)
+# A pending mail is due at mail_due_at; a claimed one's lease runs out then.
+MAIL_QUEUE = Queue(
+    table="notices",
+    due='"mail_status" IN (:pending, :sending) AND "mail_due_at" <= :now',
+    take='"mail_status" = :sending, "mail_attempts" = "mail_attempts" + 1, "mail_due_at" = :until',
+    order='"mail_due_at"',
+    attempts="mail_attempts",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +112,6 @@ class Delivery:
     retried: int = 0
     failed: int = 0
     cancelled: int = 0
-
-
-def backoff(attempt: int) -> timedelta:
-    """30 s after the first failure, doubling, at most 6 hours."""
-    return min(timedelta(seconds=30 * 2 ** (attempt - 1)), timedelta(hours=6))
 
 
 def compose(
@@ -181,24 +187,24 @@ async def deliver_due(
     if not settings.smtp_url:
         return report
     target = SmtpTarget.from_url(settings.smtp_url)
-    due = (
-        await Notice.filter(mail_status__in=DUE, mail_due_at__lte=now or datetime.now(UTC))
-        .order_by("mail_due_at")
-        .limit(limit)
-        .only("id", "mail_attempts")
-    )
-    for row in due:
-        attempt = row.mail_attempts + 1
-        claimed = await Notice.filter(
-            id=row.id, mail_attempts=row.mail_attempts, mail_status__in=DUE
-        ).update(
-            mail_status=MailStatus.SENDING,
-            mail_attempts=attempt,
-            mail_due_at=datetime.now(UTC) + LEASE,
+    # One at a time, so each lease starts when its send does; a notice tried once this round
+    # waits for the next one, however far ahead `now` looks.
+    tried: list[UUID] = []
+    while len(tried) < limit:
+        taken = await claim(
+            MAIL_QUEUE,
+            limit=1,
+            skip=tried,
+            pending=MailStatus.PENDING.value,
+            sending=MailStatus.SENDING.value,
+            now=now or datetime.now(UTC),
+            until=datetime.now(UTC) + LEASE,
         )
-        if not claimed:
-            continue  # another process has it
-        outcome = await _deliver(settings, target, send, row.id, attempt)
+        if not taken:
+            break
+        (row,) = taken
+        tried.append(row.id)
+        outcome = await _deliver(settings, target, send, row.id, row.attempt)
         setattr(report, outcome, getattr(report, outcome) + 1)
     return report
 

@@ -115,6 +115,8 @@ def app_settings(database_url: str, tmp_path: Path) -> config.Settings:
         # Tests run fan-outs themselves (privacy/fanout.py fan_out_due): a background round
         # would add statements to the windows other tests count.
         fanout_poll_seconds=3600.0,
+        # And run jobs themselves too (privacy/jobs.py Runner), for the same reason.
+        run_jobs_in_server=False,
     )
 
 
