@@ -1,11 +1,15 @@
 """Tortoise models of OCIS: rows only, personal data sealed at rest."""
 
 from models.enums import (
+    OPEN_PRIVACY_REQUEST_STATUSES,
     SIGN_IN_STATUSES,
     AccountTokenPurpose,
     Channel,
     ConsentPurpose,
+    IdentityVerificationMethod,
     MailStatus,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -16,12 +20,20 @@ from models.enums import (
 )
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Notice, NoticeFanout, NoticePreference
-from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
+from models.privacy import (
+    AuditEvent,
+    ConsentEntry,
+    PolicyVersion,
+    PrivacyRequest,
+    PrivacyRequestStep,
+    Processor,
+)
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
 from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
+    "OPEN_PRIVACY_REQUEST_STATUSES",
     "SIGN_IN_STATUSES",
     "AccountToken",
     "AccountTokenPurpose",
@@ -32,6 +44,7 @@ __all__ = [
     "ConsentPurpose",
     "DataKey",
     "ExternalIdentity",
+    "IdentityVerificationMethod",
     "Invitation",
     "KeyRotation",
     "KeyState",
@@ -42,8 +55,11 @@ __all__ = [
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",
+    "PrivacyRequestAction",
+    "PrivacyRequestChannel",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
+    "PrivacyRequestStep",
     "Processor",
     "Role",
     "SignInSession",

@@ -16,10 +16,19 @@ from auth.policy import Relation
 from auth.principal import Principal
 from auth.relations import NO_RELATION
 from auth.scoping import relations_to, worked_walk_ins
-from models import ExternalIdentity, PaymentMethod, SignInSession, TicketMessage, User
+from models import (
+    ExternalIdentity,
+    PaymentMethod,
+    PrivacyRequest,
+    PrivacyRequestStep,
+    SignInSession,
+    TicketMessage,
+    User,
+)
 from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
+from resolvers.privacy_requests import load_histories, load_privacy_requests
 from resolvers.sign_ins import load_sign_ins
 from resolvers.tickets import load_message_pages, load_ticket_requesters
 from resolvers.users import load_users
@@ -38,6 +47,8 @@ class Loaders:
     identities: DataLoader[UUID, list[ExternalIdentity]]
     walk_ins: DataLoader[str, bool]
     ticket_requesters: DataLoader[UUID, UUID | None]
+    privacy_requests: DataLoader[UUID, PrivacyRequest | None]
+    privacy_request_histories: DataLoader[UUID, list[PrivacyRequestStep]]
 
     @classmethod
     def for_principal(cls, principal: Principal) -> Loaders:
@@ -61,6 +72,8 @@ class Loaders:
             identities=DataLoader(load_fn=partial(load_identities, principal)),
             walk_ins=DataLoader(load_fn=load_walk_ins),
             ticket_requesters=DataLoader(load_fn=partial(load_ticket_requesters, principal)),
+            privacy_requests=DataLoader(load_fn=partial(load_privacy_requests, principal)),
+            privacy_request_histories=DataLoader(load_fn=partial(load_histories, principal)),
         )
 
 

@@ -5,6 +5,9 @@ import strawberry
 from models import (
     Channel,
     ConsentPurpose,
+    IdentityVerificationMethod,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -17,6 +20,9 @@ from models import (
 for _enum in (
     Channel,
     ConsentPurpose,
+    IdentityVerificationMethod,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -30,6 +36,9 @@ for _enum in (
 __all__ = [
     "Channel",
     "ConsentPurpose",
+    "IdentityVerificationMethod",
+    "PrivacyRequestAction",
+    "PrivacyRequestChannel",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
     "Role",
