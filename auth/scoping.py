@@ -12,11 +12,12 @@ from auth.policy import Relation
 from auth.principal import Principal
 from auth.scopes import Scope, is_staff_account
 from models import (
+    OPEN_PRIVACY_REQUEST_STATUSES,
     AuditEvent,
     ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
-    PrivacyRequestStatus,
+    PrivacyRequestStep,
     Role,
     SignInSession,
     Team,
@@ -109,6 +110,15 @@ def readable_privacy_requests(principal: Principal) -> QuerySet[PrivacyRequest]:
     return PrivacyRequest.filter(subject_id=principal.user_id)
 
 
+def readable_privacy_request_steps(principal: Principal) -> QuerySet[PrivacyRequestStep]:
+    """The history of readable requests: every one for the officer, else one's own."""
+    if principal.has(Scope.PRIVACY_REQUESTS):
+        return PrivacyRequestStep.all()
+    if principal.user_id is None:
+        return PrivacyRequestStep.filter(_NOTHING)
+    return PrivacyRequestStep.filter(subject_id=principal.user_id)
+
+
 def readable_audit_events(principal: Principal) -> QuerySet[AuditEvent]:
     """The privacy officer reads the whole trail; everyone else the records about themselves."""
     if principal.has(Scope.PRIVACY_REQUESTS):
@@ -157,9 +167,13 @@ async def relations_to(principal: Principal, people: Iterable[User]) -> dict[UUI
         )
         worked = {UUID(str(row)) for row in rows}
     if others and principal.has(Scope.PRIVACY_REQUESTS):
-        open_statuses = (PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.IN_PROGRESS)
+        # An open request the caller handles, or that nobody handles yet (the queue's).
         rows = (
-            await PrivacyRequest.filter(subject_id__in=others, status__in=open_statuses)
+            await PrivacyRequest.filter(
+                Q(assignee_id=principal.user_id) | Q(assignee_id__isnull=True),
+                subject_id__in=others,
+                status__in=OPEN_PRIVACY_REQUEST_STATUSES,
+            )
             .distinct()
             .values_list("subject_id", flat=True)
         )

@@ -1,14 +1,18 @@
 """Tortoise models of OCIS: rows only, personal data sealed at rest."""
 
 from models.enums import (
+    OPEN_PRIVACY_REQUEST_STATUSES,
     SIGN_IN_STATUSES,
     AccountTokenPurpose,
     CampaignState,
     Channel,
     ConsentPurpose,
     ConsentSource,
+    IdentityVerificationMethod,
     JobState,
     MailStatus,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
@@ -20,12 +24,20 @@ from models.enums import (
 from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
-from models.privacy import AuditEvent, ConsentEntry, PolicyVersion, PrivacyRequest, Processor
+from models.privacy import (
+    AuditEvent,
+    ConsentEntry,
+    PolicyVersion,
+    PrivacyRequest,
+    PrivacyRequestStep,
+    Processor,
+)
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
 from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
+    "OPEN_PRIVACY_REQUEST_STATUSES",
     "SIGN_IN_STATUSES",
     "AccountToken",
     "AccountTokenPurpose",
@@ -39,6 +51,7 @@ __all__ = [
     "ConsentSource",
     "DataKey",
     "ExternalIdentity",
+    "IdentityVerificationMethod",
     "Invitation",
     "Job",
     "JobState",
@@ -51,8 +64,11 @@ __all__ = [
     "PaymentMethod",
     "PolicyVersion",
     "PrivacyRequest",
+    "PrivacyRequestAction",
+    "PrivacyRequestChannel",
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
+    "PrivacyRequestStep",
     "Processor",
     "Role",
     "SignInSession",

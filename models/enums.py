@@ -104,9 +104,50 @@ class PrivacyRequestKind(StrEnum):
 
 class PrivacyRequestStatus(StrEnum):
     RECEIVED = "received"
+    IDENTITY_VERIFIED = "identity_verified"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     REJECTED = "rejected"
+    # A second open request of the same kind by the same person: linked to the first, closed.
+    DUPLICATE = "duplicate"
+
+
+# Requests still to be answered (the officer's queue; they give the officer need-to-know).
+OPEN_PRIVACY_REQUEST_STATUSES = (
+    PrivacyRequestStatus.RECEIVED,
+    PrivacyRequestStatus.IDENTITY_VERIFIED,
+    PrivacyRequestStatus.IN_PROGRESS,
+)
+
+
+class IdentityVerificationMethod(StrEnum):
+    """How the privacy officer made sure a request comes from the person it is about."""
+
+    SIGNED_IN_SESSION = "signed_in_session"
+    EMAIL_LINK = "email_link"
+    DOCUMENT_CHECK = "document_check"
+    STAFF_KNOWN_CONTACT = "staff_known_contact"
+
+
+class PrivacyRequestAction(StrEnum):
+    """What one step of a privacy request's history did."""
+
+    SUBMITTED = "submitted"
+    REGISTERED = "registered"
+    ASSIGNED = "assigned"
+    IDENTITY_VERIFIED = "identity_verified"
+    STARTED = "started"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    EXTENDED = "extended"
+    LINKED_AS_DUPLICATE = "linked_as_duplicate"
+
+
+class PrivacyRequestChannel(StrEnum):
+    """How a request reached OCIS: submitted through the API, or written to the contact address."""
+
+    SELF_SERVICE = "self_service"
+    CONTACT_ADDRESS = "contact_address"
 
 
 class TransferSafeguard(StrEnum):

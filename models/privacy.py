@@ -11,6 +11,9 @@ from models.base import Entity
 from models.enums import (
     ConsentPurpose,
     ConsentSource,
+    IdentityVerificationMethod,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
     PrivacyRequestKind,
     PrivacyRequestStatus,
     TransferSafeguard,
@@ -61,6 +64,8 @@ class ConsentEntry(Entity):
 
 
 class PrivacyRequest(Entity):
+    """A request to exercise a GDPR right; its status moves only through privacy/requests.py."""
+
     subject: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "ocis.User", related_name="privacy_requests", on_delete=fields.CASCADE
     )
@@ -78,9 +83,58 @@ class PrivacyRequest(Entity):
     )
     assignee_id: UUID | None
     outcome = EncryptedField(null=True)
+    channel = fields.CharEnumField(
+        PrivacyRequestChannel, default=PrivacyRequestChannel.SELF_SERVICE, max_length=20
+    )
+    # Staff who registered a request received at the contact address (P28).
+    registered_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User",
+        related_name="registered_privacy_requests",
+        null=True,
+        on_delete=fields.SET_NULL,
+    )
+    registered_by_id: UUID | None
+    verification_method = fields.CharEnumField(IdentityVerificationMethod, max_length=20, null=True)
+    # Months added to the one-month answer window (GDPR Art. 12(3): once, two at the most).
+    extension_months = fields.SmallIntField(default=0)
+    duplicate_of: fields.ForeignKeyNullableRelation[PrivacyRequest] = fields.ForeignKeyField(
+        "ocis.PrivacyRequest", related_name="duplicates", null=True, on_delete=fields.SET_NULL
+    )
+    duplicate_of_id: UUID | None
 
     class Meta:
         table = "privacy_requests"
+        indexes = (("status", "due_at"),)
+
+
+class PrivacyRequestStep(Entity):
+    """One append-only step of a request's history: a change of status, who made it, why."""
+
+    key_subject = ("subject_id",)
+
+    request: fields.ForeignKeyRelation[PrivacyRequest] = fields.ForeignKeyField(
+        "ocis.PrivacyRequest", related_name="steps", on_delete=fields.CASCADE
+    )
+    request_id: UUID
+    action = fields.CharEnumField(PrivacyRequestAction, max_length=20)
+    # Whose request it is: the note is sealed under their data key.
+    subject: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="privacy_request_steps", on_delete=fields.CASCADE
+    )
+    subject_id: UUID
+    # Null for the step that created the request.
+    from_status = fields.CharEnumField(PrivacyRequestStatus, max_length=20, null=True)
+    to_status = fields.CharEnumField(PrivacyRequestStatus, max_length=20)
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "ocis.User", related_name="privacy_request_actions", null=True, on_delete=fields.SET_NULL
+    )
+    actor_id: UUID | None
+    at = fields.DatetimeField()
+    note = EncryptedField(null=True)
+
+    class Meta:
+        table = "privacy_request_steps"
+        indexes = (("request_id", "at"),)
 
 
 class AuditEvent(Model):

@@ -38,6 +38,13 @@ class AuditAction(StrEnum):
     # A visitor's consent entries attached to the account that signed in from its browser.
     CONSENT_MERGE = "consent.merge"
     PRIVACY_REQUEST_SUBMIT = "privacy_request.submit"
+    PRIVACY_REQUEST_REGISTER = "privacy_request.register"
+    PRIVACY_REQUEST_ASSIGN = "privacy_request.assign"
+    PRIVACY_REQUEST_VERIFY_IDENTITY = "privacy_request.verify_identity"
+    PRIVACY_REQUEST_START = "privacy_request.start"
+    PRIVACY_REQUEST_COMPLETE = "privacy_request.complete"
+    PRIVACY_REQUEST_REJECT = "privacy_request.reject"
+    PRIVACY_REQUEST_EXTEND = "privacy_request.extend"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"

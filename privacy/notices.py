@@ -24,7 +24,15 @@ from uuid import UUID
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Announcement, Campaign, MailStatus, Notice, NoticePreference, TicketMessage
+from models import (
+    Announcement,
+    Campaign,
+    MailStatus,
+    Notice,
+    NoticePreference,
+    PrivacyRequestStep,
+    TicketMessage,
+)
 from privacy import marketing
 
 
@@ -178,6 +186,62 @@ TEMPLATES.update(
     }
 )
 
+# Privacy requests (privacy/requests.py): the subject is told of every step. Params hold dates
+# and the step's id only; what the officer wrote (a reason, an outcome) is read from the step
+# when the mail is sent, and shown in-platform on the request's history.
+_FOLLOW_IT = "Follow it in OCIS, under your privacy requests, or write to {contact}."
+TEMPLATES.update(
+    {
+        "privacy_request.received": Template(
+            subject="We received your privacy request",
+            body="We received your privacy request on {received}. We answer it by {due}.\n\n"
+            + _FOLLOW_IT,
+        ),
+        "privacy_request.registered": Template(
+            subject="We registered the privacy request you sent us",
+            body="The request you sent to {contact} was registered for your OCIS account as "
+            "received on {received}. We answer it by {due}.\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.duplicate": Template(
+            subject="Your privacy request joins the one you already made",
+            body="On {at} you asked again for something your open privacy request already "
+            "asks. We linked the new request to the open one, which we answer by {due}; the "
+            "new one is closed and nothing is done twice.\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.assigned": Template(
+            subject="A privacy officer handles your request",
+            body="Your privacy request received on {received} was given to a privacy officer "
+            "on {at}. We answer it by {due}.\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.identity_verified": Template(
+            subject="We confirmed that your privacy request is yours",
+            body="On {at} we confirmed that the privacy request received on {received} comes "
+            "from you. We answer it by {due}.\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.started": Template(
+            subject="We are working on your privacy request",
+            body="On {at} we started work on your privacy request received on {received}. We "
+            "answer it by {due}.\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.completed": Template(
+            subject="Your privacy request is answered",
+            body="On {at} we completed your privacy request received on {received}:\n\n"
+            "{reason}\n\n" + _FOLLOW_IT,
+        ),
+        "privacy_request.rejected": Template(
+            subject="We could not grant your privacy request",
+            body="On {at} we declined your privacy request received on {received}, for this "
+            "reason:\n\n{reason}\n\nYou may lodge a complaint with a data protection "
+            "authority. " + _FOLLOW_IT,
+        ),
+        "privacy_request.extended": Template(
+            subject="We need more time for your privacy request",
+            body="On {at} we extended the deadline of your privacy request received on "
+            "{received} to {due}, for this reason:\n\n{reason}\n\n" + _FOLLOW_IT,
+        ),
+    }
+)
+
 # What an account whose address is not verified yet may be mailed: the address may well be
 # someone else's, who never asked for anything from OCIS.
 UNVERIFIED_MAY_RECEIVE = frozenset({"account.verify"})
@@ -211,6 +275,7 @@ def _when(moment: datetime) -> str:
 LINK_SENT_BY_MAIL = "(the link was sent by email)"
 UNSUBSCRIBE_BY_MAIL = "(the link is in the email)"
 REPLY_ON_THE_TICKET = "(open the ticket to read it)"
+REASON_ON_THE_REQUEST = "(read it in the history of your request)"
 
 
 def new_notice(kind: str, params: dict[str, str], link: str | None = None) -> Notice:
@@ -262,6 +327,7 @@ def render(
     values = {
         "reply": REPLY_ON_THE_TICKET,
         "unsubscribe": UNSUBSCRIBE_BY_MAIL,
+        "reason": REASON_ON_THE_REQUEST,
         **notice.params,
         "contact": contact,
         "public_url": public_url,
@@ -281,7 +347,10 @@ async def read_for_mail(notice: Notice) -> dict[str, str] | None:
     A campaign's words are read too, and only while its reader still consents."""
     if notice.kind == marketing.CAMPAIGN_KIND:
         return await _campaign_words(notice)
-    if "{reply}" not in TEMPLATES[notice.kind].body:
+    body = TEMPLATES[notice.kind].body
+    if "{reason}" in body:
+        return await _read_step_note(notice)
+    if "{reply}" not in body:
         return {}
     try:
         message_id = UUID(notice.params.get("message", ""))
@@ -303,6 +372,18 @@ async def _campaign_words(notice: Notice) -> dict[str, str] | None:
         return None
     campaign = await Campaign.get_or_none(id=campaign_id).only("id", "subject", "body")
     return None if campaign is None else {"subject": campaign.subject, "text": campaign.body}
+
+
+async def _read_step_note(notice: Notice) -> dict[str, str] | None:
+    """The note of the privacy-request step a notice reports; None when the step is gone."""
+    try:
+        step_id = UUID(notice.params.get("step", ""))
+    except ValueError:
+        return None
+    step = await PrivacyRequestStep.get_or_none(id=step_id, subject_id=notice.user_id)
+    if step is None:
+        return None
+    return {"reason": step.note or "(no reason was written)"}
 
 
 async def wants_mail(user_id: UUID, kind: str) -> bool:

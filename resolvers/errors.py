@@ -40,3 +40,9 @@ class InvalidLink(DomainError):
     """A mailed link's token that is unknown, used, expired or for something else."""
 
     code = "INVALID_LINK"
+
+
+class IllegalTransition(DomainError):
+    """A step that may not follow the current status of what it acts on; nothing changed."""
+
+    code = "ILLEGAL_TRANSITION"

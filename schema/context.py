@@ -21,6 +21,8 @@ from models import (
     ConsentSource,
     ExternalIdentity,
     PaymentMethod,
+    PrivacyRequest,
+    PrivacyRequestStep,
     SignInSession,
     TicketMessage,
     User,
@@ -28,6 +30,7 @@ from models import (
 from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
+from resolvers.privacy_requests import load_histories, load_privacy_requests
 from resolvers.sign_ins import load_sign_ins
 from resolvers.tickets import load_message_pages, load_ticket_requesters
 from resolvers.users import load_users
@@ -46,6 +49,8 @@ class Loaders:
     identities: DataLoader[UUID, list[ExternalIdentity]]
     walk_ins: DataLoader[str, bool]
     ticket_requesters: DataLoader[UUID, UUID | None]
+    privacy_requests: DataLoader[UUID, PrivacyRequest | None]
+    privacy_request_histories: DataLoader[UUID, list[PrivacyRequestStep]]
 
     @classmethod
     def for_principal(cls, principal: Principal) -> Loaders:
@@ -69,6 +74,8 @@ class Loaders:
             identities=DataLoader(load_fn=partial(load_identities, principal)),
             walk_ins=DataLoader(load_fn=load_walk_ins),
             ticket_requesters=DataLoader(load_fn=partial(load_ticket_requesters, principal)),
+            privacy_requests=DataLoader(load_fn=partial(load_privacy_requests, principal)),
+            privacy_request_histories=DataLoader(load_fn=partial(load_histories, principal)),
         )
 
 

@@ -15,6 +15,7 @@ from resolvers.errors import (
     AgeRequirementNotMet,
     CardDataRefused,
     DomainError,
+    IllegalTransition,
     InvalidInput,
     InvalidLink,
     NotAllowed,
@@ -106,6 +107,14 @@ class InvalidLinkError(UserError):
     field: str | None
 
 
+@strawberry.type(
+    description="This step may not follow the current status (of a privacy request); nothing"
+    " changed."
+)
+class IllegalTransitionError(UserError):
+    field: str | None
+
+
 @strawberry.type(description="Too many attempts; nothing was done. Try again after a while.")
 class RateLimitedError(UserError):
     retry_after_seconds: int
@@ -166,6 +175,7 @@ EXCEPTION_HANDLERS = (
     DomainErrorAnswer(AgeRequirementNotMet, AgeRequirementError),
     DomainErrorAnswer(CardDataRefused, CardDataRefusedError),
     DomainErrorAnswer(InvalidLink, InvalidLinkError),
+    DomainErrorAnswer(IllegalTransition, IllegalTransitionError),
     DomainErrorAnswer(InvalidInput, InvalidInputError),
     DomainErrorAnswer(DomainError, InvalidInputError),
 )

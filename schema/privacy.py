@@ -11,15 +11,31 @@ from auth.policy import Relation
 from auth.principal import Principal
 from auth.relations import relation_to_person, relation_to_row, subject_of
 from auth.visitor_ids import Owner, Visitor
-from models import ConsentEntry, PrivacyRequest
+from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
 from resolvers import consents, privacy_requests
+from resolvers.privacy_requests import Registration
 from resolvers.users import require_user
 from schema.attributes import attribute
 from schema.context import Context, Info
-from schema.enums import ConsentPurpose, ConsentSource, PrivacyRequestKind, PrivacyRequestStatus
-from schema.errors import MutationError, RateLimitedError, coded_errors, refusal
+from schema.enums import (
+    ConsentPurpose,
+    ConsentSource,
+    IdentityVerificationMethod,
+    PrivacyRequestAction,
+    PrivacyRequestChannel,
+    PrivacyRequestKind,
+    PrivacyRequestStatus,
+)
+from schema.errors import (
+    IllegalTransitionError,
+    MutationError,
+    RateLimitedError,
+    coded_errors,
+    refusal,
+)
 from schema.need_to_know import personal_data
-from schema.relay import Node, from_global_id, to_global_id
+from schema.relay import Connection, Node, connection, from_global_id, to_global_id
+from schema.users import UserType, user_node
 
 
 @personal_data
@@ -100,7 +116,12 @@ class PrivacyRequestType(Node):
     received_at: datetime | None = attribute()
     due_at: datetime | None = attribute("The date by which OCIS must answer (one month).")
     closed_at: datetime | None = attribute()
-    outcome: str | None = attribute()
+    outcome: str | None = attribute("What was done, or why the request was declined.")
+    channel: PrivacyRequestChannel | None = attribute("How the request reached OCIS.")
+    verification_method: IdentityVerificationMethod | None = attribute(
+        "How the requester was confirmed to be its subject."
+    )
+    extension_months: int | None = attribute("Months the deadline was extended by (0 to 2).")
 
     @property
     def subject_id(self) -> UUID | None:
@@ -109,6 +130,68 @@ class PrivacyRequestType(Node):
     @strawberry.field
     def id(self) -> strawberry.ID:
         return to_global_id("PrivacyRequest", self.model.id)
+
+    @strawberry.field(description="Still open past its deadline.")
+    def overdue(self) -> bool | None:
+        return privacy_requests.is_overdue(self.model)
+
+    @strawberry.field(description="The person the request is about.")
+    async def subject(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.subject_id)
+
+    @strawberry.field(description="The privacy officer handling it.")
+    async def assignee(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.assignee_id)
+
+    @strawberry.field(description="Staff who registered it from the contact address (P28).")
+    async def registered_by(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.registered_by_id)
+
+    @strawberry.field(description="For a duplicate: the open request it was linked to.")
+    async def duplicate_of(self, info: Info) -> "PrivacyRequestType | None":
+        if self.model.duplicate_of_id is None:
+            return None
+        original = await info.context.loaders.privacy_requests.load(self.model.duplicate_of_id)
+        return privacy_request_node(info, original) if original is not None else None
+
+    @strawberry.field(description="Every step of the request, oldest first.")
+    async def history(self, info: Info) -> "list[PrivacyRequestStepType] | None":
+        steps = await info.context.loaders.privacy_request_histories.load(self.model.id)
+        principal = info.context.principal
+        return [
+            PrivacyRequestStepType(model=step, relation=relation_to_row(principal, step))
+            for step in steps
+        ]
+
+
+def privacy_request_node(info: Info, request: PrivacyRequest) -> PrivacyRequestType:
+    return PrivacyRequestType(
+        model=request, relation=relation_to_row(info.context.principal, request)
+    )
+
+
+@personal_data
+@strawberry.type(name="PrivacyRequestStep", description="One step of a privacy request's history.")
+class PrivacyRequestStepType:
+    model: strawberry.Private[PrivacyRequestStep]
+    relation: strawberry.Private[Relation]
+    action: PrivacyRequestAction | None = attribute()
+    from_status: PrivacyRequestStatus | None = attribute("Null for the step that opened it.")
+    to_status: PrivacyRequestStatus | None = attribute()
+    at: datetime | None = attribute()
+    note: str | None = attribute("What the officer wrote: a reason, an outcome, a check made.")
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return subject_of(self.model)
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("PrivacyRequestStep", self.model.id)
+
+    @strawberry.field(description="Who took the step (null when the account is gone).")
+    async def actor(self, info: Info) -> UserType | None:
+        return await user_node(info, self.model.actor_id)
 
 
 VISITOR_ID = (
@@ -156,6 +239,96 @@ SubmitPrivacyRequestResult = Annotated[
     PrivacyRequestSuccess | RateLimitedError | MutationError,
     strawberry.union("SubmitPrivacyRequestResult"),
 ]
+RegisterPrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | MutationError, strawberry.union("RegisterPrivacyRequestResult")
+]
+AssignPrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("AssignPrivacyRequestResult"),
+]
+VerifyIdentityResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("VerifyIdentityResult"),
+]
+StartPrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("StartPrivacyRequestResult"),
+]
+CompletePrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("CompletePrivacyRequestResult"),
+]
+RejectPrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("RejectPrivacyRequestResult"),
+]
+ExtendPrivacyRequestResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("ExtendPrivacyRequestResult"),
+]
+
+
+@strawberry.input(description="A request received at the contact address, for its subject.")
+class RegisterPrivacyRequestInput:
+    kind: PrivacyRequestKind
+    received_at: datetime = strawberry.field(
+        description="When the mail arrived; the deadline counts from it."
+    )
+    verification_method: IdentityVerificationMethod
+    subject_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The subject's account; or give subjectEmail."
+    )
+    subject_email: str | None = None
+    details: str | None = None
+    verification_note: str | None = None
+
+
+@strawberry.input
+class AssignPrivacyRequestInput:
+    request_id: strawberry.ID
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A privacy officer; null: yourself."
+    )
+
+
+@strawberry.input
+class VerifyIdentityInput:
+    request_id: strawberry.ID
+    method: IdentityVerificationMethod
+    note: str | None = None
+
+
+@strawberry.input
+class StartPrivacyRequestInput:
+    request_id: strawberry.ID
+    note: str | None = None
+
+
+@strawberry.input
+class CompletePrivacyRequestInput:
+    request_id: strawberry.ID
+    outcome: str = strawberry.field(description="What was done; the subject is told.")
+
+
+@strawberry.input
+class RejectPrivacyRequestInput:
+    request_id: strawberry.ID
+    reason: str = strawberry.field(description="Why; the subject is told.")
+
+
+@strawberry.input
+class ExtendPrivacyRequestInput:
+    request_id: strawberry.ID
+    months: int = strawberry.field(description="1 or 2; a request is extended once at most.")
+    reason: str = strawberry.field(description="Why more time is needed; the subject is told.")
+
+
+def _request_id(given: strawberry.ID) -> UUID:
+    return from_global_id(given, "PrivacyRequest", "requestId")[1]
+
+
+def _success(info: Info, request: PrivacyRequest) -> PrivacyRequestSuccess:
+    return PrivacyRequestSuccess(request=privacy_request_node(info, request))
 
 
 @strawberry.type
@@ -225,6 +398,23 @@ class PrivacyQuery:
             for request in requests
         ]
 
+    @strawberry.field(
+        description="The privacy officer's queue: open requests (or those of one status) by"
+        " due date, the overdue ones first (at most 100 a page)."
+    )
+    @coded_errors
+    async def privacy_request_queue(
+        self,
+        info: Info,
+        status: PrivacyRequestStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[PrivacyRequestType]:
+        page = await privacy_requests.privacy_request_queue(
+            info.context.principal, status=status, first=first, after=after
+        )
+        return connection(page, [privacy_request_node(info, row) for row in page.items])
+
     @strawberry.field(description="Where to write to exercise your privacy rights.")
     def privacy_contact(self, info: Info) -> str:
         return info.context.privacy_contact
@@ -264,9 +454,91 @@ class PrivacyMutation:
         request = await privacy_requests.submit_privacy_request(
             principal, input.kind, input.details
         )
-        return PrivacyRequestSuccess(
-            request=PrivacyRequestType(model=request, relation=relation_to_row(principal, request))
+        return _success(info, request)
+
+    @strawberry.mutation(
+        description="Staff: register a request received at the contact address for its"
+        " subject, with how their identity was verified (P28)."
+    )
+    async def register_privacy_request(
+        self, info: Info, input: RegisterPrivacyRequestInput
+    ) -> RegisterPrivacyRequestResult:
+        subject = (
+            from_global_id(input.subject_id, "User", "subjectId")[1] if input.subject_id else None
         )
+        request = await privacy_requests.register_privacy_request(
+            info.context.principal,
+            Registration(
+                kind=input.kind,
+                received_at=input.received_at,
+                verification_method=input.verification_method,
+                subject_id=subject,
+                subject_email=input.subject_email,
+                details=input.details,
+                verification_note=input.verification_note,
+            ),
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(description="Give an open request to a privacy officer.")
+    async def assign_privacy_request(
+        self, info: Info, input: AssignPrivacyRequestInput
+    ) -> AssignPrivacyRequestResult:
+        assignee = (
+            from_global_id(input.assignee_id, "User", "assigneeId")[1]
+            if input.assignee_id
+            else None
+        )
+        request = await privacy_requests.assign_privacy_request(
+            info.context.principal, _request_id(input.request_id), assignee
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(description="Record how the requester was confirmed to be the subject.")
+    async def verify_identity(self, info: Info, input: VerifyIdentityInput) -> VerifyIdentityResult:
+        request = await privacy_requests.verify_identity(
+            info.context.principal, _request_id(input.request_id), input.method, input.note
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(description="Start work on a request whose identity is verified.")
+    async def start_privacy_request(
+        self, info: Info, input: StartPrivacyRequestInput
+    ) -> StartPrivacyRequestResult:
+        request = await privacy_requests.start_privacy_request(
+            info.context.principal, _request_id(input.request_id), input.note
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(description="Complete a request in progress with its outcome.")
+    async def complete_privacy_request(
+        self, info: Info, input: CompletePrivacyRequestInput
+    ) -> CompletePrivacyRequestResult:
+        request = await privacy_requests.complete_privacy_request(
+            info.context.principal, _request_id(input.request_id), input.outcome
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(description="Decline an open request, with the reason.")
+    async def reject_privacy_request(
+        self, info: Info, input: RejectPrivacyRequestInput
+    ) -> RejectPrivacyRequestResult:
+        request = await privacy_requests.reject_privacy_request(
+            info.context.principal, _request_id(input.request_id), input.reason
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(
+        description="Extend an open request's deadline by one or two months, once (GDPR Art."
+        " 12(3)), with the reason."
+    )
+    async def extend_privacy_request(
+        self, info: Info, input: ExtendPrivacyRequestInput
+    ) -> ExtendPrivacyRequestResult:
+        request = await privacy_requests.extend_privacy_request(
+            info.context.principal, _request_id(input.request_id), input.months, input.reason
+        )
+        return _success(info, request)
 
 
 def _visitor_ids(context: Context) -> visitor_ids.VisitorIds:

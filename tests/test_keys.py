@@ -179,6 +179,8 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
         "Notice": ("user_id", "id"),
         "PaymentMethod": ("user_id",),
         "PrivacyRequest": ("subject_id",),
+        # A step of a request's history: its notes are about the request's subject.
+        "PrivacyRequestStep": ("subject_id",),
         "SignInSession": ("user_id",),
         "TicketMessage": ("author_id", "ticket_id"),
         "Ticket": ("requester_id", "walk_in_id", "id"),

@@ -32,6 +32,10 @@ async def ticket_of(api: Api) -> str:
 
 SELECTION = "__typename ... on UserError { message code } ... on InvalidInputError { field }"
 
+# A privacy request that does not exist, and the answer to an id this API never issued.
+_NO_REQUEST = "UHJpdmFjeVJlcXVlc3Q6MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDA1"
+_ID = ("InvalidInputError", "requestId")
+
 # (mutation, who, arguments, expected error type, expected field)
 CASES: list[tuple[str, str | None, str, str, str | None]] = [
     (
@@ -316,6 +320,50 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
     ),
     ("createCampaign", "customer@example.com", 'subject: "s", body: "b"', "ForbiddenError", None),
     ("sendCampaign", "admin@example.com", 'id: "bm9wZQ"', "InvalidInputError", "id"),
+    (
+        "registerPrivacyRequest",
+        "privacy@example.com",
+        'input: {kind: ACCESS, subjectEmail: "customer@example.com",'
+        ' receivedAt: "2999-01-01T00:00:00+00:00", verificationMethod: EMAIL_LINK}',
+        "InvalidInputError",
+        "receivedAt",
+    ),
+    ("assignPrivacyRequest", "privacy@example.com", 'input: {requestId: "bm9wZQ"}', *_ID),
+    (
+        "verifyIdentity",
+        "privacy@example.com",
+        f'input: {{requestId: "{_NO_REQUEST}", method: EMAIL_LINK}}',
+        "NotFoundError",
+        None,
+    ),
+    (
+        "startPrivacyRequest",
+        "customer@example.com",
+        f'input: {{requestId: "{_NO_REQUEST}"}}',
+        "ForbiddenError",
+        None,
+    ),
+    (
+        "completePrivacyRequest",
+        "privacy@example.com",
+        f'input: {{requestId: "{_NO_REQUEST}", outcome: "  "}}',
+        "InvalidInputError",
+        "outcome",
+    ),
+    (
+        "rejectPrivacyRequest",
+        None,
+        f'input: {{requestId: "{_NO_REQUEST}", reason: "No."}}',
+        "AuthenticationRequiredError",
+        None,
+    ),
+    (
+        "extendPrivacyRequest",
+        "privacy@example.com",
+        f'input: {{requestId: "{_NO_REQUEST}", months: 3, reason: "Later."}}',
+        "InvalidInputError",
+        "months",
+    ),
 ]
 
 

@@ -45,6 +45,7 @@ from auth.principal import ANONYMOUS, Principal, parse_roles
 from auth.scopes import STAFF_ROLES, Scope
 from auth.sessions import start_session
 from models import (
+    OPEN_PRIVACY_REQUEST_STATUSES,
     AuditEvent,
     Channel,
     ConsentEntry,
@@ -54,8 +55,10 @@ from models import (
     Invitation,
     PaymentMethod,
     PrivacyRequest,
+    PrivacyRequestAction,
     PrivacyRequestKind,
     PrivacyRequestStatus,
+    PrivacyRequestStep,
     Role,
     Team,
     Ticket,
@@ -86,6 +89,7 @@ _OWN_ONLY: dict[str, Reach] = {
     "SignIn": OWN,
     "PaymentMethod": OWN,
     "PrivacyRequest": OWN,
+    "PrivacyRequestStep": OWN,
     "ConsentEntry": OWN,
     "AuditEntry": OWN,
     "LinkedIdentity": OWN,
@@ -142,6 +146,7 @@ REACH: dict[str, dict[str, Reach]] = {
         "TicketMessage": NONE,
         "PrivacyRequest": ALL,
         "ConsentEntry": ALL,
+        "PrivacyRequestStep": ALL,
         "AuditEntry": ALL,
     },
     "admin": {
@@ -245,6 +250,12 @@ ROOTS: dict[str, RootSpec] = {
         rows=lambda w, v, o, s: o.subject == s,
         subjects=("owner", "other"),
     ),
+    "privacyRequestQueue": RootSpec(
+        args="(first: 100)",
+        signed_in=True,
+        scope=Scope.PRIVACY_REQUESTS,
+        rows=lambda w, v, o, s: o.row.status in OPEN_REQUESTS,
+    ),
     "invitations": RootSpec(scope=Scope.STAFF_ADMIN),
     "teams": RootSpec(scope=Scope.STAFF_ADMIN),
 }
@@ -254,9 +265,11 @@ COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("SignIn", "current"): lambda obj, viewer: obj.row.id == viewer.principal.session_id,
     # This world publishes no version of the privacy policy: nothing awaits acceptance.
     ("User", "pendingPolicyAcceptance"): lambda obj, viewer: False,
+    # Every request of this world is due in the future.
+    ("PrivacyRequest", "overdue"): lambda obj, viewer: False,
 }
 
-OPEN_REQUESTS = frozenset({PrivacyRequestStatus.RECEIVED, PrivacyRequestStatus.IN_PROGRESS})
+OPEN_REQUESTS: frozenset[PrivacyRequestStatus] = frozenset(OPEN_PRIVACY_REQUEST_STATUSES)
 STAFF = frozenset(role.value for role in STAFF_ROLES)
 
 
@@ -705,6 +718,17 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
             outcome=world.canary(),
         )
         world.add("PrivacyRequest", f"pr_{key}", request, key)
+        step = await PrivacyRequestStep.create(
+            request=request,
+            subject=users[key],
+            action=PrivacyRequestAction.ASSIGNED,
+            from_status=request_status,
+            to_status=request_status,
+            actor=users["officer"],
+            at=now - timedelta(days=2),
+            note=world.canary(),
+        )
+        world.add("PrivacyRequestStep", f"ps_{key}", step, key)
     for key, actor, subject in (
         ("ae_owner", "agent", "owner"),
         ("ae_owner_self", "owner", "owner"),
@@ -794,6 +818,14 @@ class Run:
         kind = self.path_kind if depth == 0 else "nested"
         for name in FIELD_POLICY[obj.type_name]:
             self.tally.record(obj, name, "hidden", kind, label)
+        if depth > 0:
+            return
+        # The items of its lists are withheld with it (a request's history steps).
+        for gql_field in object_type(obj.type_name).fields.values():
+            shape = shape_of(gql_field)
+            if shape.kind == "list":
+                for child in self.world.children(obj, shape.target):
+                    self.hide(child, depth + 1)
 
     def check(self, obj: Obj, chosen: Selection, data: Any, path: Path, depth: int) -> None:
         where = ".".join(str(part) for part in path)

@@ -220,6 +220,8 @@ class Existing:
     team_id: str
     processor_id: str
     invitation_token: str
+    # An open privacy request of the customer per officer step, in the status it starts from.
+    privacy_requests: dict[str, str]
 
 
 def _register(_: Existing) -> dict[str, Any]:
@@ -276,6 +278,39 @@ BASES: dict[str, tuple[str | None, Base]] = {
     ),
     "sendNoticeToAllUsers": (ADMIN, lambda _: {"title": "Maintenance", "body": "Tonight."}),
     "addProcessor": (OFFICER, _processor),
+    "registerPrivacyRequest": (
+        OFFICER,
+        lambda _: {
+            "kind": "ACCESS",
+            "subjectEmail": "customer2@example.com",
+            "receivedAt": datetime.now(UTC).isoformat(),
+            "verificationMethod": "EMAIL_LINK",
+        },
+    ),
+    "verifyIdentity": (
+        OFFICER,
+        lambda e: {"requestId": e.privacy_requests["verifyIdentity"], "method": "EMAIL_LINK"},
+    ),
+    "startPrivacyRequest": (
+        OFFICER,
+        lambda e: {"requestId": e.privacy_requests["startPrivacyRequest"]},
+    ),
+    "completePrivacyRequest": (
+        OFFICER,
+        lambda e: {"requestId": e.privacy_requests["completePrivacyRequest"], "outcome": "Done."},
+    ),
+    "rejectPrivacyRequest": (
+        OFFICER,
+        lambda e: {"requestId": e.privacy_requests["rejectPrivacyRequest"], "reason": "No."},
+    ),
+    "extendPrivacyRequest": (
+        OFFICER,
+        lambda e: {
+            "requestId": e.privacy_requests["extendPrivacyRequest"],
+            "months": 1,
+            "reason": "Later.",
+        },
+    ),
     "updateProcessor": (OFFICER, lambda e: {"id": e.processor_id}),
     "createCampaign": (ADMIN, lambda _: {"subject": "Spring news", "body": "Dark mode."}),
 }
@@ -328,6 +363,14 @@ COVERED: dict[tuple[str, str], str] = {
     ("updateProcessor", "purpose"): "Sends our mail and texts.",
     ("updateProcessor", "dataCategories"): "phone number",
     ("updateProcessor", "country"): "DE",
+    ("registerPrivacyRequest", "subjectEmail"): "customer2@example.com",
+    ("registerPrivacyRequest", "details"): "Mail of 3 May:\nplease erase me.",
+    ("registerPrivacyRequest", "verificationNote"): "Wrote from the account's address.",
+    ("verifyIdentity", "note"): "Signed in when asking.",
+    ("startPrivacyRequest", "note"): "Export job queued.",
+    ("completePrivacyRequest", "outcome"): "Your export:\nsent by mail.",
+    ("rejectPrivacyRequest", "reason"): "This account is\nnot yours.",
+    ("extendPrivacyRequest", "reason"): "Archives are restored first.",
 }
 # Staff open tickets for someone who wrote in.
 CALLER_OF = {("createTicket", "requesterEmail"): AGENT, ("createTicket", "requesterName"): AGENT}
@@ -442,7 +485,36 @@ async def _existing(callers: dict[str | None, Api]) -> Existing:
         team_id=team["data"]["createTeam"]["team"]["id"],
         processor_id=processor["data"]["addProcessor"]["processor"]["id"],
         invitation_token=notice.link.rsplit(INVITATION_PATH, 1)[1],
+        privacy_requests=await _privacy_requests(callers),
     )
+
+
+# Each officer step's request: a kind of its own (no duplicates), and the steps before it.
+_PRIVACY_STEPS: dict[str, tuple[str, list[str]]] = {
+    "verifyIdentity": ("RECTIFICATION", []),
+    "startPrivacyRequest": ("ERASURE", ["verifyIdentity"]),
+    "completePrivacyRequest": ("PORTABILITY", ["verifyIdentity", "startPrivacyRequest"]),
+    "rejectPrivacyRequest": ("OBJECTION", []),
+    "extendPrivacyRequest": ("RESTRICTION", []),
+}
+
+
+async def _privacy_requests(callers: dict[str | None, Api]) -> dict[str, str]:
+    made = {}
+    for mutation, (kind, before) in _PRIVACY_STEPS.items():
+        submitted = await callers[CUSTOMER].gql(
+            "mutation($k: PrivacyRequestKind!) { submitPrivacyRequest(input: {kind: $k}) {"
+            " ... on PrivacyRequestSuccess { request { id } } } }",
+            {"k": kind},
+        )
+        ident = submitted["data"]["submitPrivacyRequest"]["request"]["id"]
+        for step in before:
+            taken = await callers[OFFICER].gql(
+                _document(step), {"input": BASES[step][1](Existing("", "", "", "", {step: ident}))}
+            )
+            assert taken["data"][step]["__typename"] == "PrivacyRequestSuccess", taken
+        made[mutation] = ident
+    return made
 
 
 async def _callers(as_user: Any) -> dict[str | None, Api]:
