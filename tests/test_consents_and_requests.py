@@ -14,7 +14,7 @@ from tortoise import Tortoise
 from models import AuditEvent, ConsentEntry, PrivacyRequest, User, crypto
 from privacy import audit_verify
 from schema.relay import from_global_id
-from tests.helpers import Api
+from tests.helpers import Api, letters_canary
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
@@ -124,7 +124,7 @@ async def test_grants_and_withdrawals_apply_at_once_and_the_ledger_only_grows(
 ) -> None:
     customer = await as_user("customer@example.com")
     customer_id = await user_id("customer@example.com")
-    agent_canary = f"consent-agent-{uuid.uuid4().hex}"
+    agent_canary = f"consent-agent-{letters_canary()}"
     client.headers["user-agent"] = agent_canary
     ledger: list[dict[str, Any]] = []
     audit_before = len(await audit_events())
@@ -236,7 +236,7 @@ async def test_a_privacy_request_is_received_and_due_in_thirty_days(
 ) -> None:
     customer = await as_user("customer@example.com")
     customer_id = await user_id("customer@example.com")
-    details = f"Canary details {uuid.uuid4().hex}: my old address was 1 Example Street"
+    details = f"Canary details {letters_canary()}: my old address was 1 Example Street"
     audit_before = len(await audit_events())
 
     body, request_id = await post(customer, SUBMIT, {"input": {"kind": kind, "details": details}})
