@@ -14,6 +14,7 @@ from strawberry.types import ExecutionResult
 import settings as config
 from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
+from auth.store import DependencyUnavailable
 from observability import GRAPHQL_ERRORS
 from schema import Context, schema
 
@@ -71,6 +72,10 @@ class OcisGraphQL(GraphQL[Context, None]):
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        unreachable = request.scope.get("state", {}).get("unreachable")
+        if unreachable is not None:
+            # Answered by the web layer's 503 (web/outages.py), never as partial data.
+            raise DependencyUnavailable(unreachable)
         answer = await super().process_result(request, result)
         for error in answer.get("errors") or ():
             extensions = error.get("extensions") if isinstance(error, dict) else None
