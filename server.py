@@ -38,6 +38,7 @@ from web.jwks import jwks
 from web.metrics import metrics
 from web.middleware import RequestLimits
 from web.mobile_tokens import token_endpoint
+from web.outages import Outages
 from web.provider_callback import provider_callback
 from web.provider_login import provider_login
 from web.request_log import RequestLog
@@ -116,6 +117,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
 
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
+    app.add_middleware(Outages)  # innermost: its 503 gets the request id and headers too
     app.add_middleware(RequestLimits)
     app.add_middleware(Cors, origins=settings.cors_origins)  # outside the limits: a 413 too
     app.add_middleware(SecurityHeaders)  # outside the limits: the 413 carries them too

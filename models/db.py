@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api.migrate import migrate as run_migrations
 
 from models import crypto, keys
@@ -65,6 +67,30 @@ async def disconnect() -> None:
 
 async def ping() -> None:
     await Tortoise.get_connection("default").execute_query("SELECT 1")
+
+
+# The server went away or is not accepting us: shut down (pg_terminate_backend, a restart),
+# crashed, starting up, or the socket itself closed or refused.
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    DBConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether this error means the database cannot be reached right now (not a bad query)."""
+    if isinstance(error, _LOST):
+        return True
+    # asyncpg's own words for a connection closed under it (a query on it, or its rollback),
+    # and for one whose server's parting error arrived between two queries.
+    if isinstance(error, asyncpg.InterfaceError):
+        return "closed" in str(error)
+    return type(error) is asyncpg.InternalClientError and "another operation" in str(error)
 
 
 # For Tortoise's own CLI (`tortoise -c models.db.TORTOISE_ORM makemigrations`).

@@ -61,8 +61,14 @@ async def cover(heads: dict[str, Head]) -> None:
     covered = {**Writer.covered, **heads}
     if covered == Writer.covered:
         return
-    Writer.covered = covered
-    await put(f"checkpoint-{Writer.id}", checkpoint_body(Writer.id, covered))
+    previous, Writer.covered = Writer.covered, covered
+    try:
+        await put(f"checkpoint-{Writer.id}", checkpoint_body(Writer.id, covered))
+    except BaseException:
+        # Not stored (Redis down, say): the next checkpoint, or the one at shutdown, must be.
+        if Writer.covered is covered:
+            Writer.covered = previous
+        raise
 
 
 def checkpoint_body(writer: str, heads: dict[str, Head]) -> dict[str, Any]:

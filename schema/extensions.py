@@ -38,6 +38,7 @@ from strawberry.extensions import (
 from strawberry.extensions.query_depth_limiter import create_validator
 
 from auth.rate_limit import charge_query_cost
+from auth.store import unreachable_dependency
 from observability import operation_label
 from resolvers.audit_trail import record_reads
 from resolvers.payments import holds_card_data
@@ -276,6 +277,8 @@ class AccessAudit(SchemaExtension):
         try:
             await record_reads(context.principal, context.reads)
         except Exception as exc:
+            if unreachable_dependency(exc) is not None:
+                raise  # the whole answer becomes a 503 (Outages below), the data withheld
             logger.error(
                 "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
             )
@@ -316,6 +319,31 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
+class Outages(SchemaExtension):
+    """Note in the request state when Redis or the database could not be reached, wherever
+    it happened (a resolver, the cost charge, the read audit), so that the view answers the
+    whole request with a 503 instead of a masked error or a partial answer.
+
+    Listed last, so it sees the errors before masking drops their causes."""
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as failure:
+            self._note(failure)
+            raise
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            if error.original_error is not None:
+                self._note(error.original_error)
+
+    def _note(self, error: BaseException) -> None:
+        dependency = unreachable_dependency(error)
+        state = getattr(self.execution_context.context, "request_state", None)
+        if dependency is not None and state is not None:
+            state.setdefault("unreachable", dependency)
+
+
 EXTENSIONS = [
     IntrospectionGuard,
     OperationName,
@@ -326,4 +354,5 @@ EXTENSIONS = [
     QueryCost,
     AccessAudit,
     MaskUnexpectedErrors,
+    Outages,
 ]

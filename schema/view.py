@@ -26,6 +26,7 @@ from strawberry.types import ExecutionResult
 import settings as config
 from auth.policy import may_introspect
 from auth.principal import ANONYMOUS
+from auth.store import DependencyUnavailable
 from auth.visitor_ids import VisitorIds
 from models import ConsentSource
 from observability import GRAPHQL_ERRORS
@@ -159,6 +160,10 @@ class OcisGraphQL(GraphQL[Context, None]):
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        unreachable = request.scope.get("state", {}).get("unreachable")
+        if unreachable is not None:
+            # Answered by the web layer's 503 (web/outages.py), never as partial data.
+            raise DependencyUnavailable(unreachable)
         answer = await super().process_result(request, result)
         # No result at all (a document that does not parse or validate, variables that do not
         # coerce): a request error, whose errors have no path.
