@@ -14,6 +14,7 @@ from tortoise.models import Model
 from auth.policy import Relation
 from auth.principal import Principal
 from auth.scopes import is_staff_account
+from auth.visitor_ids import Owner, Visitor
 from models import (
     AuditEvent,
     ConsentEntry,
@@ -65,6 +66,14 @@ def requester_of(ticket: Ticket) -> UUID | None:
 def relation_to_person(principal: Principal, person_id: UUID | None) -> Relation:
     """Being the person, or nothing."""
     return Relation(is_self=person_id is not None and person_id == principal.user_id)
+
+
+def relation_to_consent_owner(principal: Principal, owner: Owner) -> Relation:
+    """A visitor's consent state is answered only to the holder of its signed consent id, so
+    it is theirs; an account's is its owner's."""
+    if isinstance(owner, Visitor):
+        return Relation(is_self=True)
+    return relation_to_person(principal, owner)
 
 
 def relation_to_row(principal: Principal, row: Model) -> Relation:

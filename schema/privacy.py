@@ -9,7 +9,11 @@ import strawberry
 from auth import rate_limit, visitor_ids
 from auth.policy import Relation
 from auth.principal import Principal
-from auth.relations import relation_to_person, relation_to_row, subject_of
+from auth.relations import (
+    relation_to_consent_owner,
+    relation_to_row,
+    subject_of,
+)
 from auth.visitor_ids import Owner, Visitor
 from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
 from resolvers import consents, privacy_requests
@@ -91,8 +95,6 @@ class _Decision(Protocol):
 
 
 def _consent_state(principal: Principal, owner: Owner, state: _Decision) -> ConsentState:
-    # A visitor's state is answered only to the holder of its consent id: it is theirs.
-    visitor = isinstance(owner, Visitor)
     subject = owner.id if isinstance(owner, Visitor) else owner
     return ConsentState(
         purpose=state.purpose,
@@ -101,7 +103,7 @@ def _consent_state(principal: Principal, owner: Owner, state: _Decision) -> Cons
         policy_version=state.policy_version,
         updated_at=state.updated_at,
         owner=subject,
-        relation=Relation(is_self=True) if visitor else relation_to_person(principal, subject),
+        relation=relation_to_consent_owner(principal, owner),
     )
 
 
