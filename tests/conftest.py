@@ -35,8 +35,9 @@ from tests.helpers import (
 from tests.log_canaries import LogCanaries
 from tests.smtp_server import Mailbox, smtp_server
 
-# The Redis database that the embedded leg's multi-process tests share (it has no REDIS_URL).
-EMBEDDED_LEG_REDIS = "redis://127.0.0.1:6379/14"
+# The Redis database that the embedded leg's multi-process tests share (it has no REDIS_URL);
+# xdist workers take it and the next ones, so four workers end at 15, the last of Redis's 16.
+EMBEDDED_LEG_REDIS = "redis://127.0.0.1:6379/12"
 
 
 def pytest_configure(config: pytest.Config) -> None:
