@@ -8,6 +8,11 @@ TEST_STAMP := $(VENV)/.installed-test
 # Every install takes the exact versions and hashes of the locks; `make lock` refreshes them.
 LOCK := requirements/main.lock
 TEST_LOCK := requirements/test.lock
+# `make test` runs the suite on TEST_WORKERS processes (pytest-xdist): `auto` takes one per core,
+# at most TEST_MAX_WORKERS (each worker has its own Redis databases, four at most from the base);
+# TEST_WORKERS=0 runs it in one process. A plain `pytest tests/test_x.py` is always serial.
+TEST_WORKERS ?= auto
+TEST_MAX_WORKERS ?= 4
 COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 
@@ -88,7 +93,7 @@ lint: $(TEST_STAMP)
 
 test: lint $(OIDC_PROVIDER)/node_modules/.installed $(HTTP_AUDIT)/node_modules/.installed \
 	$(CONSOLE_DIST)/.built browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=$(TEST_MAX_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -24,9 +24,34 @@ import settings as config
 from models import db
 from privacy import audit
 from server import create_app
-from tests.helpers import ORIGIN, Api, StatementCounter, bypass_append_only, sign_in
+from tests.helpers import (
+    ORIGIN,
+    Api,
+    StatementCounter,
+    bypass_append_only,
+    sign_in,
+    worker_redis_url,
+)
 from tests.log_canaries import LogCanaries
 from tests.smtp_server import Mailbox, smtp_server
+
+# The Redis database that the embedded leg's multi-process tests share (it has no REDIS_URL);
+# xdist workers take it and the next ones, so four workers end at 15, the last of Redis's 16.
+EMBEDDED_LEG_REDIS = "redis://127.0.0.1:6379/12"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker runs on Redis databases of its own, before anything reads them:
+    REDIS_URL (apps, `config.from_environ()`, server processes) and OCIS_TEST_REDIS_URL."""
+    environ = {
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "OCIS_TEST_REDIS_URL": os.environ.get("OCIS_TEST_REDIS_URL") or EMBEDDED_LEG_REDIS,
+    }
+    environment = pytest.MonkeyPatch()
+    config.add_cleanup(environment.undo)
+    for name, url in environ.items():
+        if url is not None:
+            environment.setenv(name, worker_redis_url(url))
 
 
 def _postgres_test_url(base: str) -> tuple[str, str, str]:

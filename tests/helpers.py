@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from tortoise import Tortoise
@@ -25,6 +26,20 @@ from models import User, crypto
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "http://127.0.0.1:8000"
 DEMO_PASSWORD = "ocis-demo"
+
+
+def worker_redis_url(url: str) -> str:
+    """`url` moved to this pytest-xdist worker's own Redis database: the URL's database plus the
+    worker's index ("gw0" adds 0, "gw1" adds 1); unchanged outside xdist.
+
+    Tests empty the ocis: keys of their database, so workers sharing one would wipe each other.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or "0")
+    return urlunsplit(parts._replace(path=f"/{base + int(worker.removeprefix('gw'))}"))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import settings as config
 from server import create_app
 from tests.helpers import ORIGIN, Api
 from tests.log_canaries import LogCanaries
-from tests.test_two_processes import server_process
+from tests.test_two_processes import embedded_leg_redis, server_process
 
 TOKEN = "m" * 40
 
@@ -163,7 +163,7 @@ async def test_any_process_answers_for_every_process_sharing_the_metrics_directo
 ) -> None:
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    shared = app_settings.redis_url or "redis://127.0.0.1:6379/14"
+    shared = embedded_leg_redis(app_settings)
     extra = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "OCIS_METRICS_TOKEN": TOKEN}
     with (
         server_process(app_settings, shared, tmp_path / "a.log", **extra) as first,

@@ -82,8 +82,6 @@ def test_a_genuine_token_passes() -> None:
         {"aud": ["ocis-client", "other"]},
         {"aud": "ocis-client", "azp": "other"},
         {"iss": "https://evil.example.com"},
-        {"exp": int(time.time()) - 3600},
-        {"iat": int(time.time()) + 3600},
         {"sub": None},
     ],
     ids=lambda value: ",".join(f"{k}={v}" for k, v in value.items()),
@@ -91,6 +89,15 @@ def test_a_genuine_token_passes() -> None:
 def test_claims_that_do_not_fit_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(SignInRefused):
         verify(mint(claims(**overrides)))
+
+
+# The clock is read when the test runs: ids made from it would differ between xdist workers.
+@pytest.mark.parametrize(
+    ("claim", "offset"), [("exp", -3600), ("iat", 3600)], ids=["expired", "issued-later"]
+)
+def test_a_token_outside_its_time_is_refused(claim: str, offset: int) -> None:
+    with pytest.raises(SignInRefused):
+        verify(mint(claims(**{claim: int(time.time()) + offset})))
 
 
 def test_alg_none_is_refused() -> None:

@@ -29,8 +29,6 @@ from schema.relay import to_global_id
 from tests.helpers import ORIGIN, ROOT, signed_in_email, subprocess_environment
 from tests.smtp_server import free_port
 
-# The Redis database these processes share on the embedded leg (they empty its ocis: keys).
-EMBEDDED_LEG_REDIS = os.environ.get("OCIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CUSTOMER = "customer@example.com"
 ME = "{ me { email } }"
 STARTUP_SECONDS = 60
@@ -98,9 +96,15 @@ def server_process(
         _stop(process)
 
 
+def embedded_leg_redis(settings: config.Settings) -> str:
+    """The Redis that server processes share: the app's, or on the embedded leg this worker's own
+    database (tests/conftest.py sets OCIS_TEST_REDIS_URL); they empty its ocis: keys."""
+    return settings.redis_url or os.environ["OCIS_TEST_REDIS_URL"]
+
+
 @pytest.fixture
 async def shared_redis(app_settings: config.Settings) -> AsyncIterator[str]:
-    url = app_settings.redis_url or EMBEDDED_LEG_REDIS
+    url = embedded_leg_redis(app_settings)
     store = Redis.from_url(url)
     try:
         async for key in store.scan_iter(match="ocis:*"):
