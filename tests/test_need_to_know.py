@@ -594,7 +594,7 @@ MATRIX: list[tuple[str, str, Relation, frozenset[Role]]] = [
     ("SignIn", "ipAddress", STRANGER, frozenset({D})),
     ("PrivacyRequest", "details", STRANGER, frozenset({P})),
     ("PrivacyRequest", "details", SELF, EVERYONE),
-    ("ConsentEntry", "purpose", STRANGER, frozenset()),
+    ("ConsentEntry", "purpose", STRANGER, frozenset({P})),  # P05: the officer reads the ledger
     ("ConsentEntry", "purpose", SELF, EVERYONE),
 ]
 
