@@ -20,7 +20,7 @@ import pytest
 import settings as config
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 from tests.helpers import ROOT, sign_in, table_counts
-from tests.test_two_processes import EMBEDDED_LEG_REDIS, server_process
+from tests.test_two_processes import embedded_leg_redis, server_process
 from tests.test_two_processes import shared_redis as shared_redis  # the fixture
 
 AUDIT_DIR = ROOT / "tests" / "graphql_http_audit"
@@ -52,7 +52,7 @@ def _audit(url: str) -> list[dict[str, Any]]:
 def test_graphql_http_server_audit_passes_every_must_and_should(
     app_settings: config.Settings, tmp_path: Path
 ) -> None:
-    redis_url = app_settings.redis_url or EMBEDDED_LEG_REDIS
+    redis_url = embedded_leg_redis(app_settings)
     with server_process(app_settings, redis_url, tmp_path / "serve.log") as base:
         results = _audit(f"{base}/graphql")
     required = [result for result in results if result["name"].startswith(("MUST", "SHOULD"))]

@@ -55,7 +55,7 @@ ADMIN = "admin@example.com"
 # Arguments a paged field needs besides `first`: any well-formed id will do, nothing runs.
 SOME_ID = '"VGVhbTowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA"'
 BENCH_PAGE_COST = 1951
-EMBEDDED_LEG_REDIS = os.environ.get("OCIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+EMBEDDED_LEG_REDIS = os.environ.get("OCIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 def cost(document: str, variables: dict[str, Any] | None = None, name: str | None = None) -> int:
