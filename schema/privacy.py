@@ -411,7 +411,7 @@ class PrivacyQuery:
         status: PrivacyRequestStatus | None = None,
         first: int | None = None,
         after: str | None = None,
-    ) -> Connection[PrivacyRequestType]:
+    ) -> Connection[PrivacyRequestType] | None:
         page = await privacy_requests.privacy_request_queue(
             info.context.principal, status=status, first=first, after=after
         )

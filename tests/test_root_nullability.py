@@ -20,6 +20,7 @@ from graphql import (
     get_named_type,
 )
 
+from auth.visitor_ids import VisitorIds
 from models import Team
 from resolvers.nodes import global_id
 from schema import schema
@@ -49,6 +50,9 @@ async def _required_arguments() -> dict[str, str]:
         "subjectId": global_id("User", customer.id),
         "teamId": global_id("Team", team.id),
         "id": global_id("User", customer.id),
+        "userId": global_id("User", customer.id),
+        # A consent id signed under the tests' master key (app_settings), as a visitor holds.
+        "visitorId": VisitorIds((b"k" * 32,)).issue()[1],
     }
 
 
