@@ -40,6 +40,7 @@ from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 
 from resolvers.accounts import MAX_NOTICES
 from resolvers.audit_trail import MAX_ENTRIES
+from resolvers.marketing import MAX_PAGE as MAX_CAMPAIGNS
 from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 UNPAGED_LIST_SIZE = 10
@@ -50,6 +51,7 @@ PAGE_ARGUMENT = "first"
 # with the schema.
 PAGE_MAXIMUMS: Mapping[str, int] = {
     "Query.auditTrail": MAX_ENTRIES,
+    "Query.campaigns": MAX_CAMPAIGNS,
     "Query.myDataAccesses": MAX_ENTRIES,
     "Query.myNotices": MAX_NOTICES,
 }

@@ -23,7 +23,7 @@ from models import AccountToken, ExternalIdentity, MailStatus, Notice, User, cry
 from privacy import mail, notices
 from resolvers import federated
 from schema.local_accounts import CHECK_YOUR_MAIL
-from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, sign_in, table_counts
+from tests.helpers import DEMO_PASSWORD, ORIGIN, Api, sign_in, signed_in_email, table_counts
 from tests.smtp_server import Mailbox, Received
 
 CUSTOMER = "customer@example.com"
@@ -113,7 +113,9 @@ def _mails_to(smtp: Mailbox, address: str) -> list[Received]:
 
 
 async def _me(http: httpx.AsyncClient, cookie: str) -> Any:
-    return (await Api(http, cookie).gql("{ me { email } }"))["data"]["me"]
+    """The session's `me`, or None for a session that has ended (401 SESSION_EXPIRED)."""
+    email = signed_in_email(await Api(http, cookie).post("{ me { email } }"))
+    return None if email is None else {"email": email}
 
 
 async def _password_status(http: httpx.AsyncClient, email: str, password: str) -> int:
