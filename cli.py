@@ -26,6 +26,9 @@ from privacy import audit, audit_verify, fanout, jobs, mail
 from privacy import keys as key_management
 
 AppFactory = Callable[[config.Settings], ASGIApp]
+# The schema's check of a document before registration (schema/documents.py check_document),
+# handed over by server.py: the CLI reaches no HTTP or GraphQL layer itself.
+DocumentChecker = Callable[[str, int], list[str]]
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -101,6 +104,47 @@ async def _worker(settings: config.Settings) -> int:
         await audit.checkpoint_at_shutdown()
         await store.aclose()
         await db.disconnect()
+    return 0
+
+
+def _register_documents(
+    settings: config.Settings, manifest: Path, check: DocumentChecker | None
+) -> int:
+    """Register a manifest's documents as trusted, each checked against the schema first;
+    nothing is registered when any is invalid."""
+    from resolvers.documents import (
+        DocumentRegistry,
+        InvalidManifest,
+        ManifestEntry,
+        ManifestRegistration,
+        manifest_entries,
+        register_manifest,
+    )
+
+    if check is None:
+        print("register-documents needs the schema: run it as `python server.py`", file=sys.stderr)  # noqa: T201
+        return 2
+
+    async def register(entries: list[ManifestEntry]) -> ManifestRegistration:
+        await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+        try:
+            return await register_manifest(
+                DocumentRegistry(), entries, lambda text: check(text, settings.max_query_cost)
+            )
+        finally:
+            await db.disconnect()
+
+    try:
+        report = asyncio.run(register(manifest_entries(manifest.read_bytes())))
+    except OSError as error:
+        print(f"{manifest}: cannot be read ({error.strerror})", file=sys.stderr)  # noqa: T201
+        return 2
+    except InvalidManifest as error:
+        print(f"{manifest}: {error}; nothing was registered", file=sys.stderr)  # noqa: T201
+        return 2
+    print(  # noqa: T201
+        f"registered {report.registered} documents ({report.already_present} already registered)"
+    )
     return 0
 
 
@@ -189,11 +233,20 @@ def parser() -> argparse.ArgumentParser:
         " cache lifetime); old keys are retired only after it",
     )
     rotate.add_argument("--delete-retired", action="store_true", help="delete retired keys")
+    documents = commands.add_parser(
+        "register-documents",
+        help="register the trusted documents of a manifest (Apollo's persisted-query manifest,"
+        " or a JSON map from SHA-256 to document text)",
+    )
+    documents.add_argument("manifest", type=Path)
     return parser
 
 
-def run(argv: list[str] | None, create_app: AppFactory) -> int:
-    """Parse the command line and run the command; `serve` serves what `create_app` builds."""
+def run(
+    argv: list[str] | None, create_app: AppFactory, check_document: DocumentChecker | None = None
+) -> int:
+    """Parse the command line and run the command; `serve` serves what `create_app` builds,
+    `register-documents` checks documents with `check_document`."""
     args = parser().parse_args(argv)
     configure_logging(logging.INFO)
     try:
@@ -232,6 +285,8 @@ def run(argv: list[str] | None, create_app: AppFactory) -> int:
         return 0
     if args.command == "worker":
         return asyncio.run(_worker(settings))
+    if args.command == "register-documents":
+        return _register_documents(settings, args.manifest, check_document)
     if args.command == "migrate":
         asyncio.run(db.migrate(settings.database_url))
         print("migrations applied")  # noqa: T201

@@ -21,7 +21,9 @@ from models import db
 from observability import configure_logging
 from privacy import audit, fanout, jobs, mail
 from resolvers import queues
+from resolvers.documents import DocumentRegistry
 from resolvers.processors import register_mail_transport
+from schema.documents import check_document
 from schema.view import graphql_view
 from web.callers import CallerIdentification
 from web.complete_signup import complete_signup
@@ -117,6 +119,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
 
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings
+    app.state.documents = DocumentRegistry()
     app.add_middleware(Outages)  # innermost: its 503 gets the request id and headers too
     app.add_middleware(RequestLimits)
     app.add_middleware(Cors, origins=settings.cors_origins)  # outside the limits: a 413 too
@@ -135,7 +138,7 @@ def __getattr__(name: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(argv, create_app)
+    return cli.run(argv, create_app, check_document)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,11 @@ class Settings:
     # Whether /graphql runs queries sent by GET (never mutations); unset: only outside
     # production, so a production Settings built without the environment is safe too.
     graphql_get: bool | None = None
+    # Trusted documents: only documents registered from a manifest (`register-documents`) run,
+    # by hash or by their exact text, and no client registers any automatically; staff (the
+    # console) are exempt (auth.policy.may_run_unregistered_documents). Off: any valid document
+    # runs, and automatic persisted queries register themselves.
+    trusted_documents_only: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -433,6 +438,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
             env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
         ),
         graphql_get=_unless_unset(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
+        trusted_documents_only=_flag(
+            env.get("OCIS_TRUSTED_DOCUMENTS_ONLY"), "OCIS_TRUSTED_DOCUMENTS_ONLY", False
+        ),
     )
     if settings.cost_budget_per_minute < settings.max_query_cost:
         raise ConfigurationError(

@@ -99,6 +99,12 @@ def may_introspect(principal: Principal, *, production: bool) -> bool:
     return not production or principal.is_staff
 
 
+def may_run_unregistered_documents(principal: Principal, *, trusted_only: bool) -> bool:
+    """With trusted documents only, clients run registered documents; staff may still send
+    any document (the console writes its own), under the same need-to-know as everyone."""
+    return not trusted_only or principal.is_staff
+
+
 FIELD_POLICY: dict[str, dict[str, Rule]] = {
     "User": {
         "id": reachable,

@@ -1,5 +1,6 @@
 """Tortoise models of OCIS: rows only, personal data sealed at rest."""
 
+from models.documents import DocumentSource, PersistedDocument
 from models.enums import (
     OPEN_PRIVACY_REQUEST_STATUSES,
     SIGN_IN_STATUSES,
@@ -50,6 +51,7 @@ __all__ = [
     "ConsentPurpose",
     "ConsentSource",
     "DataKey",
+    "DocumentSource",
     "ExternalIdentity",
     "IdentityVerificationMethod",
     "Invitation",
@@ -59,6 +61,7 @@ __all__ = [
     "KeyState",
     "MailStatus",
     "Notice",
+    "PersistedDocument",
     "NoticeFanout",
     "NoticePreference",
     "PaymentMethod",

@@ -21,6 +21,7 @@ MODEL_MODULES = [
     "models.notices",
     "models.staff",
     "models.jobs",
+    "models.documents",
 ]
 
 

@@ -24,6 +24,7 @@ from graphql import (
 from graphql.error import GraphQLError
 from graphql.execution.values import VariableValues, get_variable_values
 from graphql.validation import (
+    ASTValidationRule,
     NoSchemaIntrospectionCustomRule,
     ValidationContext,
     ValidationRule,
@@ -342,6 +343,11 @@ class Outages(SchemaExtension):
         state = getattr(self.execution_context.context, "request_state", None)
         if dependency is not None and state is not None:
             state.setdefault("unreachable", dependency)
+
+
+def limit_rules() -> tuple[type[ASTValidationRule], ...]:
+    """The depth and alias limits as validation rules (for checking a document unrun)."""
+    return (*DepthLimit().validation_rules, *AliasLimit().validation_rules)
 
 
 EXTENSIONS = [

@@ -8,6 +8,8 @@ bodies that are not JSON.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import uuid
 from typing import Any
 
@@ -24,13 +26,14 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 import settings as config
-from auth.policy import may_introspect
+from auth.policy import may_introspect, may_run_unregistered_documents
 from auth.principal import ANONYMOUS
 from auth.store import DependencyUnavailable
 from auth.visitor_ids import VisitorIds
 from models import ConsentSource
 from observability import GRAPHQL_ERRORS
 from schema import Context, schema
+from schema.documents import DocumentRefused, check_document, document_to_run
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 
 # Where the view keeps, in the request state, what it decided about this request.
@@ -98,6 +101,8 @@ class OcisGraphQL(GraphQL[Context, None]):
             response = await self.run(request)
         except HTTPException as error:
             return _http_error(error, request.method, media_type)
+        except DocumentRefused as refusal:
+            return request_error(refusal.message, refusal.code, refusal.status_code, media_type)
         except NotOneOperation:
             return request_error(
                 "Send one GraphQL operation as a JSON object (batched requests are not supported).",
@@ -110,6 +115,33 @@ class OcisGraphQL(GraphQL[Context, None]):
             if state.get(REQUEST_ERROR) and response.status_code == 200:
                 response.status_code = 400
         return response
+
+    async def execute_single(  # noqa: PLR0917 - Strawberry's signature
+        self,
+        request: Any,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Any,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Run the request's own text, or the registered document its hash names."""
+        settings: config.Settings = request.app.state.settings
+        query = await document_to_run(
+            request.app.state.documents,
+            request_data.query,
+            request_data.extensions,
+            may_run_unregistered=may_run_unregistered_documents(
+                context.principal, trusted_only=settings.trusted_documents_only
+            ),
+            register_automatically=not settings.trusted_documents_only,
+            check=functools.partial(check_document, max_cost=settings.max_query_cost),
+        )
+        if query != request_data.query:
+            request_data = dataclasses.replace(request_data, query=query)
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         return False  # the console is /console; /graphql answers JSON to browsers too
