@@ -23,6 +23,7 @@ from resolvers.documents import (
 )
 from schema.documents import check_document
 from tests.helpers import ORIGIN, Api, app_code_exchange, run_cli, user_by_email
+from tests.test_query_cost import NESTED
 
 AsUser = Callable[[str | None], Awaitable[Api]]
 
@@ -408,11 +409,7 @@ MAX_COST = config.DEFAULT_MAX_QUERY_COST
         ("{ noSuchField }", "does not validate"),
         ("query { me { email } } query { privacyContact }", "does not validate"),
         ("{ " + " ".join(f"a{n}: privacyContact" for n in range(31)) + " }", "aliases"),
-        (
-            "{ tickets(first: 100) { edges { node { messages(first: 100) { edges { node"
-            " { id } } } } } } }",
-            "costs",
-        ),
+        (NESTED, "costs"),  # the costly document of the cost tests, 100 tickets x 100 messages
         (
             'mutation { createTicket(input: {subject: "x", body: "cvv 123"}) { __typename } }',
             "card",
