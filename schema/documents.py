@@ -7,12 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FragmentDefinitionNode,
     GraphQLError,
     OperationDefinitionNode,
+    StringValueNode,
+    Visitor,
     parse,
     specified_rules,
     validate,
+    visit,
 )
 
 from models import DocumentSource
@@ -37,10 +41,14 @@ class DocumentRefused(Exception):
         self.status_code = status_code
 
 
-def check_document(text: str, max_cost: int) -> list[str]:
+def check_document(text: str, max_cost: int, *, automatic: bool = False) -> list[str]:
     """What keeps this document from being registered: it must parse, validate against the
     schema and its limits, cost at most `max_cost` (page sizes as written, else their
-    defaults; each request is still priced with its own variables) and write no card data."""
+    defaults; each request is still priced with its own variables) and write no card data.
+
+    A client's (`automatic`) document must write no string literal either: the registry
+    stores text as sent, and a client's literal may be someone's personal data (P10); its
+    values belong in variables, which are never stored."""
     try:
         document = parse(text, max_tokens=MAX_TOKENS)
     except GraphQLError as error:
@@ -51,6 +59,8 @@ def check_document(text: str, max_cost: int) -> list[str]:
         return [f"does not validate ({error.message})" for error in errors]
     if holds_card_data(_literals(document), []):
         return ["writes what looks like a card number or security code"]
+    if automatic and _writes_strings(document):
+        return ["writes a string literal (send values as variables)"]
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
@@ -64,6 +74,17 @@ def check_document(text: str, max_cost: int) -> list[str]:
                 name = definition.name.value if definition.name else "the operation"
                 problems.append(f"{name} costs {cost}, above the maximum of {max_cost}")
     return problems
+
+
+def _writes_strings(document: DocumentNode) -> bool:
+    found: list[StringValueNode] = []
+
+    class Strings(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+            found.append(node)
+
+    visit(document, Strings())
+    return bool(found)
 
 
 def requested_hash(extensions: Mapping[str, Any] | None) -> str | None:

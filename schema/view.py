@@ -135,7 +135,9 @@ class OcisGraphQL(GraphQL[Context, None]):
                 context.principal, trusted_only=settings.trusted_documents_only
             ),
             register_automatically=not settings.trusted_documents_only,
-            check=functools.partial(check_document, max_cost=settings.max_query_cost),
+            check=functools.partial(
+                check_document, max_cost=settings.max_query_cost, automatic=True
+            ),
         )
         if query != request_data.query:
             request_data = dataclasses.replace(request_data, query=query)

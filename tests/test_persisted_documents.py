@@ -40,6 +40,7 @@ NOT_FOUND = {
     ]
 }
 CARD = "4111 1111 1111 1111"
+MAX_COST = config.DEFAULT_MAX_QUERY_COST
 
 
 def extension(sha256: object, version: object = 1) -> dict[str, Any]:
@@ -179,6 +180,28 @@ async def test_an_invalid_document_runs_into_its_errors_and_is_not_registered(
     }
     assert await rows() == []
     assert (await send(client, sha256=document_hash(text))).json() == NOT_FOUND
+
+
+async def test_a_document_with_string_literals_runs_but_never_registers_itself(
+    client: httpx.AsyncClient, as_user: AsUser
+) -> None:
+    customer = await as_user(CUSTOMER)
+    canary = "Mrs Canary Lemonfield"
+    text = (
+        f'mutation {{ createTicket(input: {{subject: "Hello", body: "{canary}"}})'
+        " { __typename } }"
+    )
+    response = await send(client, query=text, sha256=document_hash(text), headers=cookie(customer))
+    assert response.json() == {"data": {"createTicket": {"__typename": "TicketSuccess"}}}
+    assert await rows() == []
+    assert (await send(client, sha256=document_hash(text), headers=cookie(customer))).json() == (
+        NOT_FOUND
+    )
+    # A manifest's documents are the build's own; their literals may be registered.
+    assert check_document(text, MAX_COST) == []
+    assert check_document(text, MAX_COST, automatic=True) == [
+        "writes a string literal (send values as variables)"
+    ]
 
 
 HUGE = "a" * 100_000
@@ -397,9 +420,6 @@ def test_the_setting_is_read_from_the_environment() -> None:
 
 
 # --- registration: checks and manifests --------------------------------------------------
-
-
-MAX_COST = config.DEFAULT_MAX_QUERY_COST
 
 
 @pytest.mark.parametrize(
