@@ -102,6 +102,7 @@ class OcisGraphQL(GraphQL[Context, None]):
         except HTTPException as error:
             return _http_error(error, request.method, media_type)
         except DocumentRefused as refusal:
+            GRAPHQL_ERRORS.labels(refusal.code).inc()
             return request_error(refusal.message, refusal.code, refusal.status_code, media_type)
         except NotOneOperation:
             return request_error(
