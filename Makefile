@@ -16,7 +16,7 @@ TEST_MAX_WORKERS ?= 4
 COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test lint bench sdl clean lock audit console browser
+.PHONY: run test lint bench load sdl clean lock audit console browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "OCIS needs Python 3.11+"'
@@ -97,6 +97,12 @@ test: lint $(OIDC_PROVIDER)/node_modules/.installed $(HTTP_AUDIT)/node_modules/.
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# 50 clients for 60 s on `serve --workers 2`, a PostgreSQL database and a Redis of its own (the
+# cluster of DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres); ends with one
+# JSON line, exit 1 on a lost or doubled write, an internal error or a broken audit trail.
+load: $(STAMP)
+	$(BIN)/python -m bench.load_run
 
 sdl: $(STAMP)
 	$(BIN)/python -c 'import schema; schema.SDL_PATH.write_text(schema.sdl())'

@@ -8,10 +8,12 @@ import contextlib
 import getpass
 import logging
 import os
+import shutil
 import signal
 import ssl
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ AppFactory = Callable[[config.Settings], ASGIApp]
 # The schema's check of a document before registration (schema/documents.py check_document),
 # handed over by server.py: the CLI reaches no HTTP or GraphQL layer itself.
 DocumentChecker = Callable[[str, int], list[str]]
+# `serve --workers N`: at most this many, each given this long to answer uvicorn's first ping.
+MAX_WORKERS = 64
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -43,6 +48,99 @@ def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
             f" and its private key ({error.__class__.__name__})"
         ) from None
     return context
+
+
+def tls_context_factory(config: Any, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's `ssl_context_factory`: our context from its certificate and key (a module-level
+    function, so that `serve --workers N` can hand it to the worker processes it spawns)."""
+    return _tls_context(Path(config.ssl_certfile), Path(config.ssl_keyfile))
+
+
+def scale_out_problems(settings: config.Settings, workers: int) -> list[str]:
+    """Why `serve --workers N` cannot run N processes with these settings (empty: it can)."""
+    if workers < 2:
+        return []
+    problems = []
+    if not settings.database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        problems.append("DATABASE_URL must name PostgreSQL (SQLite serves one process)")
+    if not settings.redis_url:
+        problems.append(
+            "REDIS_URL is required (sessions, revocations, rate limits and caches are shared)"
+        )
+    return problems
+
+
+@contextlib.contextmanager
+def fresh_metrics_directory(parent: Path | None) -> Iterator[str]:
+    """A new, empty PROMETHEUS_MULTIPROC_DIR for this start's worker processes, removed at exit.
+
+    Inside ``parent`` (OCIS_METRICS_DIR) if given, else in the temporary directory; the worker
+    processes inherit it, so the counters of a previous start never add to this one's.
+    """
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="ocis-metrics-", dir=parent)
+    inherited = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield directory
+    finally:
+        if inherited is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = inherited
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _serve(settings: config.Settings, workers: int, create_app: AppFactory, app_path: str) -> int:
+    import uvicorn
+
+    problems = scale_out_problems(settings, workers)
+    if problems:
+        print(  # noqa: T201
+            f"serve --workers {workers} refuses to start: " + "; ".join(problems),
+            file=sys.stderr,
+        )
+        return 2
+    tls: dict[str, Any] = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        try:
+            _tls_context(settings.tls_cert, settings.tls_key)
+        except config.ConfigurationError as error:
+            print(str(error), file=sys.stderr)  # noqa: T201
+            return 2
+        # uvicorn's own context has no minimum version; this one insists on TLS 1.2.
+        tls = {
+            "ssl_certfile": settings.tls_cert,
+            "ssl_keyfile": settings.tls_key,
+            "ssl_context_factory": tls_context_factory,
+        }
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        # OCIS reads X-Forwarded-For and X-Forwarded-Proto itself, from OCIS_TRUSTED_PROXIES only.
+        "proxy_headers": False,
+        # Our JSON lines (observability.py) instead of uvicorn's; its access log prints
+        # client IPs, and web/request_log.py writes one line per request without them.
+        "log_config": None,
+        "access_log": False,
+        **tls,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # N processes on one socket: each builds the app from the environment (`app_path`), and
+    # they report their metrics together through a directory of this start's own.
+    with fresh_metrics_directory(settings.metrics_dir):
+        uvicorn.run(
+            app_path,
+            workers=workers,
+            # A worker answers the supervisor's ping only once it has imported the project;
+            # uvicorn's 5 s would kill (and restart) slow starters on a busy host for ever.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **options,
+        )
+    return 0
 
 
 async def _rotate_keys(args: argparse.Namespace) -> int:
@@ -81,7 +179,12 @@ async def _rotate_keys(args: argparse.Namespace) -> int:
 async def _worker(settings: config.Settings) -> int:
     """Run durable jobs, notice mail and fan-outs until SIGTERM (or SIGINT); any number of
     workers share them."""
-    await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+    await db.connect(
+        settings.database_url,
+        settings.master_key,
+        settings.previous_master_keys,
+        settings.db_pool_size,
+    )
     await db.load_keys()
     store = connect_store(settings.redis_url)
     await audit.prime_head(settings, store if settings.redis_url else None)
@@ -160,7 +263,12 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
     from resolvers.errors import DomainError
     from resolvers.users import create_staff_account
 
-    await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+    await db.connect(
+        settings.database_url,
+        settings.master_key,
+        settings.previous_master_keys,
+        settings.db_pool_size,
+    )
     try:
         if action == "seed":
             if settings.is_production:
@@ -207,10 +315,22 @@ async def _run_with_db(settings: config.Settings, action: str, args: argparse.Na
     return 2
 
 
+def _worker_count(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_WORKERS}")
+    return int(raw)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocis", description="OCIS backend")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve HTTP (HOST, PORT)")
+    serve = commands.add_parser("serve", help="serve HTTP (HOST, PORT)")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="how many server processes share the port (above 1: PostgreSQL and Redis only)",
+    )
     commands.add_parser(
         "worker", help="run durable jobs, notice mail and fan-outs (any number of processes)"
     )
@@ -243,10 +363,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(
-    argv: list[str] | None, create_app: AppFactory, check_document: DocumentChecker | None = None
+    argv: list[str] | None,
+    create_app: AppFactory,
+    check_document: DocumentChecker | None = None,
+    app_path: str = "server:app",
 ) -> int:
-    """Parse the command line and run the command; `serve` serves what `create_app` builds,
-    `register-documents` checks documents with `check_document`."""
+    """Parse the command line and run the command; `serve` serves what `create_app` builds, or
+    with `--workers N` above 1, N processes that each import `app_path`; `register-documents`
+    checks documents with `check_document`."""
     args = parser().parse_args(argv)
     configure_logging(logging.INFO)
     try:
@@ -255,34 +379,7 @@ def run(
         print(str(error), file=sys.stderr)  # noqa: T201
         return 2
     if args.command == "serve":
-        import uvicorn
-
-        tls: dict[str, Any] = {}
-        if settings.tls_cert is not None and settings.tls_key is not None:
-            try:
-                context = _tls_context(settings.tls_cert, settings.tls_key)
-            except config.ConfigurationError as error:
-                print(str(error), file=sys.stderr)  # noqa: T201
-                return 2
-            # uvicorn's own context has no minimum version; this one insists on TLS 1.2.
-            tls = {
-                "ssl_certfile": settings.tls_cert,
-                "ssl_keyfile": settings.tls_key,
-                "ssl_context_factory": lambda _config, _default: context,
-            }
-        # OCIS reads X-Forwarded-For and X-Forwarded-Proto itself, from OCIS_TRUSTED_PROXIES only.
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            proxy_headers=False,
-            # Our JSON lines (observability.py) instead of uvicorn's; its access log prints
-            # client IPs, and web/request_log.py writes one line per request without them.
-            log_config=None,
-            access_log=False,
-            **tls,
-        )
-        return 0
+        return _serve(settings, args.workers, create_app, app_path)
     if args.command == "worker":
         return asyncio.run(_worker(settings))
     if args.command == "register-documents":

@@ -88,7 +88,12 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, settings.master_key, settings.previous_master_keys)
+        await db.connect(
+            settings.database_url,
+            settings.master_key,
+            settings.previous_master_keys,
+            settings.db_pool_size,
+        )
         await db.load_keys()
         app.state.store = connect_store(settings.redis_url)
         await audit.prime_head(settings, app.state.store if settings.redis_url else None)

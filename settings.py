@@ -29,6 +29,8 @@ class ConfigurationError(RuntimeError):
 CHANNELS = ("web", "mobile", "email")
 DEFAULT_MAX_QUERY_COST = 12_000
 DEFAULT_COST_BUDGET_PER_MINUTE = 120_000
+# PostgreSQL connections per process (its pool's most); N processes hold up to N times this.
+DEFAULT_DB_POOL_SIZE = 10
 TEAM_NAME_LENGTH = 100
 
 
@@ -50,6 +52,8 @@ class Settings:
     env: Environment = "development"
     database_url: str = f"sqlite://{ROOT / 'var' / 'ocis.sqlite3'}"
     redis_url: str | None = None
+    # The most PostgreSQL connections one process keeps open (its asyncpg pool; SQLite has one).
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
     public_url: str = "http://127.0.0.1:8000"
     master_key: bytes = DEVELOPMENT_MASTER_KEY
     # Master keys that wrapped data keys before the current one (rotate-keys re-wraps them).
@@ -91,6 +95,9 @@ class Settings:
     tls_key: Path | None = None
     # The bearer token that `GET /metrics` answers to; unset: /metrics is off.
     metrics_token: str | None = None
+    # Where `serve --workers N` makes each start's fresh multiprocess-metrics directory (cli.py);
+    # unset: the system's temporary directory.
+    metrics_dir: Path | None = None
     routing: Routing = field(default_factory=Routing)
     # The staff console's build (`make console`); missing: /console answers 503.
     console_dist: Path = ROOT / "console" / "dist"
@@ -388,6 +395,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         env="production" if mode == "production" else "development",
         database_url=env.get("DATABASE_URL") or defaults.database_url,
         redis_url=env.get("REDIS_URL") or None,
+        db_pool_size=_positive(env, "OCIS_DB_POOL_SIZE", defaults.db_pool_size),
         public_url=public_url.rstrip("/"),
         master_key=_master_key(env.get("OCIS_MASTER_KEY")),
         previous_master_keys=_previous_master_keys(env.get("OCIS_PREVIOUS_MASTER_KEYS", "")),
@@ -431,6 +439,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         tls_cert=tls_cert,
         tls_key=tls_key,
         metrics_token=_metrics_token(env.get("OCIS_METRICS_TOKEN", "")),
+        metrics_dir=Path(env["OCIS_METRICS_DIR"]) if env.get("OCIS_METRICS_DIR") else None,
         routing=_routing(env.get("OCIS_ROUTING", ""), env.get("OCIS_DEFAULT_TEAM", "")),
         console_dist=Path(env.get("OCIS_CONSOLE_DIST") or defaults.console_dist),
         max_query_cost=_positive(env, "OCIS_MAX_QUERY_COST", defaults.max_query_cost),

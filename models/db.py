@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api.migrate import migrate as run_migrations
 
+import settings as config
 from models import crypto, keys
 
 APP = "ocis"
@@ -25,11 +27,26 @@ MODEL_MODULES = [
 ]
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def pooled(database_url: str, pool_size: int) -> str:
+    """A PostgreSQL URL whose pool holds at most ``pool_size`` connections (unless the URL says
+    ``maxsize`` itself); other URLs unchanged."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in ("postgres", "postgresql", "asyncpg"):
+        return database_url
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "maxsize" for name, _ in query):
+        return database_url
+    query.append(("maxsize", str(pool_size)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def tortoise_config(
+    database_url: str, pool_size: int = config.DEFAULT_DB_POOL_SIZE
+) -> dict[str, Any]:
     if database_url.startswith("sqlite://"):
         Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": pooled(database_url, pool_size)},
         "apps": {
             APP: {
                 "models": MODEL_MODULES,
@@ -49,12 +66,18 @@ async def migrate(database_url: str) -> None:
 
 
 async def connect(
-    database_url: str, master_key: bytes, previous_master_keys: tuple[bytes, ...] = ()
+    database_url: str,
+    master_key: bytes,
+    previous_master_keys: tuple[bytes, ...] = (),
+    pool_size: int = config.DEFAULT_DB_POOL_SIZE,
 ) -> None:
-    """Open the database with these master keys (current first); no query is sent yet."""
+    """Open the database with these master keys (current first) and at most ``pool_size``
+    connections (PostgreSQL); no query is sent yet."""
     crypto.configure(master_key, previous_master_keys)
     keys.forget()
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    await Tortoise.init(
+        config=tortoise_config(database_url, pool_size), _enable_global_fallback=True
+    )
 
 
 async def load_keys() -> None:

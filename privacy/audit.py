@@ -5,7 +5,15 @@ Chains. Each process draws a writer id at startup and appends only to chains of 
 this process) and ``<writer>.c`` for changes (inside the transaction of the change they
 record). Processes therefore neither collide nor queue on a shared row. Each chain starts
 from a genesis of its own, so the unique ``prev_hash`` still turns two appends after the same
-record of one chain into a collision (retried) instead of a fork.
+record of one chain into a collision instead of a fork.
+
+Within a process, appends to one chain take turns: on PostgreSQL an append first takes a
+transaction-scoped advisory lock named after its chain (held until the transaction that
+holds the append ends), and only then reads the head, which is therefore the newest committed
+record: concurrent requests of one process queue for the head instead of racing for it and
+retrying (under load the optimistic retries ran out, and the change failed). SQLite runs one
+transaction at a time, so its appends take turns already. The retry on a collision stays,
+as a guard that should never run.
 
 Coverage. After every batch that committed, the writer stores one keyed checkpoint of its
 chains' heads outside the database (``privacy.audit_checkpoints``). A change appended inside a
@@ -19,6 +27,7 @@ before migration 0007 form the chain ``legacy``, never appended to again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -28,7 +37,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from redis.asyncio import Redis
-from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -133,6 +142,22 @@ def _events(
     return events
 
 
+def _chain_lock_key(chain: str) -> int:
+    """The advisory-lock key of one chain: 64 bits of a hash of its name, signed as bigint."""
+    digest = hashlib.sha256(b"ocis-audit-chain:" + chain.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _take_turn(connection: BaseDBAsyncClient, chain: str) -> None:
+    """Wait until no other open transaction appends to ``chain``; hold it until this one ends.
+
+    A statement of its own, before the head is read: under READ COMMITTED the head's read then
+    sees what the previous holder committed (a statement's snapshot is taken when it starts).
+    """
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_chain_lock_key(chain)])
+
+
 def _outside_transactions() -> bool:
     return not isinstance(AuditEvent._choose_db(for_write=True), TransactionalDBClient)
 
@@ -161,11 +186,13 @@ async def record(
     committed = _outside_transactions()
     for _ in range(MAX_ATTEMPTS):
         try:
-            async with in_transaction():
+            async with in_transaction() as connection:
+                await _take_turn(connection, chain)
                 (event,) = _events(key, principal, [entry], chain, await read_head(chain))
                 await event.save()
         except IntegrityError:
-            # Only another transaction of this process appends to this chain.
+            # Only another transaction of this process appends to this chain, and it waits
+            # for its turn first: not expected to happen.
             Writer.retries += 1
             AUDIT_RETRIES.inc()
             continue
@@ -193,10 +220,18 @@ async def _append_batch(principal: Principal, entries: Sequence[Entry], cacheabl
     key = current_config().current
     chain = Writer.reads_chain()
     for _ in range(MAX_ATTEMPTS):
-        head = Writer.read_head if cacheable and Writer.read_head else await read_head(chain)
-        events = _events(key, principal, entries, chain, head)
         try:
-            async with in_transaction():
+            async with in_transaction() as connection:
+                if cacheable and Writer.read_head:
+                    # Exact: this process's appends of reads outside transactions take turns
+                    # (Writer.lock) and each has committed when the next one starts.
+                    head = Writer.read_head
+                else:
+                    # After an append inside a transaction (it dropped the cache), or being
+                    # one: wait until that transaction ended, then read what it left.
+                    await _take_turn(connection, chain)
+                    head = await read_head(chain)
+                events = _events(key, principal, entries, chain, head)
                 await AuditEvent.bulk_create(events)
         except IntegrityError:
             Writer.retries += 1

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate as run_migrations
+from tortoise.transactions import in_transaction
 
 import settings as config
 from auth.principal import Principal
 from bench.audit_appends import measure
 from models import AuditEvent, db
-from privacy import audit, audit_checkpoints, audit_links, audit_verify
+from privacy import audit, audit_checkpoints, audit_links, audit_state, audit_verify
 from tests.helpers import bypass_append_only
 
 TICKETS = "{ tickets(first: 50) { edges { node { subject requester { id name email } } } } }"
@@ -260,3 +262,62 @@ async def test_records_from_before_0007_stay_verifiable_and_are_anchored(tmp_pat
         assert report.reason.startswith("truncated: chain legacy ends at position 2")
     finally:
         await db.disconnect()
+
+
+HAMMER = 200
+
+
+@pytest.mark.promise("P20")
+async def test_concurrent_audited_writes_take_turns_on_the_chain_without_errors_or_retries(
+    app: Any,
+) -> None:
+    """200 changes at once, each appended inside a transaction that stays open a while after
+    (as the resolvers' do), and read batches among them: every one recorded, none retried, one
+    unbroken chain per kind that verifies. Before appends took turns, this exhausted retries."""
+    actor = Principal(request_id="req-hammer")
+    retried = audit.retries()
+
+    async def change(number: int) -> None:
+        async with in_transaction():
+            await audit.record(
+                actor,
+                action="test.event",
+                entity="Thing",
+                entity_id=str(number),
+                subject_id=uuid.uuid4(),
+                field_names=["Thing.name"],
+            )
+            # Others run meanwhile: the append is not yet committed.
+            await asyncio.sleep(0.001 * (number % 5))
+
+    async def reads(number: int) -> None:
+        await audit.record_many(
+            actor,
+            [
+                audit.Entry(
+                    action=audit.READ_ACTION,
+                    entity="personal_data",
+                    entity_id=None,
+                    subject_id=uuid.uuid4(),
+                    field_names=("User.email",),
+                )
+                for _ in range(1 + number % 3)
+            ],
+        )
+
+    outcomes = await asyncio.gather(
+        *(change(number) for number in range(HAMMER)),
+        *(reads(number) for number in range(HAMMER // 4)),
+        return_exceptions=True,
+    )
+    assert [repr(outcome) for outcome in outcomes if outcome is not None] == []
+    assert audit.retries() == retried
+    changes = await AuditEvent.filter(chain=audit_state.Writer.changes_chain()).order_by("position")
+    assert [event.position for event in changes] == list(range(1, HAMMER + 1))
+    assert sorted(int(event.entity_id or 0) for event in changes) == list(range(HAMMER))
+    read_count = sum(1 + number % 3 for number in range(HAMMER // 4))
+    assert await AuditEvent.filter(chain=audit_state.Writer.reads_chain()).count() == read_count
+    await audit.checkpoint()
+    assert await audit_verify.verify_chain() == audit_verify.ChainReport(
+        HAMMER + read_count, None, None
+    )
