@@ -220,7 +220,7 @@ async def _run_for(http: httpx.AsyncClient, role: str | None) -> Run:
     return RUNS[id(http)]
 
 
-@pytest.mark.promise("P18")
+@pytest.mark.promise("P19")
 @pytest.mark.parametrize("operation", ["query", "mutation"])
 @pytest.mark.parametrize("role", ROLES, ids=lambda email: (email or "anonymous").split("@")[0])
 @FUZZ
