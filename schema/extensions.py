@@ -1,4 +1,5 @@
-"""Schema extensions, each passed to Strawberry as a class so no state is shared."""
+"""Schema extensions, each passed to Strawberry as a class so no state is shared (the parse
+and validation caches are module-level functools caches, shared on purpose)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ from graphql.validation import (
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     SchemaExtension,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as create_alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator
 
 from auth.rate_limit import charge_query_cost
@@ -53,24 +56,49 @@ MAX_TOKENS = 3000
 logger = logging.getLogger("ocis.graphql")
 
 
+def _safe_depth_rule() -> type[ValidationRule]:
+    measure = create_validator(MAX_DEPTH, None)
+
+    class SafeDepthRule(ValidationRule):
+        """Strawberry's depth rule, tolerant of unknown fragments (graphql-core reports those)."""
+
+        def __init__(self, context: ValidationContext) -> None:
+            with contextlib.suppress(KeyError):
+                measure(context)
+            super().__init__(context)
+
+    return SafeDepthRule
+
+
+# Built once: the validation cache is keyed by the rule classes, so a class made per request
+# would never let it hit.
+_DEPTH_RULE = _safe_depth_rule()
+_ALIAS_RULE = create_alias_validator(MAX_ALIASES)
+# Distinct documents whose parse and validation are kept; a persisted or trusted set is far
+# smaller, and a flood of unique texts only evicts (functools.lru_cache).
+DOCUMENT_CACHE_SIZE = 512
+
+
 class DepthLimit(AddValidationRules):
-    """Strawberry's depth rule, tolerant of unknown fragments (graphql-core reports those)."""
+    def __init__(self) -> None:
+        super().__init__([_DEPTH_RULE])
+
+
+class AliasLimit(AddValidationRules):
+    def __init__(self) -> None:
+        super().__init__([_ALIAS_RULE])
+
+
+class DocumentParseCache(ParserCache):
+    def __init__(self) -> None:
+        super().__init__(maxsize=DOCUMENT_CACHE_SIZE)
+
+
+class DocumentValidationCache(ValidationCache):
+    """Keyed by the document and by the rule classes the guards added for this caller."""
 
     def __init__(self) -> None:
-        measure = create_validator(MAX_DEPTH, None)
-
-        class SafeDepthRule(ValidationRule):
-            def __init__(self, context: ValidationContext) -> None:
-                with contextlib.suppress(KeyError):
-                    measure(context)
-                super().__init__(context)
-
-        super().__init__([SafeDepthRule])
-
-
-class AliasLimit(MaxAliasesLimiter):
-    def __init__(self) -> None:
-        super().__init__(max_alias_count=MAX_ALIASES)
+        super().__init__(maxsize=DOCUMENT_CACHE_SIZE)
 
 
 class TokenLimit(MaxTokensLimiter):
@@ -347,16 +375,18 @@ class Outages(SchemaExtension):
 
 def limit_rules() -> tuple[type[ASTValidationRule], ...]:
     """The depth and alias limits as validation rules (for checking a document unrun)."""
-    return (*DepthLimit().validation_rules, *AliasLimit().validation_rules)
+    return (_DEPTH_RULE, _ALIAS_RULE)
 
 
-EXTENSIONS = [
+EXTENSIONS: list[type[SchemaExtension]] = [
     IntrospectionGuard,
     OperationName,
     CardDataGuard,
     DepthLimit,
     AliasLimit,
     TokenLimit,
+    DocumentParseCache,
+    DocumentValidationCache,
     QueryCost,
     AccessAudit,
     MaskUnexpectedErrors,
