@@ -138,7 +138,9 @@ def __getattr__(name: str) -> Any:
     # its processes then write JSON lines too (observability.py), without uvicorn's access log.
     if name == "app":
         configure_logging()
-        return create_app()
+        app = create_app()
+        cli.tune_garbage_collector()
+        return app
     raise AttributeError(name)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ import pytest
 from tortoise import Tortoise
 from tortoise.exceptions import OperationalError
 
+import cli
 from auth.principal import Principal
 from models import AuditEvent, Role, User, crypto
 from privacy import audit
-from tests.helpers import bypass_append_only, run_cli
+from tests.helpers import ROOT, bypass_append_only, run_cli
 
 
 def test_migrate_and_seed_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
@@ -217,3 +219,23 @@ async def test_audit_verify_names_truncation_wiping_and_recomputed_hashes(
     result = _verify(database_url, app_settings)
     assert result.returncode == 1, result.stdout + result.stderr
     assert named.format(**values) in result.stdout
+
+
+def test_a_serving_process_freezes_its_start_up_heap_and_collects_less_often() -> None:
+    """`serve` calls this once its app is built (and `uvicorn server:app` on first use)."""
+    probe = (
+        "import gc, cli; before = gc.get_freeze_count(); cli.tune_garbage_collector();"
+        "print(before, gc.get_freeze_count(), *gc.get_threshold())"
+    )
+    output = subprocess.run(  # noqa: S603 - our interpreter and a fixed probe
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    before, frozen, *thresholds = map(int, output)
+    assert before == 0 < frozen
+    assert tuple(thresholds) == cli.GC_THRESHOLDS
+    assert cli.GC_THRESHOLDS[0] > 700  # CPython's default
