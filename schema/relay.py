@@ -41,7 +41,11 @@ class Node:
 @strawberry.type
 class PageInfo:
     has_next_page: bool
-    end_cursor: str | None
+    _page: strawberry.Private[Page[Any]]
+
+    @strawberry.field
+    def end_cursor(self) -> str | None:
+        return self._page.end_cursor
 
 
 N = TypeVar("N")
@@ -50,7 +54,13 @@ N = TypeVar("N")
 @strawberry.type
 class Edge(Generic[N]):
     node: N
-    cursor: str
+    _page: strawberry.Private[Page[Any]]
+    _item: strawberry.Private[Any]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        # Sealed only when asked for: a page's cursors are most of what building it costs.
+        return self._page.cursor(self._item)
 
 
 @strawberry.type
@@ -62,8 +72,8 @@ class Connection(Generic[N]):
 def connection(page: Page[Any], nodes: list[N]) -> Connection[N]:
     return Connection(
         edges=[
-            Edge(node=node, cursor=page.cursor(item))
+            Edge(node=node, _page=page, _item=item)
             for item, node in zip(page.items, nodes, strict=True)
         ],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        page_info=PageInfo(has_next_page=page.has_next_page, _page=page),
     )
