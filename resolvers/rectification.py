@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from models import CorrectableField, PrivacyRequestKind
+from models import CorrectableField, PrivacyRequest, PrivacyRequestKind
 from privacy import rectification
 from privacy.rectification import Correction
 from resolvers import validation
@@ -42,6 +42,11 @@ def _value(field: CorrectableField, value: str | None) -> str | None:
     except ValueError:
         raise InvalidInput("Give a date of birth as YYYY-MM-DD.", field=where) from None
     return validation.date_of_birth(birth, datetime.now(UTC).date(), where).isoformat()
+
+
+def corrections_of(request: PrivacyRequest) -> list[Correction]:
+    """A request's corrections as proposed and, once decided, with their decisions."""
+    return rectification.loads(request.corrections)
 
 
 def proposed(

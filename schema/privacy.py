@@ -16,10 +16,9 @@ from auth.relations import (
 )
 from auth.visitor_ids import Owner, Visitor
 from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
-from privacy import rectification
 from resolvers import consents, privacy_requests
 from resolvers.privacy_requests import Registration
-from resolvers.rectification import CorrectionDecision, ProposedCorrection
+from resolvers.rectification import CorrectionDecision, ProposedCorrection, corrections_of
 from resolvers.users import require_user
 from schema.attributes import attribute
 from schema.context import Context, Info
@@ -165,7 +164,7 @@ class PrivacyRequestType(Node):
     def corrections(self) -> "list[CorrectionType] | None":
         return [
             CorrectionType(field=c.field, value=c.value, accepted=c.accepted, reason=c.reason)
-            for c in rectification.loads(self.model.corrections)
+            for c in corrections_of(self.model)
         ]
 
     @strawberry.field(description="Every step of the request, oldest first.")
