@@ -193,6 +193,7 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "registeredBy": owner_or_privacy_officer,
         "duplicateOf": owner_or_privacy_officer,
         "history": owner_or_privacy_officer,
+        "corrections": owner_or_privacy_officer,
     },
     "PrivacyRequestStep": {
         "id": reachable,
@@ -274,7 +275,7 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
         | {"location"}
     ),
     "PaymentMethod": frozenset({"brand", "last4", "expMonth", "expYear"}),
-    "PrivacyRequest": frozenset({"kind", "details", "outcome"}),
+    "PrivacyRequest": frozenset({"kind", "details", "outcome", "corrections"}),
     "PrivacyRequestStep": frozenset({"note"}),
     "ConsentEntry": frozenset({"purpose", "granted", "objection"}),
     "ConsentState": frozenset({"purpose", "granted", "objected"}),

@@ -102,6 +102,14 @@ class PrivacyRequestKind(StrEnum):
     OBJECTION = "objection"
 
 
+class CorrectableField(StrEnum):
+    """A profile field a rectification request may propose a correction to (GDPR Art. 16)."""
+
+    NAME = "name"
+    PHONE = "phone"
+    DATE_OF_BIRTH = "date_of_birth"
+
+
 class PrivacyRequestStatus(StrEnum):
     RECEIVED = "received"
     IDENTITY_VERIFIED = "identity_verified"

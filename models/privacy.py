@@ -101,6 +101,10 @@ class PrivacyRequest(Entity):
         "ocis.PrivacyRequest", related_name="duplicates", null=True, on_delete=fields.SET_NULL
     )
     duplicate_of_id: UUID | None
+    # A rectification's proposed corrections and, once decided, each one's decision: JSON of
+    # [{"field", "value", "accepted", "reason"}] (privacy/rectification.py), sealed like the
+    # profile's own values.
+    corrections = EncryptedField(null=True)
 
     class Meta:
         table = "privacy_requests"

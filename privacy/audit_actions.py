@@ -26,6 +26,8 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "account.password_reset"  # noqa: S105 (an action name, not a secret)
     PASSWORD_CHANGE = "account.password_change"  # noqa: S105 (an action name, not a secret)
     PROFILE_UPDATE = "profile.update"
+    # Corrections accepted on a rectification request, applied by the privacy officer (P23).
+    PROFILE_RECTIFY = "profile.rectify"
     NOTICE_PREFERENCE_SET = "notice_preference.set"
     IDENTITY_LINK = "identity.link"
     IDENTITY_UNLINK = "identity.unlink"

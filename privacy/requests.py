@@ -211,6 +211,7 @@ _FIELD_NAMES = {
     "assignee_id": "PrivacyRequest.assignee",
     "verification_method": "PrivacyRequest.verificationMethod",
     "outcome": "PrivacyRequest.outcome",
+    "corrections": "PrivacyRequest.corrections",
     "due_at": "PrivacyRequest.dueAt",
     "extension_months": "PrivacyRequest.extensionMonths",
 }

@@ -8,7 +8,7 @@ these use cases validate, lock the request and call it, in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -32,11 +32,13 @@ from models import (
     UserStatus,
     crypto,
 )
-from privacy import audit, requests
+from privacy import audit, rectification, requests
 from privacy.audit_actions import AuditAction
+from resolvers import rectification as corrections_input
 from resolvers import validation
 from resolvers.errors import IllegalTransition, InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, open_position, page_size, seal_position
+from resolvers.rectification import CorrectionDecision, ProposedCorrection
 from resolvers.users import require_user
 
 RESPONSE_WINDOW = requests.RESPONSE_WINDOW
@@ -94,13 +96,18 @@ def _submitted_fields(request: PrivacyRequest) -> list[str]:
     names = ["PrivacyRequest.kind"]
     if request.details is not None:
         names.append("PrivacyRequest.details")
+    if request.corrections is not None:
+        names.append("PrivacyRequest.corrections")
     if request.duplicate_of_id is not None:
         names.append("PrivacyRequest.duplicateOf")
     return names
 
 
 async def submit_privacy_request(
-    principal: Principal, kind: PrivacyRequestKind, details: str | None
+    principal: Principal,
+    kind: PrivacyRequestKind,
+    details: str | None,
+    corrections: Sequence[ProposedCorrection] | None = None,
 ) -> PrivacyRequest:
     """Register a request to exercise a right; it is due one month after receipt.
 
@@ -109,11 +116,13 @@ async def submit_privacy_request(
     """
     subject_id = require_user(principal)
     cleaned = _cleaned(details, "details", MAX_DETAILS)
+    proposed = corrections_input.proposed(kind, corrections)
     received = datetime.now(UTC)
     request = PrivacyRequest(
         subject_id=subject_id,
         kind=kind,
         details=cleaned,
+        corrections=proposed,
         received_at=received,
         due_at=received + RESPONSE_WINDOW,
     )
@@ -151,6 +160,7 @@ class Registration:
     subject_email: str | None = None
     details: str | None = None
     verification_note: str | None = None
+    corrections: tuple[ProposedCorrection, ...] = ()
 
 
 async def _registered_subject(registration: Registration) -> UUID:
@@ -184,12 +194,14 @@ async def register_privacy_request(
         raise InvalidInput("A request received over a year ago cannot be registered.", "receivedAt")
     details = _cleaned(registration.details, "details", MAX_DETAILS)
     note = _cleaned(registration.verification_note, "verificationNote", MAX_NOTE)
+    proposed = corrections_input.proposed(registration.kind, registration.corrections)
     subject_id = await _registered_subject(registration)
     received = min(received.astimezone(UTC), now)
     request = PrivacyRequest(
         subject_id=subject_id,
         kind=registration.kind,
         details=details,
+        corrections=proposed,
         received_at=received,
         due_at=received + RESPONSE_WINDOW,
         channel=PrivacyRequestChannel.CONTACT_ADDRESS,
@@ -347,13 +359,52 @@ async def complete_privacy_request(
     """Close a request in progress with its outcome, which its subject is told."""
     require_officer(principal)
     cleaned = _required(outcome, "outcome", MAX_OUTCOME)
+
+    def completed(request: PrivacyRequest) -> dict[str, object]:
+        if request.kind == PrivacyRequestKind.RECTIFICATION:
+            raise IllegalTransition(
+                "A rectification is completed by deciding its corrections.", field="requestId"
+            )
+        return {"outcome": cleaned}
+
     return await _step(
-        principal,
-        request_id,
-        PrivacyRequestAction.COMPLETED,
-        note=cleaned,
-        changes=lambda _: {"outcome": cleaned},
+        principal, request_id, PrivacyRequestAction.COMPLETED, note=cleaned, changes=completed
     )
+
+
+async def decide_corrections(
+    principal: Principal, request_id: UUID, given: Sequence[CorrectionDecision]
+) -> PrivacyRequest:
+    """Accept or refuse each correction a rectification in progress proposes (P23): the
+    accepted ones are applied and audited, the outcome recorded and told, the request done."""
+    require_officer(principal)
+    async with in_transaction():
+        request = (
+            await scoping.readable_privacy_requests(principal)
+            .select_for_update()
+            .get_or_none(id=request_id)
+        )
+        if request is None:
+            raise NotFound("No such privacy request.", field="requestId")
+        if request.kind != PrivacyRequestKind.RECTIFICATION:
+            raise InvalidInput("Only a rectification request has corrections.", "requestId")
+        try:
+            requests.check(request, PrivacyRequestAction.COMPLETED)
+        except requests.IllegalStep as refused:
+            raise IllegalTransition(str(refused), field="requestId") from None
+        decided = corrections_input.decisions(rectification.loads(request.corrections), given)
+        await rectification.apply(principal, request, decided)
+        told = rectification.outcome(decided)
+        request.corrections = rectification.dumps(decided)
+        request.outcome = told
+        await requests.take(
+            principal,
+            request,
+            PrivacyRequestAction.COMPLETED,
+            note=told,
+            changed=("corrections", "outcome"),
+        )
+    return request
 
 
 async def reject_privacy_request(

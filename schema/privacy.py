@@ -18,12 +18,14 @@ from auth.visitor_ids import Owner, Visitor
 from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
 from resolvers import consents, privacy_requests
 from resolvers.privacy_requests import Registration
+from resolvers.rectification import CorrectionDecision, ProposedCorrection, corrections_of
 from resolvers.users import require_user
 from schema.attributes import attribute
 from schema.context import Context, Info
 from schema.enums import (
     ConsentPurpose,
     ConsentSource,
+    CorrectableField,
     IdentityVerificationMethod,
     PrivacyRequestAction,
     PrivacyRequestChannel,
@@ -156,6 +158,15 @@ class PrivacyRequestType(Node):
         original = await info.context.loaders.privacy_requests.load(self.model.duplicate_of_id)
         return privacy_request_node(info, original) if original is not None else None
 
+    @strawberry.field(
+        description="A rectification's proposed corrections and, once decided, each decision."
+    )
+    def corrections(self) -> "list[CorrectionType] | None":
+        return [
+            CorrectionType(field=c.field, value=c.value, accepted=c.accepted, reason=c.reason)
+            for c in corrections_of(self.model)
+        ]
+
     @strawberry.field(description="Every step of the request, oldest first.")
     async def history(self, info: Info) -> "list[PrivacyRequestStepType] | None":
         steps = await info.context.loaders.privacy_request_histories.load(self.model.id)
@@ -164,6 +175,17 @@ class PrivacyRequestType(Node):
             PrivacyRequestStepType(model=step, relation=relation_to_row(principal, step))
             for step in steps
         ]
+
+
+@strawberry.type(
+    name="Correction",
+    description="A correction a rectification proposes (read through its request's rule).",
+)
+class CorrectionType:
+    field: CorrectableField
+    value: str | None = strawberry.field(description="The proposed value (null: remove it).")
+    accepted: bool | None = strawberry.field(description="The decision; null until decided.")
+    reason: str | None = strawberry.field(description="The officer's reason, if given.")
 
 
 def privacy_request_node(info: Info, request: PrivacyRequest) -> PrivacyRequestType:
@@ -226,10 +248,28 @@ class ConsentSuccess:
 ConsentResult = Annotated[ConsentSuccess | MutationError, strawberry.union("ConsentResult")]
 
 
+@strawberry.input(description="A field to correct and its correct value.")
+class CorrectionInput:
+    field: CorrectableField
+    value: str | None = strawberry.field(
+        default=None, description="Validated as the profile validates it; empty: remove it."
+    )
+
+
+CORRECTIONS = "For a rectification (and only for one): the corrections proposed."
+
+
+def _proposed(given: "list[CorrectionInput] | None") -> tuple[ProposedCorrection, ...]:
+    return tuple(ProposedCorrection(field=c.field, value=c.value) for c in given or ())
+
+
 @strawberry.input
 class SubmitPrivacyRequestInput:
     kind: PrivacyRequestKind
     details: str | None = None
+    corrections: list[CorrectionInput] | None = strawberry.field(
+        default=None, description=CORRECTIONS
+    )
 
 
 @strawberry.type
@@ -264,6 +304,10 @@ RejectPrivacyRequestResult = Annotated[
     PrivacyRequestSuccess | IllegalTransitionError | MutationError,
     strawberry.union("RejectPrivacyRequestResult"),
 ]
+DecideCorrectionsResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("DecideCorrectionsResult"),
+]
 ExtendPrivacyRequestResult = Annotated[
     PrivacyRequestSuccess | IllegalTransitionError | MutationError,
     strawberry.union("ExtendPrivacyRequestResult"),
@@ -283,6 +327,9 @@ class RegisterPrivacyRequestInput:
     subject_email: str | None = None
     details: str | None = None
     verification_note: str | None = None
+    corrections: list[CorrectionInput] | None = strawberry.field(
+        default=None, description=CORRECTIONS
+    )
 
 
 @strawberry.input
@@ -310,6 +357,23 @@ class StartPrivacyRequestInput:
 class CompletePrivacyRequestInput:
     request_id: strawberry.ID
     outcome: str = strawberry.field(description="What was done; the subject is told.")
+
+
+@strawberry.input(description="The officer's decision on one proposed correction.")
+class CorrectionDecisionInput:
+    field: CorrectableField
+    accept: bool
+    reason: str | None = strawberry.field(
+        default=None, description="Why; needed to refuse. The subject is told."
+    )
+
+
+@strawberry.input
+class DecideCorrectionsInput:
+    request_id: strawberry.ID
+    decisions: list[CorrectionDecisionInput] = strawberry.field(
+        description="One decision for each proposed correction."
+    )
 
 
 @strawberry.input
@@ -454,7 +518,7 @@ class PrivacyMutation:
             if (refused := refusal(info, decision)) is not None:
                 return refused
         request = await privacy_requests.submit_privacy_request(
-            principal, input.kind, input.details
+            principal, input.kind, input.details, _proposed(input.corrections)
         )
         return _success(info, request)
 
@@ -478,6 +542,7 @@ class PrivacyMutation:
                 subject_email=input.subject_email,
                 details=input.details,
                 verification_note=input.verification_note,
+                corrections=_proposed(input.corrections),
             ),
         )
         return _success(info, request)
@@ -518,6 +583,24 @@ class PrivacyMutation:
     ) -> CompletePrivacyRequestResult:
         request = await privacy_requests.complete_privacy_request(
             info.context.principal, _request_id(input.request_id), input.outcome
+        )
+        return _success(info, request)
+
+    @strawberry.mutation(
+        description="Accept or refuse each correction a rectification in progress proposes,"
+        " with reasons: the accepted ones are applied, the subject told, the request completed"
+        " (P23)."
+    )
+    async def decide_corrections(
+        self, info: Info, input: DecideCorrectionsInput
+    ) -> DecideCorrectionsResult:
+        request = await privacy_requests.decide_corrections(
+            info.context.principal,
+            _request_id(input.request_id),
+            [
+                CorrectionDecision(field=d.field, accept=d.accept, reason=d.reason)
+                for d in input.decisions
+            ],
         )
         return _success(info, request)
 

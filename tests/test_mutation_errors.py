@@ -358,6 +358,13 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         None,
     ),
     (
+        "decideCorrections",
+        "privacy@example.com",
+        f'input: {{requestId: "{_NO_REQUEST}", decisions: [{{field: NAME, accept: true}}]}}',
+        "NotFoundError",
+        None,
+    ),
+    (
         "extendPrivacyRequest",
         "privacy@example.com",
         f'input: {{requestId: "{_NO_REQUEST}", months: 3, reason: "Later."}}',
