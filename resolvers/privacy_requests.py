@@ -8,7 +8,7 @@ these use cases validate, lock the request and call it, in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -21,6 +21,7 @@ from auth.principal import Principal, parse_roles
 from auth.scopes import Scope, scopes_for
 from models import (
     OPEN_PRIVACY_REQUEST_STATUSES,
+    ConsentSource,
     IdentityVerificationMethod,
     PrivacyRequest,
     PrivacyRequestAction,
@@ -32,12 +33,15 @@ from models import (
     UserStatus,
     crypto,
 )
-from privacy import audit, requests
+from privacy import audit, objection, requests, restriction
 from privacy.audit_actions import AuditAction
-from resolvers import validation
+from privacy.objection import ObjectionTarget
+from resolvers import consents, validation
 from resolvers.errors import IllegalTransition, InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, open_position, page_size, seal_position
 from resolvers.users import require_user
+
+__all__ = ["ObjectionTarget"]
 
 RESPONSE_WINDOW = requests.RESPONSE_WINDOW
 MAX_DETAILS = 5_000
@@ -99,15 +103,34 @@ def _submitted_fields(request: PrivacyRequest) -> list[str]:
     return names
 
 
+@dataclass(frozen=True, slots=True)
+class Objection:
+    """What an objection request objects to (P27), and where it was made (for the ledger)."""
+
+    targets: Sequence[ObjectionTarget]
+    source: ConsentSource
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
 async def submit_privacy_request(
-    principal: Principal, kind: PrivacyRequestKind, details: str | None
+    principal: Principal,
+    kind: PrivacyRequestKind,
+    details: str | None,
+    objection_to: Objection | None = None,
 ) -> PrivacyRequest:
     """Register a request to exercise a right; it is due one month after receipt.
 
     A second open request of the same kind is stored, linked to the first and closed as its
     duplicate; the answer is that linked row (``duplicateOf`` names the request in work).
+    An objection to marketing or analytics (`objection_to`) takes effect at once, in the
+    request's transaction: recorded in the consent ledger as an objection (P27).
     """
     subject_id = require_user(principal)
+    if objection_to is not None and kind != PrivacyRequestKind.OBJECTION:
+        raise InvalidInput("Only an objection request objects to something.", field="objectTo")
+    if objection_to is not None and not objection_to.targets:
+        raise InvalidInput("Name what you object to, or leave objectTo out.", field="objectTo")
     cleaned = _cleaned(details, "details", MAX_DETAILS)
     received = datetime.now(UTC)
     request = PrivacyRequest(
@@ -122,6 +145,15 @@ async def submit_privacy_request(
         if original is not None:
             _as_duplicate(request, original)
         await request.save()
+        if objection_to is not None:
+            await consents.object_to(
+                principal,
+                subject_id,
+                objection.purposes_of(objection_to.targets),
+                objection_to.source,
+                ip_address=objection_to.ip_address,
+                user_agent=objection_to.user_agent,
+            )
         await audit.record(
             principal,
             action=AuditAction.PRIVACY_REQUEST_SUBMIT,
@@ -267,6 +299,7 @@ def is_overdue(request: PrivacyRequest, now: datetime | None = None) -> bool:
 
 
 Changes = Callable[[PrivacyRequest], dict[str, object]]
+Effect = Callable[[PrivacyRequest], Awaitable[object]]
 
 
 async def _step(
@@ -276,9 +309,10 @@ async def _step(
     *,
     note: str | None = None,
     changes: Changes | None = None,
+    effect: Effect | None = None,
 ) -> PrivacyRequest:
     """Lock the request, check the step may follow its status, then apply it with the
-    changes computed from the locked row."""
+    changes computed from the locked row (and its `effect`, in the same transaction)."""
     async with in_transaction():
         request = (
             await scoping.readable_privacy_requests(principal)
@@ -295,6 +329,8 @@ async def _step(
         for attribute, value in changed.items():
             setattr(request, attribute, value)
         await requests.take(principal, request, action, note=note, changed=tuple(changed))
+        if effect is not None:
+            await effect(request)
     return request
 
 
@@ -344,15 +380,22 @@ async def start_privacy_request(
 async def complete_privacy_request(
     principal: Principal, request_id: UUID, outcome: str
 ) -> PrivacyRequest:
-    """Close a request in progress with its outcome, which its subject is told."""
+    """Close a request in progress with its outcome, which its subject is told; a completed
+    restriction request restricts its subject's processing (P25)."""
     require_officer(principal)
     cleaned = _required(outcome, "outcome", MAX_OUTCOME)
+
+    async def carried_out(request: PrivacyRequest) -> None:
+        if request.kind == PrivacyRequestKind.RESTRICTION:
+            await restriction.restrict(principal, request)
+
     return await _step(
         principal,
         request_id,
         PrivacyRequestAction.COMPLETED,
         note=cleaned,
         changes=lambda _: {"outcome": cleaned},
+        effect=carried_out,
     )
 
 

@@ -17,12 +17,14 @@ from models import (
     TransferSafeguard,
     UserStatus,
 )
+from resolvers.privacy_requests import ObjectionTarget
 
 for _enum in (
     Channel,
     ConsentPurpose,
     ConsentSource,
     IdentityVerificationMethod,
+    ObjectionTarget,
     PrivacyRequestAction,
     PrivacyRequestChannel,
     PrivacyRequestKind,
@@ -40,6 +42,7 @@ __all__ = [
     "ConsentPurpose",
     "ConsentSource",
     "IdentityVerificationMethod",
+    "ObjectionTarget",
     "PrivacyRequestAction",
     "PrivacyRequestChannel",
     "PrivacyRequestKind",
