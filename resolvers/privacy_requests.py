@@ -103,6 +103,13 @@ def _submitted_fields(request: PrivacyRequest) -> list[str]:
     return names
 
 
+def _check_objection(kind: PrivacyRequestKind, targets: Sequence[ObjectionTarget] | None) -> None:
+    if targets is not None and kind != PrivacyRequestKind.OBJECTION:
+        raise InvalidInput("Only an objection request objects to something.", field="objectTo")
+    if targets is not None and not targets:
+        raise InvalidInput("Name what you object to, or leave objectTo out.", field="objectTo")
+
+
 @dataclass(frozen=True, slots=True)
 class Objection:
     """What an objection request objects to (P27), and where it was made (for the ledger)."""
@@ -127,10 +134,7 @@ async def submit_privacy_request(
     request's transaction: recorded in the consent ledger as an objection (P27).
     """
     subject_id = require_user(principal)
-    if objection_to is not None and kind != PrivacyRequestKind.OBJECTION:
-        raise InvalidInput("Only an objection request objects to something.", field="objectTo")
-    if objection_to is not None and not objection_to.targets:
-        raise InvalidInput("Name what you object to, or leave objectTo out.", field="objectTo")
+    _check_objection(kind, None if objection_to is None else objection_to.targets)
     cleaned = _cleaned(details, "details", MAX_DETAILS)
     received = datetime.now(UTC)
     request = PrivacyRequest(
@@ -183,6 +187,8 @@ class Registration:
     subject_email: str | None = None
     details: str | None = None
     verification_note: str | None = None
+    # An objection written to the contact address takes effect at registration (P27).
+    object_to: Sequence[ObjectionTarget] | None = None
 
 
 async def _registered_subject(registration: Registration) -> UUID:
@@ -214,6 +220,7 @@ async def register_privacy_request(
         raise InvalidInput("A request cannot be received in the future.", field="receivedAt")
     if received < now - MAX_REGISTRATION_AGE:
         raise InvalidInput("A request received over a year ago cannot be registered.", "receivedAt")
+    _check_objection(registration.kind, registration.object_to)
     details = _cleaned(registration.details, "details", MAX_DETAILS)
     note = _cleaned(registration.verification_note, "verificationNote", MAX_NOTE)
     subject_id = await _registered_subject(registration)
@@ -232,6 +239,15 @@ async def register_privacy_request(
         if original is not None:
             _as_duplicate(request, original)
         await request.save()
+        if registration.object_to:
+            await consents.object_to(
+                principal,
+                subject_id,
+                objection.purposes_of(registration.object_to),
+                ConsentSource.STAFF_ON_BEHALF,
+                ip_address=None,
+                user_agent=None,
+            )
         await audit.record(
             principal,
             action=AuditAction.PRIVACY_REQUEST_REGISTER,

@@ -289,6 +289,11 @@ class RegisterPrivacyRequestInput:
     subject_email: str | None = None
     details: str | None = None
     verification_note: str | None = None
+    object_to: list[ObjectionTarget] | None = strawberry.field(
+        default=None,
+        description="An OBJECTION request only: what the subject objects to; it takes effect"
+        " at registration (recorded in their consent ledger as made by staff on their behalf).",
+    )
 
 
 @strawberry.input(description="Lift the restriction of an account's processing (P25).")
@@ -508,6 +513,7 @@ class PrivacyMutation:
                 subject_email=input.subject_email,
                 details=input.details,
                 verification_note=input.verification_note,
+                object_to=input.object_to,
             ),
         )
         return _success(info, request)

@@ -181,3 +181,57 @@ async def test_an_anonymous_caller_cannot_object_through_a_request(as_user: AsUs
     answer = await _object(await as_user(None), ["MARKETING"])
     assert answer["__typename"] == "AuthenticationRequiredError"
     assert await _state() == before
+
+
+REGISTER = """mutation($input: RegisterPrivacyRequestInput!) {
+  registerPrivacyRequest(input: $input) {
+  __typename
+  ... on PrivacyRequestSuccess { request { kind status channel } }
+  ... on UserError { code }
+  ... on InvalidInputError { field } } }"""
+
+
+@pytest.mark.promise("P27")
+@pytest.mark.promise("P28")
+async def test_an_objection_written_to_the_contact_address_takes_effect_at_registration(
+    as_user: AsUser,
+) -> None:
+    customer_api = await as_user(CUSTOMER)
+    officer = await as_user(OFFICER)
+    customer = await user_by_email(CUSTOMER)
+    await customer_api.gql(CONSENT, {"p": "MARKETING_EMAIL"})
+    assert await marketing.still_eligible(customer.id)
+    given = {
+        "kind": "OBJECTION",
+        "subjectEmail": CUSTOMER,
+        "receivedAt": datetime.now(UTC).isoformat(),
+        "verificationMethod": "STAFF_KNOWN_CONTACT",
+        "objectTo": ["MARKETING"],
+    }
+    answer = (await officer.gql(REGISTER, {"input": given}))["data"]["registerPrivacyRequest"]
+    assert answer == {
+        "__typename": "PrivacyRequestSuccess",
+        "request": {
+            "kind": "OBJECTION",
+            "status": "IDENTITY_VERIFIED",
+            "channel": "CONTACT_ADDRESS",
+        },
+    }
+    assert not await marketing.still_eligible(customer.id)
+    entries = await ConsentEntry.filter(user_id=customer.id, objection=True)
+    assert sorted((e.purpose, e.source) for e in entries) == [
+        ("marketing_cookies", "staff_on_behalf"),
+        ("marketing_email", "staff_on_behalf"),
+    ]
+    officer_user = await user_by_email(OFFICER)
+    objected = await AuditEvent.filter(action="consent.object")
+    assert {(e.actor_id, e.subject_id) for e in objected} == {(officer_user.id, customer.id)}
+
+    before = await _state()
+    wrong = (await officer.gql(REGISTER, {"input": given | {"kind": "ERASURE"}}))["data"]
+    assert wrong["registerPrivacyRequest"] == {
+        "__typename": "InvalidInputError",
+        "code": "INVALID_INPUT",
+        "field": "objectTo",
+    }
+    assert await _state() == before
