@@ -67,9 +67,15 @@ JOB_QUEUE_OLDEST_SECONDS = Gauge(
     "How long the oldest due job has waited to be claimed",
     multiprocess_mode="mostrecent",
 )
+# P09: usage events refused (no statistics consent, an objection, a restriction); no label
+# names a person or a feature.
+USAGE_DROPPED = Counter(
+    "ocis_usage_events_dropped_total",
+    "Usage events dropped because their sender may not be counted",
+)
 JOBS_FINISHED = Counter(
     "ocis_job_attempts_total",
-    "Job attempts ended, by kind and outcome (done, retried, failed)",
+    "Job attempts ended, by kind and outcome (done, retried, failed, parked)",
     ["kind", "outcome"],
 )
 

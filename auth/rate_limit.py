@@ -90,6 +90,11 @@ TICKET_PER_ACCOUNT = Limit("ticket:account", 30, 60 * 60)
 # forged or expired one is counted per IP.
 UNSUBSCRIBE_PER_ACCOUNT = Limit("unsubscribe:account", 20, 15 * 60)
 UNSUBSCRIBE_PER_IP = Limit("unsubscribe:ip", 60, 15 * 60)
+# Usage events (P09): a busy client sends one per page or feature used, a few a minute; 300 in
+# 15 minutes per account (or, anonymous, 1200 per address: visitors behind one NAT address) is
+# more than a person clicks, and keeps a script from inflating the counts.
+USAGE_PER_ACCOUNT = Limit("usage:account", 300, 15 * 60)
+USAGE_PER_IP = Limit("usage:ip", 1200, 15 * 60)
 # Starting a sign-in writes a 10-minute transaction to the store: at most 60 per address.
 LOGIN_START_PER_IP = Limit("login:ip", 60, 15 * 60)
 # GraphQL query cost (schema/cost.py), per signed-in account or else per IP, per minute; the
@@ -195,6 +200,12 @@ async def privacy_request_attempt(store: Redis, *, account: str | None, ip: str 
     if account is not None:
         attempts.append((PRIVACY_REQUEST_PER_ACCOUNT, account))
     return await hit_all(store, attempts)
+
+
+async def usage_attempt(store: Redis, *, account: str | None, ip: str | None) -> Decision:
+    if account is not None:
+        return await hit_all(store, [(USAGE_PER_ACCOUNT, account)])
+    return await hit_all(store, [(USAGE_PER_IP, ip_key(ip))])
 
 
 async def callback_attempt(store: Redis, *, ip: str | None) -> Decision:

@@ -26,6 +26,7 @@ class Scope(StrEnum):
     NOTICES_ANNOUNCE = "notices:announce"
     PROCESSORS_MANAGE = "processors:manage"
     MARKETING_SEND = "marketing:send"
+    USAGE_READ = "usage:read"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -46,6 +47,7 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.NOTICES_ANNOUNCE: "Send a notice to every user (a business transfer, a change of owner)",
     Scope.PROCESSORS_MANAGE: "Keep the registry of processors and their transfer safeguards",
     Scope.MARKETING_SEND: "Write marketing campaigns and send them to the accounts that consent",
+    Scope.USAGE_READ: "Read usage analytics: counts per feature and day, never per person",
 }
 
 
@@ -70,6 +72,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.POLICY_PUBLISH,
             Scope.NOTICES_ANNOUNCE,
             Scope.MARKETING_SEND,
+            Scope.USAGE_READ,
         }
     ),
 }

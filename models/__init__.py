@@ -36,6 +36,7 @@ from models.privacy import (
 )
 from models.staff import Invitation
 from models.tickets import Ticket, TicketMessage, WalkInRequester
+from models.usage import UsageCount
 from models.users import AccountToken, ExternalIdentity, PaymentMethod, SignInSession, Team, User
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "TicketPriority",
     "TicketStatus",
     "TransferSafeguard",
+    "UsageCount",
     "User",
     "UserStatus",
     "WalkInRequester",

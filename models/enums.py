@@ -149,6 +149,8 @@ class PrivacyRequestAction(StrEnum):
     REJECTED = "rejected"
     EXTENDED = "extended"
     LINKED_AS_DUPLICATE = "linked_as_duplicate"
+    # After its request was completed: the officer lifts the restriction it put in place.
+    RESTRICTION_LIFTED = "restriction_lifted"
 
 
 class PrivacyRequestChannel(StrEnum):
@@ -172,3 +174,5 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # Its subject's processing is restricted (P25): held back until the restriction is lifted.
+    PARKED = "parked"

@@ -35,6 +35,9 @@ class Job(Entity):
     dedupe_key = fields.CharField(max_length=200, null=True, unique=True)
     # The checkpoint of a resumable handler: its last finished step and that step's state.
     progress = fields.JSONField[dict[str, Any]](default=dict)
+    # The person the work is about: while their processing is restricted (P25) the job is
+    # parked, unless its kind is allowed then (an export, an erasure).
+    subject_id = fields.UUIDField(null=True, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
 

@@ -47,6 +47,11 @@ class AuditAction(StrEnum):
     PRIVACY_REQUEST_COMPLETE = "privacy_request.complete"
     PRIVACY_REQUEST_REJECT = "privacy_request.reject"
     PRIVACY_REQUEST_EXTEND = "privacy_request.extend"
+    # P25: a completed restriction request restricts its subject's processing; the officer's
+    # decision to lift it, then (once the subject was told) the lifting itself.
+    RESTRICTION_APPLY = "restriction.apply"
+    RESTRICTION_LIFT = "restriction.lift"
+    RESTRICTION_LIFTED = "restriction.lifted"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"

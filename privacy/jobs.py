@@ -15,6 +15,11 @@ a worker takes it and never acknowledges it (its maintainer's word in coleifer/h
 workers are threads outside our event loop and Tortoise. The architecture also keeps one
 mechanism for mail and jobs alike. Ours is small: one claim statement, a lease, a checkpoint.
 
+A job may name its subject (``enqueue(..., subject_id=)``): while that person's processing is
+restricted (P25, privacy/restriction.py) the runner parks the job instead of running it, unless
+its kind was registered ``while_restricted`` (an export, an erasure: the rights the subject
+keeps); lifting the restriction queues the parked jobs again.
+
 Payloads and progress hold ids, counts and flags, never personal data: ``enqueue`` and
 ``checkpoint`` refuse anything that is not a UUID, an int, a bool, a short ASCII identifier, or a
 short list of those.
@@ -42,7 +47,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 import settings as config
-from models import Job, JobState
+from models import Job, JobState, User, UserStatus
 from observability import JOB_QUEUE_DEPTH, JOB_QUEUE_OLDEST_SECONDS, JOBS_FINISHED
 from privacy.leases import Queue, backoff, claim
 
@@ -68,6 +73,8 @@ JOB_QUEUE = Queue(
 
 Handler = Callable[["JobContext"], Coroutine[Any, Any, None]]
 HANDLERS: dict[str, Handler] = {}
+# Kinds that run for a subject whose processing is restricted (P25).
+WHILE_RESTRICTED: set[str] = set()
 
 
 class InvalidPayload(ValueError):
@@ -93,8 +100,9 @@ class LeaseLost(Exception):
     """This worker's lease on the job ran out and another may hold it: stop touching it."""
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register `function` as the handler of jobs of this kind."""
+def handler(kind: str, *, while_restricted: bool = False) -> Callable[[Handler], Handler]:
+    """Register `function` as the handler of jobs of this kind; `while_restricted`: it runs
+    for a subject whose processing is restricted too (only what the subject keeps a right to)."""
     if not KIND.fullmatch(kind):
         raise ValueError(f"a job kind is lower-case letters, digits, _ and .: {kind!r}")
 
@@ -102,6 +110,10 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         if kind in HANDLERS and HANDLERS[kind] is not function:
             raise ValueError(f"job kind {kind!r} has a handler already")
         HANDLERS[kind] = function
+        if while_restricted:
+            WHILE_RESTRICTED.add(kind)
+        else:
+            WHILE_RESTRICTED.discard(kind)
         return function
 
     return register
@@ -141,9 +153,10 @@ async def enqueue(
     dedupe_key: str | None = None,
     run_at: datetime | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    subject_id: UUID | None = None,
 ) -> Job:
     """Queue a job (inside the caller's transaction, if any); the same `dedupe_key` twice gives
-    the job queued first."""
+    the job queued first. `subject_id`: the person it is about (parked while restricted)."""
     if kind not in HANDLERS:
         raise ValueError(f"no handler for job kind {kind!r}")
     if dedupe_key is not None and not DEDUPE_KEY.fullmatch(dedupe_key):
@@ -162,6 +175,7 @@ async def enqueue(
         run_at=run_at or datetime.now(UTC),
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
+        subject_id=subject_id,
     )
     try:
         # A savepoint: losing the race to another enqueuer leaves the caller's transaction usable.
@@ -214,6 +228,7 @@ class Report:
     failed: int = 0
     released: int = 0
     lost: int = 0
+    parked: int = 0
 
 
 @dataclass(slots=True)
@@ -263,6 +278,12 @@ class Runner:
         )
         if job.attempts > job.max_attempts:  # its last worker died holding it
             return await self._failed(context, "lease_expired", final=True)
+        if (
+            job.subject_id is not None
+            and job.kind not in WHILE_RESTRICTED
+            and await is_restricted(job.subject_id)
+        ):
+            return await self._park(context)
         function = HANDLERS.get(job.kind)
         if function is None:  # queued by a newer version: retried until it is deployed
             return await self._failed(
@@ -356,6 +377,22 @@ class Runner:
         logger.info("job %s (%s) released at shutdown", context.id, context.kind)
         return "released" if released else "lost"
 
+    async def _park(self, context: JobContext) -> str:
+        """Hold the job back, its attempt not counted, until its subject's restriction is lifted."""
+        parked = await _held(context).update(
+            state=JobState.PARKED,
+            lease_owner=None,
+            lease_until=None,
+            attempts=max(0, context.attempt - 1),
+        )
+        if not parked:
+            return "lost"
+        JOBS_FINISHED.labels(kind=context.kind, outcome="parked").inc()
+        logger.info(
+            "job %s (%s) parked: its subject's processing is restricted", context.id, context.kind
+        )
+        return "parked"
+
     async def run_forever(self, poll_seconds: float) -> None:
         """Run due jobs until `stopping` is set (a job in hand is finished or released)."""
         while not self.stopping.is_set():
@@ -368,6 +405,21 @@ class Runner:
                 logger.error("job round failed: %s", type(error).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=poll_seconds)
+
+
+async def is_restricted(subject_id: UUID) -> bool:
+    """Whether this person's processing is restricted (P25), a disabled account's included."""
+    user = await User.get_or_none(id=subject_id).only("id", "status", "status_before_disable")
+    if user is None or user.status == UserStatus.ERASED:
+        return False
+    return UserStatus.RESTRICTED in (user.status, user.status_before_disable)
+
+
+async def release_parked(subject_id: UUID) -> int:
+    """Queue again, due now, the jobs parked while this subject was restricted."""
+    return await Job.filter(subject_id=subject_id, state=JobState.PARKED).update(
+        state=JobState.QUEUED, run_at=datetime.now(UTC)
+    )
 
 
 def runner(settings: config.Settings) -> Runner:
@@ -398,9 +450,14 @@ async def running(settings: config.Settings) -> AsyncIterator[Runner]:
             logger.error("job runner %s stopped on %s", loop.owner, type(error).__name__)
 
 
+# The modules that register OCIS's own job kinds, imported by every process that runs jobs.
+KIND_MODULES = ("privacy.restriction",)
+
+
 def load_extra_kinds(settings: config.Settings) -> None:
-    """Import the modules that register more job kinds (development only: tests use it)."""
-    for module in settings.extra_job_modules:
+    """Import the modules that register the job kinds, OCIS's own and more (development only:
+    tests use it)."""
+    for module in (*KIND_MODULES, *settings.extra_job_modules):
         importlib.import_module(module)
 
 

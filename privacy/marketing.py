@@ -3,8 +3,9 @@
 Who is eligible is decided here and only here, one SQL statement per batch: an open account
 (status active, so neither disabled, erased nor restricted) whose address finds it and is
 verified, whose latest marketing-email decision in the consent ledger is a grant (an
-objection is recorded as a withdrawal, so it counts), and who has not turned the campaign
-mail off among their notice preferences. The rights issue adds its rule to `_eligible`.
+objection, P27, is recorded as a withdrawal, so it counts), and who has not turned the campaign
+mail off among their notice preferences. A restricted account (P25) is not active, so it is
+never eligible.
 
 Every campaign mail carries an unsubscribe link (RFC 8058): a token naming the account and
 the purpose, an expiry, and an HMAC-SHA256 under a key derived from the master key. Nothing

@@ -234,6 +234,13 @@ TEMPLATES.update(
             "reason:\n\n{reason}\n\nYou may lodge a complaint with a data protection "
             "authority. " + _FOLLOW_IT,
         ),
+        "privacy_request.restriction_lifted": Template(
+            subject="The restriction of your data's processing is being lifted",
+            body="On {at} the privacy officer decided to lift the restriction of processing "
+            "that your privacy request received on {received} put in place, for this reason:"
+            "\n\n{reason}\n\nWe tell you before it is lifted: it takes effect once this "
+            "notice has been sent to you. " + _FOLLOW_IT,
+        ),
         "privacy_request.extended": Template(
             subject="We need more time for your privacy request",
             body="On {at} we extended the deadline of your privacy request received on "

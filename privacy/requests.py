@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from auth.principal import Principal
 from models import (
     OPEN_PRIVACY_REQUEST_STATUSES,
+    Notice,
     PrivacyRequest,
     PrivacyRequestAction,
     PrivacyRequestStatus,
@@ -73,6 +74,14 @@ STEPS: dict[PrivacyRequestAction, Step] = {
     ),
     Action.EXTENDED: Step(
         OPEN, None, AuditAction.PRIVACY_REQUEST_EXTEND, "privacy_request.extended"
+    ),
+    # A completed restriction request's restriction is lifted (privacy/restriction.py): the
+    # subject is told, with the reason, before it takes effect.
+    Action.RESTRICTION_LIFTED: Step(
+        frozenset({Status.COMPLETED}),
+        None,
+        AuditAction.RESTRICTION_LIFT,
+        "privacy_request.restriction_lifted",
     ),
 }
 
@@ -134,6 +143,19 @@ async def take(
     """Apply an officer's step to a request locked by the caller: its status, its history,
     the audit record and the subject's notice. Other changes (`changed`, attribute names)
     the caller has set on the request already."""
+    step, _ = await take_and_tell(principal, request, action, note=note, changed=changed)
+    return step
+
+
+async def take_and_tell(
+    principal: Principal,
+    request: PrivacyRequest,
+    action: PrivacyRequestAction,
+    *,
+    note: str | None = None,
+    changed: tuple[str, ...] = (),
+) -> tuple[PrivacyRequestStep, Notice]:
+    """``take``, answering the notice its subject is given too."""
     before = request.status
     after = check(request, action)
     now = datetime.now(UTC)
@@ -145,7 +167,7 @@ async def take(
     await request.save(update_fields=fields)
     step = await _append(principal, request, action, before, note, now)
     spec = STEPS[action]
-    await _tell(request, spec.notice, step)
+    notice = await _tell(request, spec.notice, step)
     await audit.record(
         principal,
         action=spec.audit_action,
@@ -154,7 +176,7 @@ async def take(
         subject_id=request.subject_id,
         field_names=_audited(changed, before != after, note is not None),
     )
-    return step
+    return step, notice
 
 
 async def opened(
@@ -197,8 +219,8 @@ async def _append(
     return step
 
 
-async def _tell(request: PrivacyRequest, kind: str, step: PrivacyRequestStep) -> None:
-    await notices.notify(
+async def _tell(request: PrivacyRequest, kind: str, step: PrivacyRequestStep) -> Notice:
+    return await notices.notify(
         request.subject_id,
         kind,
         received=_when(request.received_at),

@@ -46,3 +46,9 @@ class IllegalTransition(DomainError):
     """A step that may not follow the current status of what it acts on; nothing changed."""
 
     code = "ILLEGAL_TRANSITION"
+
+
+class AccountRestricted(DomainError):
+    """The account's processing is restricted (P25): staff may not change it; nothing changed."""
+
+    code = "ACCOUNT_RESTRICTED"

@@ -8,7 +8,7 @@ these use cases validate, lock the request and call it, in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -21,6 +21,7 @@ from auth.principal import Principal, parse_roles
 from auth.scopes import Scope, scopes_for
 from models import (
     OPEN_PRIVACY_REQUEST_STATUSES,
+    ConsentSource,
     IdentityVerificationMethod,
     PrivacyRequest,
     PrivacyRequestAction,
@@ -32,14 +33,17 @@ from models import (
     UserStatus,
     crypto,
 )
-from privacy import audit, rectification, requests
+from privacy import audit, objection, rectification, requests, restriction
 from privacy.audit_actions import AuditAction
+from privacy.objection import ObjectionTarget
+from resolvers import consents, validation
 from resolvers import rectification as corrections_input
-from resolvers import validation
 from resolvers.errors import IllegalTransition, InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, open_position, page_size, seal_position
 from resolvers.rectification import CorrectionDecision, ProposedCorrection
 from resolvers.users import require_user
+
+__all__ = ["ObjectionTarget"]
 
 RESPONSE_WINDOW = requests.RESPONSE_WINDOW
 MAX_DETAILS = 5_000
@@ -103,18 +107,39 @@ def _submitted_fields(request: PrivacyRequest) -> list[str]:
     return names
 
 
+def _check_objection(kind: PrivacyRequestKind, targets: Sequence[ObjectionTarget] | None) -> None:
+    if targets is not None and kind != PrivacyRequestKind.OBJECTION:
+        raise InvalidInput("Only an objection request objects to something.", field="objectTo")
+    if targets is not None and not targets:
+        raise InvalidInput("Name what you object to, or leave objectTo out.", field="objectTo")
+
+
+@dataclass(frozen=True, slots=True)
+class Objection:
+    """What an objection request objects to (P27), and where it was made (for the ledger)."""
+
+    targets: Sequence[ObjectionTarget]
+    source: ConsentSource
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
 async def submit_privacy_request(
     principal: Principal,
     kind: PrivacyRequestKind,
     details: str | None,
     corrections: Sequence[ProposedCorrection] | None = None,
+    objection_to: Objection | None = None,
 ) -> PrivacyRequest:
     """Register a request to exercise a right; it is due one month after receipt.
 
     A second open request of the same kind is stored, linked to the first and closed as its
     duplicate; the answer is that linked row (``duplicateOf`` names the request in work).
+    An objection to marketing or analytics (`objection_to`) takes effect at once, in the
+    request's transaction: recorded in the consent ledger as an objection (P27).
     """
     subject_id = require_user(principal)
+    _check_objection(kind, None if objection_to is None else objection_to.targets)
     cleaned = _cleaned(details, "details", MAX_DETAILS)
     proposed = corrections_input.proposed(kind, corrections)
     received = datetime.now(UTC)
@@ -131,6 +156,15 @@ async def submit_privacy_request(
         if original is not None:
             _as_duplicate(request, original)
         await request.save()
+        if objection_to is not None:
+            await consents.object_to(
+                principal,
+                subject_id,
+                objection.purposes_of(objection_to.targets),
+                objection_to.source,
+                ip_address=objection_to.ip_address,
+                user_agent=objection_to.user_agent,
+            )
         await audit.record(
             principal,
             action=AuditAction.PRIVACY_REQUEST_SUBMIT,
@@ -161,6 +195,8 @@ class Registration:
     details: str | None = None
     verification_note: str | None = None
     corrections: tuple[ProposedCorrection, ...] = ()
+    # An objection written to the contact address takes effect at registration (P27).
+    object_to: Sequence[ObjectionTarget] | None = None
 
 
 async def _registered_subject(registration: Registration) -> UUID:
@@ -192,6 +228,7 @@ async def register_privacy_request(
         raise InvalidInput("A request cannot be received in the future.", field="receivedAt")
     if received < now - MAX_REGISTRATION_AGE:
         raise InvalidInput("A request received over a year ago cannot be registered.", "receivedAt")
+    _check_objection(registration.kind, registration.object_to)
     details = _cleaned(registration.details, "details", MAX_DETAILS)
     note = _cleaned(registration.verification_note, "verificationNote", MAX_NOTE)
     proposed = corrections_input.proposed(registration.kind, registration.corrections)
@@ -212,6 +249,15 @@ async def register_privacy_request(
         if original is not None:
             _as_duplicate(request, original)
         await request.save()
+        if registration.object_to:
+            await consents.object_to(
+                principal,
+                subject_id,
+                objection.purposes_of(registration.object_to),
+                ConsentSource.STAFF_ON_BEHALF,
+                ip_address=None,
+                user_agent=None,
+            )
         await audit.record(
             principal,
             action=AuditAction.PRIVACY_REQUEST_REGISTER,
@@ -279,6 +325,7 @@ def is_overdue(request: PrivacyRequest, now: datetime | None = None) -> bool:
 
 
 Changes = Callable[[PrivacyRequest], dict[str, object]]
+Effect = Callable[[PrivacyRequest], Awaitable[object]]
 
 
 async def _step(
@@ -288,9 +335,10 @@ async def _step(
     *,
     note: str | None = None,
     changes: Changes | None = None,
+    effect: Effect | None = None,
 ) -> PrivacyRequest:
     """Lock the request, check the step may follow its status, then apply it with the
-    changes computed from the locked row."""
+    changes computed from the locked row (and its `effect`, in the same transaction)."""
     async with in_transaction():
         request = (
             await scoping.readable_privacy_requests(principal)
@@ -307,6 +355,8 @@ async def _step(
         for attribute, value in changed.items():
             setattr(request, attribute, value)
         await requests.take(principal, request, action, note=note, changed=tuple(changed))
+        if effect is not None:
+            await effect(request)
     return request
 
 
@@ -356,7 +406,8 @@ async def start_privacy_request(
 async def complete_privacy_request(
     principal: Principal, request_id: UUID, outcome: str
 ) -> PrivacyRequest:
-    """Close a request in progress with its outcome, which its subject is told."""
+    """Close a request in progress with its outcome, which its subject is told; a completed
+    restriction request restricts its subject's processing (P25)."""
     require_officer(principal)
     cleaned = _required(outcome, "outcome", MAX_OUTCOME)
 
@@ -367,8 +418,17 @@ async def complete_privacy_request(
             )
         return {"outcome": cleaned}
 
+    async def carried_out(request: PrivacyRequest) -> None:
+        if request.kind == PrivacyRequestKind.RESTRICTION:
+            await restriction.restrict(principal, request)
+
     return await _step(
-        principal, request_id, PrivacyRequestAction.COMPLETED, note=cleaned, changes=completed
+        principal,
+        request_id,
+        PrivacyRequestAction.COMPLETED,
+        note=cleaned,
+        changes=completed,
+        effect=carried_out,
     )
 
 

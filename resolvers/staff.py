@@ -26,6 +26,7 @@ from privacy import audit, notices
 from privacy.audit_actions import AuditAction
 from resolvers import validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
+from resolvers.restriction import refuse_if_restricted
 from resolvers.users import require_user
 
 INVITATION_TTL = timedelta(days=7)
@@ -307,11 +308,12 @@ async def list_invitations(principal: Principal, *, open_only: bool = False) -> 
 
 
 async def grant_role(principal: Principal, user_id: UUID, role: Role) -> User:
-    """Give an account a staff role."""
+    """Give an account a staff role (not while its processing is restricted: P25)."""
     require_staff_admin(principal)
     role = _staff_role(role)
     async with in_transaction():
         await _account(user_id)
+        await refuse_if_restricted(user_id)
         user = await User.select_for_update().get(id=user_id)
         if role.value in user.roles:
             raise InvalidInput("This account already holds this role.", field="role")

@@ -31,6 +31,7 @@ from schema.processors import ProcessorsMutation, ProcessorsQuery
 from schema.queues import QueuesMutation, QueuesQuery
 from schema.staff import InvitationType, StaffMutation, StaffQuery, TeamType
 from schema.tickets import TicketMessageType, TicketsMutation, TicketsQuery, TicketType
+from schema.usage import UsageMutation, UsageQuery
 from schema.users import UsersMutation, UsersQuery, UserType
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
@@ -70,6 +71,7 @@ Query = merge_types(
         ProcessorsQuery,
         QueuesQuery,
         MarketingQuery,
+        UsageQuery,
     ),
 )
 Mutation = merge_types(
@@ -87,6 +89,7 @@ Mutation = merge_types(
         PolicyMutation,
         ProcessorsMutation,
         MarketingMutation,
+        UsageMutation,
     ),
 )
 

@@ -18,6 +18,7 @@ from models import (
     TransferSafeguard,
     UserStatus,
 )
+from resolvers.privacy_requests import ObjectionTarget
 
 for _enum in (
     Channel,
@@ -25,6 +26,7 @@ for _enum in (
     ConsentSource,
     CorrectableField,
     IdentityVerificationMethod,
+    ObjectionTarget,
     PrivacyRequestAction,
     PrivacyRequestChannel,
     PrivacyRequestKind,
@@ -43,6 +45,7 @@ __all__ = [
     "ConsentSource",
     "CorrectableField",
     "IdentityVerificationMethod",
+    "ObjectionTarget",
     "PrivacyRequestAction",
     "PrivacyRequestChannel",
     "PrivacyRequestKind",

@@ -12,6 +12,7 @@ from strawberry.types.field import StrawberryField
 
 from auth import rate_limit
 from resolvers.errors import (
+    AccountRestricted,
     AgeRequirementNotMet,
     CardDataRefused,
     DomainError,
@@ -115,6 +116,14 @@ class IllegalTransitionError(UserError):
     field: str | None
 
 
+@strawberry.type(
+    description="The account's processing is restricted (P25): it cannot be changed until the"
+    " restriction is lifted; nothing changed."
+)
+class AccountRestrictedError(UserError):
+    field: str | None
+
+
 @strawberry.type(description="Too many attempts; nothing was done. Try again after a while.")
 class RateLimitedError(UserError):
     retry_after_seconds: int
@@ -176,6 +185,7 @@ EXCEPTION_HANDLERS = (
     DomainErrorAnswer(CardDataRefused, CardDataRefusedError),
     DomainErrorAnswer(InvalidLink, InvalidLinkError),
     DomainErrorAnswer(IllegalTransition, IllegalTransitionError),
+    DomainErrorAnswer(AccountRestricted, AccountRestrictedError),
     DomainErrorAnswer(InvalidInput, InvalidInputError),
     DomainErrorAnswer(DomainError, InvalidInputError),
 )

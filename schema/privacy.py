@@ -16,8 +16,8 @@ from auth.relations import (
 )
 from auth.visitor_ids import Owner, Visitor
 from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
-from resolvers import consents, privacy_requests
-from resolvers.privacy_requests import Registration
+from resolvers import consents, privacy_requests, restriction
+from resolvers.privacy_requests import Objection, Registration
 from resolvers.rectification import CorrectionDecision, ProposedCorrection, corrections_of
 from resolvers.users import require_user
 from schema.attributes import attribute
@@ -27,6 +27,7 @@ from schema.enums import (
     ConsentSource,
     CorrectableField,
     IdentityVerificationMethod,
+    ObjectionTarget,
     PrivacyRequestAction,
     PrivacyRequestChannel,
     PrivacyRequestKind,
@@ -270,6 +271,11 @@ class SubmitPrivacyRequestInput:
     corrections: list[CorrectionInput] | None = strawberry.field(
         default=None, description=CORRECTIONS
     )
+    object_to: list[ObjectionTarget] | None = strawberry.field(
+        default=None,
+        description="An OBJECTION request only: what you object to. It takes effect at once"
+        " (recorded in your consent ledger); the request is still answered for the record.",
+    )
 
 
 @strawberry.type
@@ -330,6 +336,25 @@ class RegisterPrivacyRequestInput:
     corrections: list[CorrectionInput] | None = strawberry.field(
         default=None, description=CORRECTIONS
     )
+    object_to: list[ObjectionTarget] | None = strawberry.field(
+        default=None,
+        description="An OBJECTION request only: what the subject objects to; it takes effect"
+        " at registration (recorded in their consent ledger as made by staff on their behalf).",
+    )
+
+
+@strawberry.input(description="Lift the restriction of an account's processing (P25).")
+class LiftRestrictionInput:
+    user_id: strawberry.ID
+    reason: str = strawberry.field(
+        description="Why; the subject is told before the restriction is lifted."
+    )
+
+
+LiftRestrictionResult = Annotated[
+    PrivacyRequestSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("LiftRestrictionResult"),
+]
 
 
 @strawberry.input
@@ -414,7 +439,7 @@ class PrivacyQuery:
     @coded_errors
     async def consents(self, info: Info, visitor_id: str) -> list[ConsentState] | None:
         context = info.context
-        visitor, states = await consents.visitor_consents(_visitor_ids(context), visitor_id)
+        visitor, states = await consents.visitor_consents(consent_ids(context), visitor_id)
         return [_consent_state(context.principal, visitor, state) for state in states]
 
     @strawberry.field(
@@ -517,8 +542,18 @@ class PrivacyMutation:
             )
             if (refused := refusal(info, decision)) is not None:
                 return refused
+        objection = (
+            None
+            if input.object_to is None
+            else Objection(
+                targets=input.object_to,
+                source=context.consent_source,
+                ip_address=context.client_ip,
+                user_agent=context.user_agent,
+            )
+        )
         request = await privacy_requests.submit_privacy_request(
-            principal, input.kind, input.details, _proposed(input.corrections)
+            principal, input.kind, input.details, _proposed(input.corrections), objection
         )
         return _success(info, request)
 
@@ -543,6 +578,7 @@ class PrivacyMutation:
                 details=input.details,
                 verification_note=input.verification_note,
                 corrections=_proposed(input.corrections),
+                object_to=input.object_to,
             ),
         )
         return _success(info, request)
@@ -625,8 +661,21 @@ class PrivacyMutation:
         )
         return _success(info, request)
 
+    @strawberry.mutation(
+        description="Privacy officer: lift the restriction a completed restriction request put"
+        " on an account. Its subject is told, with the reason, and it is lifted once that"
+        " notice is sent; the answer is the restriction request, its history showing the step."
+    )
+    async def lift_restriction(
+        self, info: Info, input: LiftRestrictionInput
+    ) -> LiftRestrictionResult:
+        _, subject = from_global_id(input.user_id, "User", "userId")
+        request = await restriction.lift_restriction(info.context.principal, subject, input.reason)
+        return _success(info, request)
 
-def _visitor_ids(context: Context) -> visitor_ids.VisitorIds:
+
+def consent_ids(context: Context) -> visitor_ids.VisitorIds:
+    """The consent ids of this server (signed under its master key)."""
     if context.visitor_ids is None:
         raise RuntimeError("consent ids need the master key (the server's context has it)")
     return context.visitor_ids
@@ -640,7 +689,7 @@ async def _consent(
         context.principal,
         purpose,
         granted=granted,
-        visitor_ids=_visitor_ids(context),
+        visitor_ids=consent_ids(context),
         visitor_id=visitor_id,
         source=context.consent_source,
         ip_address=context.client_ip,

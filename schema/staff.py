@@ -13,7 +13,7 @@ from resolvers import staff
 from schema.attributes import attribute
 from schema.context import Info
 from schema.enums import Role
-from schema.errors import MutationError, coded_errors
+from schema.errors import AccountRestrictedError, MutationError, coded_errors
 from schema.need_to_know import personal_data
 from schema.relay import from_global_id, to_global_id
 from schema.users import UserType, own_account, user_node
@@ -132,7 +132,9 @@ class StaffRoleSuccess:
     user: UserType
 
 
-StaffRoleResult = Annotated[StaffRoleSuccess | MutationError, strawberry.union("StaffRoleResult")]
+StaffRoleResult = Annotated[
+    StaffRoleSuccess | AccountRestrictedError | MutationError, strawberry.union("StaffRoleResult")
+]
 
 
 @strawberry.type

@@ -371,6 +371,20 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "InvalidInputError",
         "months",
     ),
+    (
+        "liftRestriction",
+        "privacy@example.com",
+        'input: {userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA", reason: "  "}',
+        "InvalidInputError",
+        "reason",
+    ),
+    (
+        "recordUsage",
+        "customer@example.com",
+        'input: {feature: "ticket 42", at: "2026-01-01T00:00:00+00:00"}',
+        "InvalidInputError",
+        "feature",
+    ),
 ]
 
 

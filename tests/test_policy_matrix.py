@@ -1094,7 +1094,9 @@ COUNTS_ONLY = frozenset(
 )
 # Answers that say only that something was done: flags, and one fixed sentence, the same for
 # everyone (tests/test_local_accounts.py holds CheckYourMail to it).
-FLAGS_ONLY = frozenset({"VerifyEmailSuccess", "EmailChanged"})
+FLAGS_ONLY = frozenset({"VerifyEmailSuccess", "EmailChanged", "RecordUsageSuccess"})
+# Usage analytics (P09): a feature's name, a day and a count; no person, no time of day.
+AGGREGATES = {"UsageCount": {"feature": "String", "day": "Date", "events": "Int"}}
 FIXED_MESSAGES = frozenset({"CheckYourMail"})
 
 
@@ -1112,6 +1114,9 @@ def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
         return all(get_named_type(f.type).name == "Boolean" for f in fields.values())
     if gql_type.name in FIXED_MESSAGES:
         return set(fields) == {"message"}
+    if gql_type.name in AGGREGATES:
+        named = {name: get_named_type(f.type).name for name, f in fields.items()}
+        return named == AGGREGATES[gql_type.name]
     if any(interface.name == "UserError" for interface in gql_type.interfaces):
         return True
     if set(fields) == {"edges", "pageInfo"}:

@@ -53,6 +53,9 @@ async def _required_arguments() -> dict[str, str]:
         "userId": global_id("User", customer.id),
         # A consent id signed under the tests' master key (app_settings), as a visitor holds.
         "visitorId": VisitorIds((b"k" * 32,)).issue()[1],
+        # usageCounts' days.
+        "from": "2026-01-01",
+        "to": "2026-01-31",
     }
 
 

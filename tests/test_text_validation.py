@@ -400,6 +400,11 @@ NOT_TEXT: dict[tuple[str, str], str] = {
     ("grantConsent", "visitorId"): _CONSENT_ID,
     ("withdrawConsent", "visitorId"): _CONSENT_ID,
     ("setConsent", "visitorId"): _CONSENT_ID,
+    ("recordUsage", "visitorId"): _CONSENT_ID,
+    ("recordUsage", "feature"): "matched against a closed pattern (lower-case words joined by dots"
+    " or underscores), never free text: any other value is refused (tests/test_usage.py)",
+    ("liftRestriction", "reason"): "checked by validation.text like every officer's reason; its"
+    " refusals are tested in tests/test_restriction.py, where a restricted subject exists",
     ("verifyEmail", "visitorId"): _CONSENT_ID,
     ("setNoticePreference", "kind"): "matched exactly against the known kinds of notice and"
     " never stored otherwise: any other value is refused (see the test below)",
