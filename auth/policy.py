@@ -195,6 +195,12 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "history": owner_or_privacy_officer,
         "corrections": owner_or_privacy_officer,
     },
+    "Correction": {
+        "field": owner_or_privacy_officer,
+        "value": owner_or_privacy_officer,
+        "accepted": owner_or_privacy_officer,
+        "reason": owner_or_privacy_officer,
+    },
     "PrivacyRequestStep": {
         "id": reachable,
         "action": owner_or_privacy_officer,

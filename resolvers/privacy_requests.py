@@ -412,7 +412,7 @@ async def complete_privacy_request(
     cleaned = _required(outcome, "outcome", MAX_OUTCOME)
 
     def completed(request: PrivacyRequest) -> dict[str, object]:
-        if request.kind == PrivacyRequestKind.RECTIFICATION:
+        if request.corrections is not None:
             raise IllegalTransition(
                 "A rectification is completed by deciding its corrections.", field="requestId"
             )
@@ -446,8 +446,8 @@ async def decide_corrections(
         )
         if request is None:
             raise NotFound("No such privacy request.", field="requestId")
-        if request.kind != PrivacyRequestKind.RECTIFICATION:
-            raise InvalidInput("Only a rectification request has corrections.", "requestId")
+        if request.corrections is None:
+            raise InvalidInput("This request proposes no corrections.", "requestId")
         try:
             requests.check(request, PrivacyRequestAction.COMPLETED)
         except requests.IllegalStep as refused:

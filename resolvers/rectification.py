@@ -58,7 +58,8 @@ def proposed(
             raise InvalidInput("Only a rectification request proposes corrections.", "corrections")
         return None
     if not corrections:
-        raise InvalidInput("Name at least one field to correct and its value.", "corrections")
+        # A rectification may still be written out in its details alone, as before corrections.
+        return None
     fields = [c.field for c in corrections]
     if len(set(fields)) != len(fields):
         raise InvalidInput("Propose one correction per field.", field="corrections")

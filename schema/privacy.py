@@ -164,7 +164,14 @@ class PrivacyRequestType(Node):
     )
     def corrections(self) -> "list[CorrectionType] | None":
         return [
-            CorrectionType(field=c.field, value=c.value, accepted=c.accepted, reason=c.reason)
+            CorrectionType(
+                field=c.field,
+                value=c.value,
+                accepted=c.accepted,
+                reason=c.reason,
+                owner=self.model.subject_id,
+                relation=self.relation,
+            )
             for c in corrections_of(self.model)
         ]
 
@@ -178,15 +185,22 @@ class PrivacyRequestType(Node):
         ]
 
 
+@personal_data
 @strawberry.type(
     name="Correction",
     description="A correction a rectification proposes (read through its request's rule).",
 )
 class CorrectionType:
-    field: CorrectableField
+    field: CorrectableField | None
     value: str | None = strawberry.field(description="The proposed value (null: remove it).")
     accepted: bool | None = strawberry.field(description="The decision; null until decided.")
     reason: str | None = strawberry.field(description="The officer's reason, if given.")
+    owner: strawberry.Private[UUID]
+    relation: strawberry.Private[Relation]
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return self.owner
 
 
 def privacy_request_node(info: Info, request: PrivacyRequest) -> PrivacyRequestType:

@@ -340,8 +340,6 @@ async def test_an_accepted_removal_clears_the_phone_and_a_date_of_birth_is_store
 @pytest.mark.parametrize(
     ("kind", "corrections", "message"),
     [
-        ("RECTIFICATION", None, "Name at least one field to correct and its value."),
-        ("RECTIFICATION", [], "Name at least one field to correct and its value."),
         ("RECTIFICATION", [{"field": "NAME", "value": "  "}], "This field is required."),
         ("RECTIFICATION", [{"field": "NAME", "value": "x" * 201}], "Use at most 200 characters."),
         (
