@@ -1,6 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from models.fields import EncryptedField
+from models.migration_ops import AddNullableColumn
 
 # Rectification (issue 12 item 4, P23): a request's proposed corrections and their decisions,
 # sealed under the subject's data key like the profile values they would replace.
@@ -12,7 +13,8 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
-        ops.AddField(
+        AddNullableColumn(
+            table='privacy_requests',
             model_name='PrivacyRequest',
             name='corrections',
             field=EncryptedField(null=True),

@@ -65,6 +65,26 @@ class AddFieldKeepingRows(ops.AddField):
         )
 
 
+class AddNullableColumn(ops.AddField):
+    """AddField of a nullable column whose undoing on SQLite drops the column in place
+    (SQLite 3.35+), where Tortoise would rebuild the table and lose the indexes that later
+    migrations' undoing then drops."""
+
+    def __init__(self, *, table: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+
+    async def database_backward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        if state_editor is not None and state_editor.client.capabilities.dialect == "sqlite":
+            await state_editor.client.execute_script(
+                f'ALTER TABLE "{self.table}" DROP COLUMN "{self.name}"'
+            )
+            return
+        await super().database_backward(app_label, old_state, new_state, state_editor)
+
+
 async def _with_foreign_keys_off(state_editor: Any, change: Any) -> None:
     if state_editor is None or state_editor.client.capabilities.dialect != "sqlite":
         await change
