@@ -9,6 +9,7 @@ from models.enums import (
     Channel,
     ConsentPurpose,
     ConsentSource,
+    ExportStatus,
     IdentityVerificationMethod,
     JobState,
     MailStatus,
@@ -22,6 +23,7 @@ from models.enums import (
     TransferSafeguard,
     UserStatus,
 )
+from models.exports import Export, ExportPart, part_id
 from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
@@ -52,6 +54,9 @@ __all__ = [
     "ConsentSource",
     "DataKey",
     "DocumentSource",
+    "Export",
+    "ExportPart",
+    "ExportStatus",
     "ExternalIdentity",
     "IdentityVerificationMethod",
     "Invitation",
@@ -84,4 +89,5 @@ __all__ = [
     "User",
     "UserStatus",
     "WalkInRequester",
+    "part_id",
 ]

@@ -24,6 +24,7 @@ MODEL_MODULES = [
     "models.staff",
     "models.jobs",
     "models.documents",
+    "models.exports",
 ]
 
 

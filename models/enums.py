@@ -102,6 +102,12 @@ class PrivacyRequestKind(StrEnum):
     OBJECTION = "objection"
 
 
+class ExportStatus(StrEnum):
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class PrivacyRequestStatus(StrEnum):
     RECEIVED = "received"
     IDENTITY_VERIFIED = "identity_verified"

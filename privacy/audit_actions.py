@@ -45,6 +45,10 @@ class AuditAction(StrEnum):
     PRIVACY_REQUEST_COMPLETE = "privacy_request.complete"
     PRIVACY_REQUEST_REJECT = "privacy_request.reject"
     PRIVACY_REQUEST_EXTEND = "privacy_request.extend"
+    PRIVACY_EXPORT_CREATE = "privacy_export.create"
+    PRIVACY_EXPORT_DOWNLOAD = "privacy_export.download"
+    # A download refused: its purpose says why (not_authorised, gone).
+    PRIVACY_EXPORT_DOWNLOAD_REFUSE = "privacy_export.download_refuse"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"

@@ -21,7 +21,7 @@ from models import (
     PrivacyRequestStatus,
     PrivacyRequestStep,
 )
-from privacy import audit, notices
+from privacy import audit, exports, notices
 from privacy.audit_actions import AuditAction
 
 # GDPR Art. 12(3) counts in months; OCIS counts a month as 30 days, receipt's window included.
@@ -143,6 +143,8 @@ async def take(
         request.closed_at = now
         fields.append("closed_at")
     await request.save(update_fields=fields)
+    if action is Action.STARTED:
+        await exports.create_for(request)
     step = await _append(principal, request, action, before, note, now)
     spec = STEPS[action]
     await _tell(request, spec.notice, step)
