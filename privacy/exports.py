@@ -241,13 +241,12 @@ def _dump(value: object) -> str:
 
 async def _tickets(subject_id: UUID) -> AsyncIterator[dict[str, Any]]:
     """The subject's tickets with their public messages, a page at a time."""
-    after: datetime | None = None
-    after_id: UUID | None = None
+    after: UUID | None = None
     while True:
         query = Ticket.filter(requester_id=subject_id)
-        if after is not None and after_id is not None:
-            query = query.filter(created_at__gte=after).exclude(created_at=after, id__lte=after_id)
-        page = await query.order_by("created_at", "id").limit(PAGE)
+        if after is not None:
+            query = query.filter(id__gt=after)
+        page = await query.order_by("id").limit(PAGE)
         if not page:
             return
         messages: dict[UUID, list[TicketMessage]] = {ticket.id: [] for ticket in page}
@@ -275,7 +274,7 @@ async def _tickets(subject_id: UUID) -> AsyncIterator[dict[str, Any]]:
                     for message in messages[ticket.id]
                 ],
             }
-        after, after_id = page[-1].created_at, page[-1].id
+        after = page[-1].id
         if len(page) < PAGE:
             return
 

@@ -13,7 +13,7 @@ from models import Export
 from privacy import exports
 from privacy.exports import DownloadRefused
 
-__all__ = ["DownloadRefused", "download", "exports_of_requests", "schema_text"]
+__all__ = ["DownloadRefused", "download", "load_exports", "schema_text"]
 
 
 async def download(
@@ -30,12 +30,13 @@ async def download(
     return export, exports.stream(export)
 
 
-async def exports_of_requests(request_ids: list[UUID]) -> dict[UUID, list[Export]]:
-    """The exports of these requests (their status, never their content), newest first."""
+async def load_exports(request_ids: list[UUID]) -> list[list[Export]]:
+    """DataLoader batch: the exports of requests the caller could read (their status, never
+    their content), newest first, in key order."""
     found: dict[UUID, list[Export]] = {key: [] for key in request_ids}
     for export in await Export.filter(request_id__in=request_ids).order_by("-created_at"):
         found[export.request_id].append(export)
-    return found
+    return [found[key] for key in request_ids]
 
 
 def schema_text() -> str:
