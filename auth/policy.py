@@ -193,8 +193,6 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "registeredBy": owner_or_privacy_officer,
         "duplicateOf": owner_or_privacy_officer,
         "history": owner_or_privacy_officer,
-        # Their state only (status, expiry, downloads left): the data itself is never in GraphQL.
-        "exports": owner_or_privacy_officer,
     },
     "PrivacyRequestStep": {
         "id": reachable,

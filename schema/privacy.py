@@ -15,7 +15,7 @@ from auth.relations import (
     subject_of,
 )
 from auth.visitor_ids import Owner, Visitor
-from models import ConsentEntry, Export, PrivacyRequest, PrivacyRequestStep
+from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
 from resolvers import consents, privacy_requests
 from resolvers.privacy_requests import Registration
 from resolvers.users import require_user
@@ -24,7 +24,6 @@ from schema.context import Context, Info
 from schema.enums import (
     ConsentPurpose,
     ConsentSource,
-    ExportStatus,
     IdentityVerificationMethod,
     PrivacyRequestAction,
     PrivacyRequestChannel,
@@ -157,11 +156,6 @@ class PrivacyRequestType(Node):
         original = await info.context.loaders.privacy_requests.load(self.model.duplicate_of_id)
         return privacy_request_node(info, original) if original is not None else None
 
-    @strawberry.field(description="Access and portability: the request's exports, newest first.")
-    async def exports(self, info: Info) -> "list[PrivacyExportType]":
-        found = await info.context.loaders.privacy_request_exports.load(self.model.id)
-        return [PrivacyExportType(model=export) for export in found]
-
     @strawberry.field(description="Every step of the request, oldest first.")
     async def history(self, info: Info) -> "list[PrivacyRequestStepType] | None":
         steps = await info.context.loaders.privacy_request_histories.load(self.model.id)
@@ -170,39 +164,6 @@ class PrivacyRequestType(Node):
             PrivacyRequestStepType(model=step, relation=relation_to_row(principal, step))
             for step in steps
         ]
-
-
-@strawberry.type(
-    name="PrivacyExport",
-    description="An export of a subject's data: its state only (the data is downloaded by its"
-    " subject from the link mailed to them, or while signed in, at /privacy/exports/{id}).",
-)
-class PrivacyExportType:
-    model: strawberry.Private[Export]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.model.id))
-
-    @strawberry.field
-    def kind(self) -> PrivacyRequestKind:
-        return self.model.kind
-
-    @strawberry.field
-    def status(self) -> ExportStatus:
-        return self.model.status
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.model.created_at
-
-    @strawberry.field(description="When the download link stops working (7 days after ready).")
-    def expires_at(self) -> datetime | None:
-        return self.model.expires_at
-
-    @strawberry.field(description="Downloads the link has left (3 at first).")
-    def downloads_left(self) -> int:
-        return int(self.model.downloads_left)
 
 
 def privacy_request_node(info: Info, request: PrivacyRequest) -> PrivacyRequestType:
