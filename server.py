@@ -35,6 +35,7 @@ from web.console import (
     sign_in_style,
 )
 from web.cors import Cors
+from web.exports import export_download, export_schema
 from web.health import healthz, readyz
 from web.jwks import jwks
 from web.metrics import metrics
@@ -72,6 +73,11 @@ def routes() -> list[BaseRoute]:
             methods=["GET", "POST"],
             middleware=NO_STORE,
         ),
+        # The subject's session or the link's secret (web/exports.py).
+        Route(
+            "/privacy/exports/{export_id}", export_download, methods=["GET"], middleware=NO_STORE
+        ),
+        Route("/privacy/export-schema.json", export_schema, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

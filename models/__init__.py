@@ -10,6 +10,7 @@ from models.enums import (
     ConsentPurpose,
     ConsentSource,
     CorrectableField,
+    ExportStatus,
     IdentityVerificationMethod,
     JobState,
     MailStatus,
@@ -23,6 +24,7 @@ from models.enums import (
     TransferSafeguard,
     UserStatus,
 )
+from models.exports import Export, ExportPart, part_id
 from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
 from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
@@ -55,6 +57,9 @@ __all__ = [
     "CorrectableField",
     "DataKey",
     "DocumentSource",
+    "Export",
+    "ExportPart",
+    "ExportStatus",
     "ExternalIdentity",
     "IdentityVerificationMethod",
     "Invitation",
@@ -88,4 +93,5 @@ __all__ = [
     "User",
     "UserStatus",
     "WalkInRequester",
+    "part_id",
 ]

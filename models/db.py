@@ -25,6 +25,7 @@ MODEL_MODULES = [
     "models.jobs",
     "models.documents",
     "models.usage",
+    "models.exports",
 ]
 
 

@@ -110,6 +110,12 @@ class CorrectableField(StrEnum):
     DATE_OF_BIRTH = "date_of_birth"
 
 
+class ExportStatus(StrEnum):
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class PrivacyRequestStatus(StrEnum):
     RECEIVED = "received"
     IDENTITY_VERIFIED = "identity_verified"

@@ -52,6 +52,10 @@ class AuditAction(StrEnum):
     RESTRICTION_APPLY = "restriction.apply"
     RESTRICTION_LIFT = "restriction.lift"
     RESTRICTION_LIFTED = "restriction.lifted"
+    PRIVACY_EXPORT_CREATE = "privacy_export.create"
+    PRIVACY_EXPORT_DOWNLOAD = "privacy_export.download"
+    # A download refused: its purpose says why (not_authorised, gone).
+    PRIVACY_EXPORT_DOWNLOAD_REFUSE = "privacy_export.download_refuse"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"

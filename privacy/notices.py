@@ -241,6 +241,12 @@ TEMPLATES.update(
             "\n\n{reason}\n\nWe tell you before it is lifted: it takes effect once this "
             "notice has been sent to you. " + _FOLLOW_IT,
         ),
+        "privacy_export.ready": Template(
+            subject="Your copy of your data is ready",
+            body="The copy of your data you asked for is ready. Download it within 7 days (the "
+            "link works {downloads} times; signed in to OCIS, you need no link) until {expires}:"
+            "\n\n{public_url}/privacy/exports/{export}?token={link}\n\n" + _FOLLOW_IT,
+        ),
         "privacy_request.extended": Template(
             subject="We need more time for your privacy request",
             body="On {at} we extended the deadline of your privacy request received on "

@@ -22,7 +22,7 @@ from models import (
     PrivacyRequestStatus,
     PrivacyRequestStep,
 )
-from privacy import audit, notices
+from privacy import audit, exports, notices
 from privacy.audit_actions import AuditAction
 
 # GDPR Art. 12(3) counts in months; OCIS counts a month as 30 days, receipt's window included.
@@ -165,6 +165,8 @@ async def take_and_tell(
         request.closed_at = now
         fields.append("closed_at")
     await request.save(update_fields=fields)
+    if action is Action.STARTED:
+        await exports.create_for(request)
     step = await _append(principal, request, action, before, note, now)
     spec = STEPS[action]
     notice = await _tell(request, spec.notice, step)

@@ -172,6 +172,8 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
         # A pending new address waits on the account's token.
         "AccountToken": ("user_id",),
         "ConsentEntry": ("user_id", "visitor_id", "id"),
+        # A part of an export's JSON: the data of the export's subject.
+        "ExportPart": ("subject_id",),
         "ExternalIdentity": ("user_id",),
         # An invitation's address belongs to no account until it is accepted.
         "Invitation": ("id",),
