@@ -253,6 +253,7 @@ NOT_THE_SUBJECTS = {
     "Campaign": "its author is staff at work, not data about them",
     "Export": "the export itself",
     "ExportPart": "the export itself",
+    "Job": "work queued about the subject: ids only (P10), parked while they are restricted",
 }
 
 
