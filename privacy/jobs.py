@@ -199,6 +199,8 @@ class JobContext:
     attempt: int
     owner: str
     lease: timedelta
+    # Whether this process sends mail (SMTP_URL is set): without it a notice's mail never leaves.
+    sends_mail: bool = True
 
     async def checkpoint(self, step: int | str, **state: object) -> None:
         """Record that `step` is done (with the state to resume from) and renew the lease."""
@@ -241,6 +243,8 @@ class Runner:
     lease: timedelta = LEASE
     stop_grace: float = 20.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Every process that runs jobs runs the mail loop too when SMTP_URL is set (server.py, cli.py).
+    sends_mail: bool = True
 
     async def run_due(self, *, limit: int = 20, now: datetime | None = None) -> Report:
         """Run up to `limit` jobs due at `now` (default the present), one after another."""
@@ -275,6 +279,7 @@ class Runner:
             attempt=job.attempts,
             owner=self.owner,
             lease=self.lease,
+            sends_mail=self.sends_mail,
         )
         if job.attempts > job.max_attempts:  # its last worker died holding it
             return await self._failed(context, "lease_expired", final=True)
@@ -423,10 +428,11 @@ async def release_parked(subject_id: UUID) -> int:
 
 
 def runner(settings: config.Settings) -> Runner:
-    """This process's job runner, with the configured lease."""
+    """This process's job runner, with the configured lease and mail transport."""
     return Runner(
         lease=timedelta(seconds=settings.job_lease_seconds),
         stop_grace=settings.job_stop_grace_seconds,
+        sends_mail=bool(settings.smtp_url),
     )
 
 

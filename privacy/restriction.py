@@ -11,7 +11,8 @@ The officer lifts it in two moves, so that its subject is told before it is lift
 18(3)): the decision (``decide_lift``, in the officer's transaction) writes a step of the
 restriction request with its reason, the subject's notice and a job; the job (``lift``) lifts
 the restriction only once that notice's mail has been sent (or given up, the notice being shown
-in-platform all along), then queues the parked jobs again.
+in-platform all along; without a mail transport, at once, on the notice alone), then queues the
+parked jobs again.
 """
 
 from __future__ import annotations
@@ -144,9 +145,13 @@ async def _told(notice_id: UUID) -> bool:
 
 @jobs.handler(LIFT_JOB, while_restricted=True)
 async def lift(job: jobs.JobContext) -> None:
-    """Lift the restriction once its subject was told; then their parked jobs run again."""
+    """Lift the restriction once its subject was told; then their parked jobs run again.
+
+    Told is the notice's mail gone, or, where no mail transport is configured (no SMTP_URL),
+    the in-platform notice alone: that mail can never leave, and waiting for it would keep
+    the restriction in place after the officer lifted it. The mail stays queued meanwhile."""
     subject_id = UUID(str(job.payload["subject"]))
-    if not await _told(UUID(str(job.payload["notice"]))):
+    if job.sends_mail and not await _told(UUID(str(job.payload["notice"]))):
         raise jobs.JobError("notice_not_sent")
     async with in_transaction():
         user = await User.select_for_update().get_or_none(id=subject_id)

@@ -12,7 +12,16 @@ import pytest
 from tortoise import Tortoise
 
 import settings as config
-from models import AuditEvent, Job, JobState, Notice, PrivacyRequest, User, UserStatus
+from models import (
+    AuditEvent,
+    Job,
+    JobState,
+    MailStatus,
+    Notice,
+    PrivacyRequest,
+    User,
+    UserStatus,
+)
 from privacy import jobs, mail, marketing, restriction
 from schema.relay import to_global_id
 from tests.helpers import Api, user_by_email
@@ -218,6 +227,39 @@ async def test_a_completed_restriction_keeps_the_data_but_stops_its_processing_u
     assert all(reason not in repr(e.field_names) for e in lift_events)
     assert await marketing.still_eligible(customer.id)
     assert (await customer_api.gql(USAGE, {"at": now}))["data"]["recordUsage"]["counted"] is True
+
+
+@pytest.mark.promise("P25")
+async def test_without_a_mail_transport_the_lifting_waits_for_the_notice_alone(
+    as_user: AsUser, app: Any
+) -> None:
+    settings: config.Settings = app.state.settings
+    assert settings.smtp_url is None  # no SMTP_URL: no mail ever leaves this deployment
+    customer_api = await as_user(CUSTOMER)
+    officer = await as_user(OFFICER)
+    customer = await user_by_email(CUSTOMER)
+    await _restricted(customer_api, officer, by_staff=False)
+    processing = await jobs.enqueue(PROCESSING, subject_id=customer.id)
+    assert (await jobs.runner(settings).run_due()).parked == 1
+
+    lifted = await _lift(officer, customer, "Settled")
+    assert lifted["__typename"] == "PrivacyRequestSuccess", lifted
+    # Told before it is lifted: the notice is written in the officer's transaction.
+    shown = (await customer_api.gql(NOTICES))["data"]["myNotices"][0]
+    assert shown["kind"] == "privacy_request.restriction_lifted"
+    assert (await User.get(id=customer.id)).status == UserStatus.RESTRICTED
+
+    report = await jobs.runner(settings).run_due()
+
+    assert (report.done, report.retried, report.failed) == (2, 0, 0)
+    assert (await User.get(id=customer.id)).status == UserStatus.ACTIVE
+    (lift_job,) = await Job.filter(kind=restriction.LIFT_JOB)
+    assert (lift_job.state, lift_job.attempts) == (JobState.DONE, 1)
+    assert (await Job.get(id=processing.id)).state == JobState.DONE
+    assert RAN == [PROCESSING]
+    notice = await Notice.get(kind="privacy_request.restriction_lifted")
+    assert notice.mail_status == MailStatus.PENDING  # kept, should a transport come later
+    assert (await AuditEvent.filter(action="restriction.lifted").count()) == 1
 
 
 @pytest.mark.promise("P25")
