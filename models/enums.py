@@ -155,6 +155,8 @@ class PrivacyRequestAction(StrEnum):
     REJECTED = "rejected"
     EXTENDED = "extended"
     LINKED_AS_DUPLICATE = "linked_as_duplicate"
+    # On an open rectification: the corrections a later duplicate of it proposed, added to it.
+    CORRECTIONS_MERGED = "corrections_merged"
     # After its request was completed: the officer lifts the restriction it put in place.
     RESTRICTION_LIFTED = "restriction_lifted"
 

@@ -47,6 +47,8 @@ class AuditAction(StrEnum):
     PRIVACY_REQUEST_COMPLETE = "privacy_request.complete"
     PRIVACY_REQUEST_REJECT = "privacy_request.reject"
     PRIVACY_REQUEST_EXTEND = "privacy_request.extend"
+    # A duplicate rectification's corrections added to the open request it was linked to.
+    PRIVACY_REQUEST_MERGE_CORRECTIONS = "privacy_request.merge_corrections"
     # P25: a completed restriction request restricts its subject's processing; the officer's
     # decision to lift it, then (once the subject was told) the lifting itself.
     RESTRICTION_APPLY = "restriction.apply"

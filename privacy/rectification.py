@@ -57,6 +57,21 @@ def loads(stored: str | None) -> list[Correction]:
     ]
 
 
+def merged(open_ones: list[Correction], later: list[Correction]) -> list[Correction]:
+    """An open request's corrections with those a later duplicate of it proposes: a field
+    proposed again takes the later value (the subject's latest word), the others are added;
+    none is decided yet, the open request being undecided."""
+    proposals = {c.field: c for c in open_ones}
+    for correction in later:
+        proposals[correction.field] = Correction(field=correction.field, value=correction.value)
+    return list(proposals.values())
+
+
+def labels(corrections: list[Correction]) -> str:
+    """The fields the corrections name, as the subject reads them."""
+    return ", ".join(LABELS[c.field] for c in corrections)
+
+
 def decided(
     corrections: list[Correction], decisions: dict[CorrectableField, Correction]
 ) -> list[Correction]:

@@ -190,6 +190,25 @@ async def opened(
     return step
 
 
+async def corrections_merged(
+    principal: Principal, original: PrivacyRequest, note: str
+) -> PrivacyRequestStep:
+    """The step of an open rectification whose corrections a duplicate's were added to (the
+    caller saved them), and its audit record; the subject is told by the duplicate's notice."""
+    step = await _append(
+        principal, original, Action.CORRECTIONS_MERGED, original.status, note, datetime.now(UTC)
+    )
+    await audit.record(
+        principal,
+        action=AuditAction.PRIVACY_REQUEST_MERGE_CORRECTIONS,
+        entity="PrivacyRequest",
+        entity_id=original.id,
+        subject_id=original.subject_id,
+        field_names=_audited(("corrections",), status_changed=False, noted=True),
+    )
+    return step
+
+
 async def verified_on_registration(
     principal: Principal, request: PrivacyRequest, note: str | None
 ) -> PrivacyRequestStep:

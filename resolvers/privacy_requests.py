@@ -81,12 +81,28 @@ async def _open_one(subject_id: UUID, kind: PrivacyRequestKind) -> PrivacyReques
     that two submissions at once cannot both be the first."""
     await User.select_for_update().filter(id=subject_id).only("id").first()
     return (
-        await PrivacyRequest.filter(
-            subject_id=subject_id, kind=kind, status__in=OPEN_PRIVACY_REQUEST_STATUSES
-        )
+        await PrivacyRequest.select_for_update()
+        .filter(subject_id=subject_id, kind=kind, status__in=OPEN_PRIVACY_REQUEST_STATUSES)
         .order_by("received_at", "id")
         .first()
     )
+
+
+async def _merge_corrections(
+    principal: Principal, duplicate: PrivacyRequest, original: PrivacyRequest
+) -> None:
+    """A duplicate rectification's corrections are not lost with it: they are added to the
+    open request it joins (a field proposed again takes the later value), which the officer
+    decides whole. The duplicate keeps its own as proposed, for the record."""
+    later = rectification.loads(duplicate.corrections)
+    if not later:
+        return
+    original.corrections = rectification.dumps(
+        rectification.merged(rectification.loads(original.corrections), later)
+    )
+    await original.save(update_fields=["corrections"])
+    note = f"Corrections added from a later request: {rectification.labels(later)}."
+    await requests.corrections_merged(principal, original, note)
 
 
 def _as_duplicate(request: PrivacyRequest, original: PrivacyRequest) -> None:
@@ -134,7 +150,8 @@ async def submit_privacy_request(
     """Register a request to exercise a right; it is due one month after receipt.
 
     A second open request of the same kind is stored, linked to the first and closed as its
-    duplicate; the answer is that linked row (``duplicateOf`` names the request in work).
+    duplicate; the answer is that linked row (``duplicateOf`` names the request in work). A
+    duplicate rectification's corrections join the open one's, to be decided there.
     An objection to marketing or analytics (`objection_to`) takes effect at once, in the
     request's transaction: recorded in the consent ledger as an objection (P27).
     """
@@ -180,6 +197,8 @@ async def submit_privacy_request(
             if original
             else PrivacyRequestAction.SUBMITTED,
         )
+        if original is not None:
+            await _merge_corrections(principal, request, original)
     return request
 
 
@@ -270,6 +289,7 @@ async def register_privacy_request(
         )
         if original is not None:
             await requests.opened(principal, request, PrivacyRequestAction.LINKED_AS_DUPLICATE)
+            await _merge_corrections(principal, request, original)
             return request
         await requests.opened(principal, request, PrivacyRequestAction.REGISTERED)
         request.verification_method = registration.verification_method

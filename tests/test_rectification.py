@@ -254,6 +254,105 @@ async def test_the_officer_decides_each_correction_and_the_accepted_ones_are_app
     assert await state() == before
 
 
+# --- a duplicate's corrections --------------------------------------------------------------
+
+LATER_PHONE = "+44 20 7946 0999"
+
+
+@pytest.mark.promise("P23")
+@pytest.mark.parametrize("by_staff", [False, True], ids=["submitted", "registered_by_staff"])
+async def test_a_duplicate_rectifications_corrections_join_the_open_one_and_are_decided_there(
+    as_user: AsUser, by_staff: bool
+) -> None:
+    customer_api = await as_user(CUSTOMER)
+    officer = await as_user(OFFICER)
+    customer = await user_by_email(CUSTOMER)
+    birth_before = customer.date_of_birth
+    first = await submit(customer_api, PROPOSED[:2])
+    later = [{"field": "PHONE", "value": LATER_PHONE}, {"field": "DATE_OF_BIRTH", "value": ""}]
+    if by_staff:
+        body = await officer.gql(
+            REGISTER,
+            {
+                "input": {
+                    "kind": "RECTIFICATION",
+                    "subjectEmail": CUSTOMER,
+                    "receivedAt": datetime.now(UTC).isoformat(),
+                    "verificationMethod": "STAFF_KNOWN_CONTACT",
+                    "corrections": [later[0]],
+                }
+            },
+        )
+        later = later[:1]
+    else:
+        later[1]["value"] = "1992-03-04"
+        body = await customer_api.gql(
+            SUBMIT, {"input": {"kind": "RECTIFICATION", "corrections": later}}
+        )
+    name = "registerPrivacyRequest" if by_staff else "submitPrivacyRequest"
+    duplicate = result(body, name)["request"]
+
+    assert duplicate["status"] == "DUPLICATE"
+    # The duplicate keeps what it proposed, for the record; nothing of it is decided there.
+    assert [(c["field"], c["value"], c["accepted"]) for c in duplicate["corrections"]] == [
+        (c["field"], c["value"], None) for c in later
+    ]
+    body = await customer_api.gql("{ myPrivacyRequests { " + REQUEST + " } }")
+    assert "errors" not in body, body
+    mine: list[dict[str, Any]] = body["data"]["myPrivacyRequests"]
+    (open_one,) = [r for r in mine if r["id"] == first["id"]]
+    # Joined to the open request: a field proposed again takes the later value.
+    expected = [("NAME", NEW_NAME), ("PHONE", LATER_PHONE)]
+    if not by_staff:
+        expected.append(("DATE_OF_BIRTH", "1992-03-04"))
+    assert [(c["field"], c["value"], c["accepted"]) for c in open_one["corrections"]] == [
+        (field, value, None) for field, value in expected
+    ]
+    labels = "phone number" if by_staff else "phone number, date of birth"
+    assert open_one["history"][-1] == {
+        "action": "CORRECTIONS_MERGED",
+        "toStatus": "RECEIVED",
+        "note": f"Corrections added from a later request: {labels}.",
+    }
+    (merge,) = await AuditEvent.filter(action="privacy_request.merge_corrections")
+    assert (merge.entity_id, merge.subject_id) == (
+        str(from_global_id(first["id"], "PrivacyRequest", "id")[1]),
+        customer.id,
+    )
+    assert merge.field_names == ["PrivacyRequest.corrections", "PrivacyRequestStep.note"]
+    assert LATER_PHONE not in await dump("privacy_requests")
+    assert LATER_PHONE not in await dump("audit_events")
+
+    # The officer decides the joined corrections once, on the open request.
+    await in_progress(officer, first["id"])
+    decisions = [{"field": field, "accept": True} for field, _ in expected]
+    done = (await decide(officer, first["id"], decisions))["request"]
+    assert done["status"] == "COMPLETED"
+    assert [c["accepted"] for c in done["corrections"]] == [True] * len(expected)
+    birth = birth_before if by_staff else "1992-03-04"
+    assert await profile() == (NEW_NAME, LATER_PHONE, birth)
+
+
+@pytest.mark.promise("P23")
+async def test_corrections_proposed_again_join_a_rectification_written_in_its_details_alone(
+    as_user: AsUser,
+) -> None:
+    customer_api = await as_user(CUSTOMER)
+    officer = await as_user(OFFICER)
+    first = await submit(customer_api, None)
+    assert first["corrections"] == []
+    await submit(customer_api, PROPOSED[1:2])
+    await in_progress(officer, first["id"])
+    # It now proposes a correction: it is completed by deciding it, as any other.
+    refused = await officer.gql(COMPLETE, {"id": first["id"]})
+    assert refused["data"]["completePrivacyRequest"]["code"] == "ILLEGAL_TRANSITION"
+    done = await decide(officer, first["id"], [{"field": "PHONE", "accept": True}])
+    assert done["request"]["corrections"] == [
+        {"field": "PHONE", "value": NEW_PHONE, "accepted": True, "reason": None}
+    ]
+    assert (await profile())[1] == NEW_PHONE
+
+
 # --- registered by staff (P28) -------------------------------------------------------------
 
 
