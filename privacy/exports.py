@@ -62,7 +62,7 @@ from models import (
     User,
     part_id,
 )
-from privacy import audit, jobs, notices
+from privacy import audit, jobs, notices, rectification
 from privacy.audit_actions import AuditAction
 
 KIND = "privacy.export"
@@ -203,6 +203,16 @@ def _request(row: PrivacyRequest, history: list[PrivacyRequestStep]) -> dict[str
         "receivedAt": _iso(row.received_at),
         "dueAt": _iso(row.due_at),
         "closedAt": _iso(row.closed_at),
+        # A rectification's corrections: what was asked and, once decided, each decision.
+        "corrections": [
+            {
+                "field": c.field.value,
+                "value": c.value,
+                "accepted": c.accepted,
+                "reason": c.reason,
+            }
+            for c in rectification.loads(row.corrections)
+        ],
         "history": [
             {
                 "action": step.action.value,

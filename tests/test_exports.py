@@ -26,6 +26,7 @@ from models import (
     ConsentEntry,
     ConsentPurpose,
     ConsentSource,
+    CorrectableField,
     Export,
     ExportPart,
     ExportStatus,
@@ -47,8 +48,9 @@ from models import (
     crypto,
 )
 from models.fields import EncryptedField
-from privacy import audit, exports, jobs, mail
+from privacy import audit, exports, jobs, mail, rectification
 from privacy.audit_actions import AuditAction
+from privacy.rectification import Correction
 from tests.helpers import Api, letters_canary, user_by_email
 from tests.smtp_server import Mailbox
 
@@ -380,6 +382,62 @@ async def test_an_export_holds_a_canary_from_every_table_of_its_subject_and_nobo
     assert document["profile"]["source"].startswith("partner:")  # P07: the source is shown
     assert {entry["purpose"] for entry in document["accessLog"]} >= {mine["AuditEvent"]}
     assert all("actorId" not in entry for entry in document["accessLog"])
+
+
+@pytest.mark.promise("P22")
+@pytest.mark.promise("P23")
+@pytest.mark.promise("P26")
+@pytest.mark.parametrize("kind", [PrivacyRequestKind.ACCESS, PrivacyRequestKind.PORTABILITY])
+async def test_an_export_holds_each_rectifications_corrections_as_asked_and_decided(
+    demo: None, kind: PrivacyRequestKind
+) -> None:
+    subject = await user_by_email(CUSTOMER)
+    asked = "Carla " + letters_canary(10)
+    reason = "Your ID shows " + letters_canary(10)
+    proposed = [
+        Correction(CorrectableField.NAME, asked, accepted=True),
+        Correction(CorrectableField.PHONE, None, accepted=False, reason=reason),
+    ]
+    decided = await PrivacyRequest.create(
+        subject=subject,
+        kind=PrivacyRequestKind.RECTIFICATION,
+        status=PrivacyRequestStatus.COMPLETED,
+        corrections=rectification.dumps(proposed),
+        outcome=rectification.outcome(proposed),
+        received_at=datetime.now(UTC) - timedelta(days=2),
+        due_at=datetime.now(UTC) + timedelta(days=28),
+        closed_at=datetime.now(UTC),
+    )
+    undecided = await PrivacyRequest.create(
+        subject=subject,
+        kind=PrivacyRequestKind.RECTIFICATION,
+        corrections=rectification.dumps([Correction(CorrectableField.DATE_OF_BIRTH, "1990-01-02")]),
+        received_at=datetime.now(UTC) - timedelta(days=1),
+        due_at=datetime.now(UTC) + timedelta(days=29),
+    )
+
+    export, _ = await ready_export(subject, kind)
+
+    document = await export_json(export)
+    jsonschema.validate(document, SCHEMA)
+    by_id = {entry["id"]: entry for entry in document["privacyRequests"]}
+    assert by_id[str(decided.id)]["corrections"] == [
+        {"field": "name", "value": asked, "accepted": True, "reason": None},
+        {"field": "phone", "value": None, "accepted": False, "reason": reason},
+    ]
+    assert by_id[str(decided.id)]["outcome"] == rectification.outcome(proposed)
+    assert reason in by_id[str(decided.id)]["outcome"]
+    assert by_id[str(undecided.id)]["corrections"] == [
+        {"field": "date_of_birth", "value": "1990-01-02", "accepted": None, "reason": None}
+    ]
+    # Every other request answers an empty list: the schema's one shape for all kinds.
+    others = [
+        entry for key, entry in by_id.items() if key not in {str(decided.id), str(undecided.id)}
+    ]
+    assert others
+    assert all(entry["corrections"] == [] for entry in others)
+    fields = SCHEMA["properties"]["privacyRequests"]["items"]["properties"]["corrections"]
+    assert fields["items"]["properties"]["field"]["enum"] == [f.value for f in CorrectableField]
 
 
 @pytest.mark.promise("P22")
