@@ -194,6 +194,19 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "duplicateOf": owner_or_privacy_officer,
         "history": owner_or_privacy_officer,
         "corrections": owner_or_privacy_officer,
+        "exports": owner_or_privacy_officer,
+    },
+    # An export's state, never its content (downloaded at /privacy/exports/{id}) nor its link.
+    "PrivacyExport": {
+        "id": reachable,
+        "kind": owner_or_privacy_officer,
+        "status": owner_or_privacy_officer,
+        "createdAt": owner_or_privacy_officer,
+        "readyAt": owner_or_privacy_officer,
+        "expiresAt": owner_or_privacy_officer,
+        "downloadsLeft": owner_or_privacy_officer,
+        # Only the subject downloads with their session; the officer has no use for it.
+        "downloadPath": owner,
     },
     "Correction": {
         "field": owner_or_privacy_officer,
@@ -283,6 +296,7 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
     "PaymentMethod": frozenset({"brand", "last4", "expMonth", "expYear"}),
     "PrivacyRequest": frozenset({"kind", "details", "outcome", "corrections"}),
     "PrivacyRequestStep": frozenset({"note"}),
+    "PrivacyExport": frozenset({"kind"}),
     "ConsentEntry": frozenset({"purpose", "granted", "objection"}),
     "ConsentState": frozenset({"purpose", "granted", "objected"}),
     "LinkedIdentity": frozenset({"email"}),

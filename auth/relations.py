@@ -18,6 +18,7 @@ from auth.visitor_ids import Owner, Visitor
 from models import (
     AuditEvent,
     ConsentEntry,
+    Export,
     ExternalIdentity,
     Notice,
     PaymentMethod,
@@ -41,6 +42,7 @@ _SUBJECT_COLUMN: dict[type[Model], str] = {
     PaymentMethod: "user_id",
     PrivacyRequest: "subject_id",
     PrivacyRequestStep: "subject_id",
+    Export: "subject_id",
     ConsentEntry: "user_id",
     Notice: "user_id",
     AuditEvent: "subject_id",

@@ -14,6 +14,7 @@ from auth.scopes import Scope, is_staff_account
 from models import (
     OPEN_PRIVACY_REQUEST_STATUSES,
     AuditEvent,
+    Export,
     ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
@@ -117,6 +118,15 @@ def readable_privacy_request_steps(principal: Principal) -> QuerySet[PrivacyRequ
     if principal.user_id is None:
         return PrivacyRequestStep.filter(_NOTHING)
     return PrivacyRequestStep.filter(subject_id=principal.user_id)
+
+
+def readable_exports(principal: Principal) -> QuerySet[Export]:
+    """Exports, their state only: every one for the officer, else one's own."""
+    if principal.has(Scope.PRIVACY_REQUESTS):
+        return Export.all()
+    if principal.user_id is None:
+        return Export.filter(_NOTHING)
+    return Export.filter(subject_id=principal.user_id)
 
 
 def readable_audit_events(principal: Principal) -> QuerySet[AuditEvent]:

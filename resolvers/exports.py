@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from uuid import UUID
 
+from auth import scoping
 from auth.principal import Principal
-from models import Export
+from models import Export, ExportStatus
 from privacy import exports
 from privacy.exports import DownloadRefused
 
-__all__ = ["DownloadRefused", "download", "load_exports", "schema_text"]
+__all__ = ["DownloadRefused", "download", "download_path", "load_exports", "schema_text"]
 
 
 async def download(
@@ -30,13 +31,22 @@ async def download(
     return export, exports.stream(export)
 
 
-async def load_exports(request_ids: list[UUID]) -> list[list[Export]]:
-    """DataLoader batch: the exports of requests the caller could read (their status, never
-    their content), newest first, in key order."""
+async def load_exports(principal: Principal, request_ids: list[UUID]) -> list[list[Export]]:
+    """DataLoader batch: the readable exports of these requests (their state, never their
+    content), newest first, in key order; one query."""
     found: dict[UUID, list[Export]] = {key: [] for key in request_ids}
-    for export in await Export.filter(request_id__in=request_ids).order_by("-created_at"):
+    readable = scoping.readable_exports(principal).filter(request_id__in=request_ids)
+    for export in await readable.order_by("-created_at", "id"):
         found[export.request_id].append(export)
     return [found[key] for key in request_ids]
+
+
+def download_path(export: Export) -> str | None:
+    """Where its subject downloads a ready export with their session (the link's secret is
+    in the mail alone)."""
+    if export.status is not ExportStatus.READY:
+        return None
+    return f"/privacy/exports/{export.id}"
 
 
 def schema_text() -> str:

@@ -19,6 +19,7 @@ from auth.scoping import relations_to, worked_walk_ins
 from auth.visitor_ids import Owner, VisitorIds
 from models import (
     ConsentSource,
+    Export,
     ExternalIdentity,
     PaymentMethod,
     PrivacyRequest,
@@ -27,6 +28,7 @@ from models import (
     TicketMessage,
     User,
 )
+from resolvers.exports import load_exports
 from resolvers.federated import load_identities
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
@@ -51,6 +53,7 @@ class Loaders:
     ticket_requesters: DataLoader[UUID, UUID | None]
     privacy_requests: DataLoader[UUID, PrivacyRequest | None]
     privacy_request_histories: DataLoader[UUID, list[PrivacyRequestStep]]
+    privacy_request_exports: DataLoader[UUID, list[Export]]
 
     @classmethod
     def for_principal(cls, principal: Principal) -> Loaders:
@@ -76,6 +79,7 @@ class Loaders:
             ticket_requesters=DataLoader(load_fn=partial(load_ticket_requesters, principal)),
             privacy_requests=DataLoader(load_fn=partial(load_privacy_requests, principal)),
             privacy_request_histories=DataLoader(load_fn=partial(load_histories, principal)),
+            privacy_request_exports=DataLoader(load_fn=partial(load_exports, principal)),
         )
 
 

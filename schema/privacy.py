@@ -15,8 +15,8 @@ from auth.relations import (
     subject_of,
 )
 from auth.visitor_ids import Owner, Visitor
-from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
-from resolvers import consents, privacy_requests, restriction
+from models import ConsentEntry, Export, PrivacyRequest, PrivacyRequestStep
+from resolvers import consents, exports, privacy_requests, restriction
 from resolvers.privacy_requests import Objection, Registration
 from resolvers.rectification import CorrectionDecision, ProposedCorrection, corrections_of
 from resolvers.users import require_user
@@ -26,6 +26,7 @@ from schema.enums import (
     ConsentPurpose,
     ConsentSource,
     CorrectableField,
+    ExportStatus,
     IdentityVerificationMethod,
     ObjectionTarget,
     PrivacyRequestAction,
@@ -175,6 +176,18 @@ class PrivacyRequestType(Node):
             for c in corrections_of(self.model)
         ]
 
+    @strawberry.field(
+        description="An access or portability request's exports, newest first: their state"
+        " only (the data is downloaded, never read here)."
+    )
+    async def exports(self, info: Info) -> "list[PrivacyExportType] | None":
+        found = await info.context.loaders.privacy_request_exports.load(self.model.id)
+        principal = info.context.principal
+        return [
+            PrivacyExportType(model=export, relation=relation_to_row(principal, export))
+            for export in found
+        ]
+
     @strawberry.field(description="Every step of the request, oldest first.")
     async def history(self, info: Info) -> "list[PrivacyRequestStepType] | None":
         steps = await info.context.loaders.privacy_request_histories.load(self.model.id)
@@ -201,6 +214,38 @@ class CorrectionType:
     @property
     def subject_id(self) -> UUID | None:
         return self.owner
+
+
+@personal_data
+@strawberry.type(
+    name="PrivacyExport",
+    description="An export of a subject's data (access or portability): its state only. Its"
+    " subject downloads it from the link mailed to them, or signed in, at downloadPath.",
+)
+class PrivacyExportType:
+    model: strawberry.Private[Export]
+    relation: strawberry.Private[Relation]
+    kind: PrivacyRequestKind | None = attribute()
+    status: ExportStatus | None = attribute("Building until its job has written it all.")
+    created_at: datetime | None = attribute()
+    ready_at: datetime | None = attribute("When it was ready and its link sent.")
+    expires_at: datetime | None = attribute("When its link stops working (7 days after ready).")
+    downloads_left: int | None = attribute("Downloads its link has left (3 at first).")
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return subject_of(self.model)
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return to_global_id("PrivacyExport", self.model.id)
+
+    @strawberry.field(
+        description="Ready: where you download it while signed in (the mailed link works"
+        " without signing in); null otherwise."
+    )
+    def download_path(self) -> str | None:
+        return exports.download_path(self.model)
 
 
 def privacy_request_node(info: Info, request: PrivacyRequest) -> PrivacyRequestType:

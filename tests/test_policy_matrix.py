@@ -51,6 +51,10 @@ from models import (
     ConsentEntry,
     ConsentPurpose,
     ConsentSource,
+    CorrectableField,
+    Export,
+    ExportPart,
+    ExportStatus,
     ExternalIdentity,
     Invitation,
     PaymentMethod,
@@ -67,8 +71,10 @@ from models import (
     TicketStatus,
     User,
     crypto,
+    part_id,
 )
 from privacy import audit, audit_verify, rectification
+from privacy.rectification import Correction
 from schema import schema
 from schema.relay import to_global_id
 from tests.helpers import Api
@@ -90,6 +96,7 @@ _OWN_ONLY: dict[str, Reach] = {
     "PaymentMethod": OWN,
     "PrivacyRequest": OWN,
     "PrivacyRequestStep": OWN,
+    "PrivacyExport": OWN,
     "ConsentEntry": OWN,
     "AuditEntry": OWN,
     "LinkedIdentity": OWN,
@@ -147,6 +154,7 @@ REACH: dict[str, dict[str, Reach]] = {
         "PrivacyRequest": ALL,
         "ConsentEntry": ALL,
         "PrivacyRequestStep": ALL,
+        "PrivacyExport": ALL,
         "AuditEntry": ALL,
     },
     "admin": {
@@ -267,6 +275,9 @@ COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("User", "pendingPolicyAcceptance"): lambda obj, viewer: False,
     # Every request of this world is due in the future.
     ("PrivacyRequest", "overdue"): lambda obj, viewer: False,
+    ("PrivacyExport", "downloadPath"): lambda obj, viewer: (
+        f"/privacy/exports/{obj.row.id}" if obj.row.status is ExportStatus.READY else None
+    ),
 }
 
 # Values without rows of their own, as the domain decodes them from their owner's row.
@@ -475,6 +486,13 @@ class World:
                 value = getattr(obj.row, snake(name), None)
                 if isinstance(value, str) and value in self.planted:
                     self.canaries.setdefault(value, []).append(f"{obj.key}.{name}")
+            for (type_name, name), decode in VALUES.items():
+                if type_name != obj.type_name:
+                    continue
+                for entry in decode(obj):
+                    for value in dataclasses.astuple(entry):
+                        if isinstance(value, str) and value in self.planted:
+                            self.canaries.setdefault(value, []).append(f"{obj.key}.{name}")
         unplaced = self.planted - self.unexposed - set(self.canaries)
         assert not unplaced, f"planted values no GraphQL field holds: {sorted(unplaced)}"
 
@@ -724,15 +742,28 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
         await invitation.save()
         # The invitee has no account: the invitation is about nobody a viewer relates to.
         world.add("Invitation", key, invitation, f"invitee:{key}")
+    # Rectifications with their corrections (values of their own, read through the request):
+    # the owner's open and undecided, the other's decided with a reason.
+    corrections = {
+        "owner": [
+            Correction(CorrectableField.NAME, world.canary()),
+            Correction(CorrectableField.PHONE, None),
+        ],
+        "other": [
+            Correction(CorrectableField.NAME, world.canary(), accepted=True),
+            Correction(CorrectableField.PHONE, world.canary(), False, world.canary()),
+        ],
+    }
     for key, request_status in (
         ("owner", PrivacyRequestStatus.RECEIVED),  # open: the officer handles it
         ("other", PrivacyRequestStatus.COMPLETED),  # closed: no reason any more
     ):
         request = await PrivacyRequest.create(
             subject=users[key],
-            kind=PrivacyRequestKind.ERASURE,
+            kind=PrivacyRequestKind.RECTIFICATION,
             status=request_status,
             details=world.canary(),
+            corrections=rectification.dumps(corrections[key]),
             received_at=now - timedelta(days=3),
             due_at=now + timedelta(days=27),
             closed_at=None if request_status in OPEN_REQUESTS else now,
@@ -740,6 +771,34 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
             outcome=world.canary(),
         )
         world.add("PrivacyRequest", f"pr_{key}", request, key)
+        # An access request of each, closed, with its export: the owner's ready, the other's
+        # still building. The export's content and its link's hash no field shows.
+        access = await PrivacyRequest.create(
+            subject=users[key],
+            kind=PrivacyRequestKind.ACCESS,
+            status=PrivacyRequestStatus.COMPLETED,
+            received_at=now - timedelta(days=4),
+            due_at=now + timedelta(days=26),
+            closed_at=now,
+            outcome=world.canary(),
+        )
+        world.add("PrivacyRequest", f"pr_{key}_access", access, key)
+        ready = key == "owner"
+        export = await Export.create(
+            request=access,
+            subject=users[key],
+            kind=PrivacyRequestKind.ACCESS,
+            status=ExportStatus.READY if ready else ExportStatus.BUILDING,
+            token_hash=world.never_shown() if ready else None,
+            part_count=1 if ready else 0,
+            downloads_left=2 if ready else 0,
+            ready_at=now - timedelta(hours=1) if ready else None,
+            expires_at=now + timedelta(days=6) if ready else None,
+        )
+        world.add("PrivacyExport", f"ex_{key}", export, key)
+        part = ExportPart(id=part_id(export.id, 0), export=export, subject=users[key], index=0)
+        part.data = world.never_shown()
+        await part.save(force_create=True)
         step = await PrivacyRequestStep.create(
             request=request,
             subject=users[key],
@@ -898,6 +957,12 @@ class Run:
                 ]
                 if got != want:
                     self.problem(f"{about}: expected {want!r}, got {value!r}")
+                self.allowed.update(
+                    item
+                    for entry in expected
+                    for item in dataclasses.astuple(entry)
+                    if isinstance(item, str) and item in self.world.canaries
+                )
             elif pick.shape.kind == "link":
                 target = self.world.link(obj, pick.name, pick.shape.target)
                 if target is None:
