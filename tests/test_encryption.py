@@ -22,6 +22,7 @@ from auth.policy import PERSONAL_FIELDS
 from auth.sessions import token_hash
 from models import (
     ConsentEntry,
+    Export,
     ExternalIdentity,
     Invitation,
     PaymentMethod,
@@ -560,6 +561,7 @@ STORED_AS: dict[str, type[Model]] = {
     "PaymentMethod": PaymentMethod,
     "PrivacyRequest": PrivacyRequest,
     "PrivacyRequestStep": PrivacyRequestStep,
+    "PrivacyExport": Export,
     "ConsentEntry": ConsentEntry,
     "LinkedIdentity": ExternalIdentity,
     "WalkInRequester": WalkInRequester,
@@ -571,6 +573,7 @@ NOT_TEXT = {
     ("payment_methods", "exp_month"): "small integer (1-12); sealing needs a text column",
     ("payment_methods", "exp_year"): "small integer; sealing needs a text column",
     ("privacy_requests", "kind"): "an enum of request kinds; sealing needs a text column",
+    ("exports", "kind"): "its request's kind, an enum; sealing needs a text column",
     ("consent_entries", "purpose"): "an enum of the consent purposes",
     ("consent_entries", "granted"): "a boolean",
     ("consent_entries", "objection"): "a boolean",
