@@ -9,12 +9,15 @@ from pathlib import Path
 
 from tortoise import Tortoise
 
-from privacy import jobs
+from models import Export
+from privacy import exports, jobs
 
 EFFECTS = "test_job_effects"
 STEPS = 5
 # A file the handler appends "JOB STEP OWNER" to each time a step starts, so a test sees re-runs.
 TRAIL = "OCIS_TEST_JOB_TRAIL"
+# An export part's index: a worker's export job stops after writing that part, until killed.
+EXPORT_PAUSE = "OCIS_TEST_EXPORT_PAUSE_AFTER_PART"
 
 
 def _append(path: Path, line: str) -> None:
@@ -60,3 +63,24 @@ async def five_steps(job: jobs.JobContext) -> None:
         await connection.execute_query(insert, [str(job.id), step])
         await asyncio.sleep(pause)
         await job.checkpoint(step=step)
+
+
+def _trail_export_parts() -> None:
+    """In a worker these tests start (TRAIL set): each export part written appends
+    "EXPORT part INDEX PID" to the trail, and the part at EXPORT_PAUSE holds the job there."""
+    trail = os.environ.get(TRAIL)
+    if not trail:
+        return
+    pause = os.environ.get(EXPORT_PAUSE)
+    write = exports._write_part
+
+    async def write_and_trail(export: Export, index: int, chunk: str) -> None:
+        await write(export, index, chunk)
+        await asyncio.to_thread(_append, Path(trail), f"{export.id} part {index} {os.getpid()}")
+        if pause is not None and index == int(pause):
+            await asyncio.Event().wait()  # mid-build, until the test kills this process
+
+    exports._write_part = write_and_trail
+
+
+_trail_export_parts()

@@ -3,8 +3,11 @@ the mailed link and its limits, the audit, the schema, and what an export holds 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
+import time
 import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +35,7 @@ from models import (
     ExportStatus,
     ExternalIdentity,
     Job,
+    JobState,
     MailStatus,
     Notice,
     NoticePreference,
@@ -51,8 +55,10 @@ from models.fields import EncryptedField
 from privacy import audit, exports, jobs, mail, rectification
 from privacy.audit_actions import AuditAction
 from privacy.rectification import Correction
+from tests import job_kinds
 from tests.helpers import Api, letters_canary, user_by_email
 from tests.smtp_server import Mailbox
+from tests.test_jobs import PROCESS_SECONDS, _end, _start_worker, _tail, _worker_environment
 
 CUSTOMER = "customer@example.com"
 CUSTOMER2 = "customer2@example.com"
@@ -243,6 +249,85 @@ async def test_parts_swapped_or_moved_do_not_open(demo: None) -> None:
     await connection.execute_query(update, [first["data"], str(second["id"])])
     with pytest.raises(crypto.DecryptionError):
         await export_json(export)
+
+
+# --- a worker killed mid-build ----------------------------------------------------------
+
+
+@pytest.mark.promise("P22")
+@pytest.mark.promise("P14")
+async def test_an_export_survives_kill_9_of_its_worker_mid_build_and_is_delivered_once(
+    demo: None, app_settings: config.Settings, tmp_path: Path
+) -> None:
+    subject = await user_by_email(CUSTOMER)
+    await many_tickets(subject, 600)
+    request = await PrivacyRequest.create(
+        subject=subject,
+        kind=PrivacyRequestKind.ACCESS,
+        received_at=datetime.now(UTC),
+        due_at=datetime.now(UTC),
+    )
+    export = await exports.create_for(request)
+    assert export is not None
+    (job,) = await Job.filter(kind=exports.KIND)
+    trail, log = tmp_path / "trail.txt", tmp_path / "worker.log"
+    environment = _worker_environment(app_settings, trail)
+
+    def parts_written() -> list[str]:
+        lines = trail.read_text().splitlines() if trail.exists() else []
+        return [line for line in lines if " part " in line]
+
+    worker = _start_worker(environment | {job_kinds.EXPORT_PAUSE: "2"}, log)
+    try:
+        deadline = time.monotonic() + PROCESS_SECONDS
+        while len(parts_written()) < 3:
+            assert worker.poll() is None, _tail(log)
+            assert time.monotonic() < deadline, _tail(log)
+            await asyncio.sleep(0.05)
+    finally:
+        _end(worker, signal.SIGKILL)
+    # Killed holding the job, three parts in: nothing delivered, nothing audited yet.
+    crashed = await Job.get(id=job.id)
+    assert (crashed.state, crashed.attempts) == (JobState.RUNNING, 1)
+    await export.refresh_from_db()
+    assert (export.status, export.token_hash) == (ExportStatus.BUILDING, None)
+    assert await ExportPart.filter(export_id=export.id).count() == 3
+    assert await Notice.filter(kind="privacy_export.ready").count() == 0
+    assert await audited(AuditAction.PRIVACY_EXPORT_CREATE) == []
+
+    restarted = _start_worker(environment, log)
+    try:
+        deadline = time.monotonic() + PROCESS_SECONDS
+        while (await Job.get(id=job.id)).state != JobState.DONE:
+            assert restarted.poll() is None, _tail(log)
+            assert time.monotonic() < deadline, _tail(log)
+            await asyncio.sleep(0.05)
+    finally:
+        assert _end(restarted, signal.SIGTERM) == 0, _tail(log)
+
+    done = await Job.get(id=job.id)
+    assert (done.attempts, done.last_error_code) == (2, None)
+    await export.refresh_from_db()
+    assert export.status == ExportStatus.READY
+    # Rebuilt from the start: every part rewritten in place, none twice, none left over.
+    indexes = [int(line.split()[2]) for line in parts_written()]
+    assert indexes == [0, 1, 2, *range(export.part_count)]
+    stored = await ExportPart.filter(export_id=export.id).order_by("index")
+    assert [part.index for part in stored] == list(range(export.part_count))
+    assert export.part_count > 3
+    document = await export_json(export)
+    jsonschema.validate(document, SCHEMA)
+    theirs = await Ticket.filter(requester_id=subject.id).values_list("id", flat=True)
+    assert len(theirs) > 600
+    assert sorted(ticket["id"] for ticket in document["tickets"]) == sorted(map(str, theirs))
+    assert export.size_bytes == len(
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    )
+    # Delivered and audited once.
+    (notice,) = await Notice.filter(kind="privacy_export.ready")
+    assert notice.params["export"] == str(export.id)
+    (created,) = await audited(AuditAction.PRIVACY_EXPORT_CREATE)
+    assert created.entity_id == str(export.id)
 
 
 # --- what an export holds -----------------------------------------------------------------
