@@ -55,6 +55,7 @@ from models.fields import EncryptedField
 from privacy import audit, exports, jobs, mail, rectification
 from privacy.audit_actions import AuditAction
 from privacy.rectification import Correction
+from schema.relay import to_global_id
 from tests import job_kinds
 from tests.helpers import Api, letters_canary, user_by_email
 from tests.smtp_server import Mailbox
@@ -214,6 +215,67 @@ async def test_a_wrong_token_another_users_session_or_a_garbage_id_get_the_same_
     )
     assert response.status_code == 200
     assert response.json()["subjectId"] == str(customer.id)
+
+
+EXPORTS = """{ myPrivacyRequests { kind exports {
+  kind status createdAt readyAt expiresAt downloadsLeft downloadPath } } }"""
+
+
+@pytest.mark.promise("P22")
+@pytest.mark.promise("P14")
+async def test_the_subject_and_the_officer_see_an_exports_state_and_never_its_secret(
+    as_user: Any, client: httpx.AsyncClient
+) -> None:
+    customer = await user_by_email(CUSTOMER)
+    export, secret = await ready_export(customer)
+    mine: Api = await as_user(CUSTOMER)
+    client.cookies.clear()
+    response = await client.get(
+        f"/privacy/exports/{export.id}", headers={"cookie": f"ocis_session={mine.cookie}"}
+    )
+    assert response.status_code == 200
+
+    body = await mine.gql(EXPORTS)
+    assert "errors" not in body, body
+    (access,) = [r for r in body["data"]["myPrivacyRequests"] if r["kind"] == "ACCESS"]
+    assert export.ready_at is not None
+    assert export.expires_at is not None
+    assert access["exports"] == [
+        {
+            "kind": "ACCESS",
+            "status": "READY",
+            "createdAt": export.created_at.isoformat(),
+            "readyAt": export.ready_at.isoformat(),
+            "expiresAt": export.expires_at.isoformat(),
+            "downloadsLeft": exports.DOWNLOADS - 1,
+            "downloadPath": f"/privacy/exports/{export.id}",
+        }
+    ]
+    assert secret not in json.dumps(body)
+    assert export.token_hash is not None
+    assert export.token_hash not in json.dumps(body)
+
+    officer: Api = await as_user(OFFICER)
+    gid = to_global_id("PrivacyRequest", export.request_id)
+    seen = await officer.gql(
+        "query($id: ID!) { node(id: $id) { ... on PrivacyRequest { exports {"
+        " status downloadsLeft downloadPath } } } }",
+        {"id": gid},
+    )
+    assert seen["data"]["node"]["exports"] == [
+        {"status": "READY", "downloadsLeft": exports.DOWNLOADS - 1, "downloadPath": None}
+    ]
+    assert [(e["path"], e["extensions"]["code"]) for e in seen["errors"]] == [
+        (["node", "exports", 0, "downloadPath"], "FORBIDDEN")
+    ]
+    # Another customer reaches neither the request nor its exports.
+    other: Api = await as_user(CUSTOMER2)
+    theirs = await other.gql(
+        "query($id: ID!) { node(id: $id) { ... on PrivacyRequest { exports { status } } } }",
+        {"id": gid},
+    )
+    assert theirs["data"]["node"] is None
+    assert all(not r["exports"] for r in (await other.gql(EXPORTS))["data"]["myPrivacyRequests"])
 
 
 @pytest.mark.promise("P26")
