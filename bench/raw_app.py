@@ -32,6 +32,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -237,7 +238,7 @@ class DataKeys:
 
 
 def render(page: TicketPage, ring: DataKeys) -> bytes:
-    """The GraphQL response body, byte for byte (Strawberry's compact ``json.dumps``)."""
+    """The GraphQL response body, byte for byte (orjson, as schema/view.py encodes it)."""
     principal = page.principal
     me = str(principal.user_id)
     worked = {
@@ -291,7 +292,7 @@ def render(page: TicketPage, ring: DataKeys) -> bytes:
                 }
             }
         )
-    return json.dumps({"data": {"tickets": {"edges": edges}}}, separators=(",", ":")).encode()
+    return orjson.dumps({"data": {"tickets": {"edges": edges}}})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,11 @@
 
 A row's encrypted values are sealed under the data key of its subject (``key_subject``).
 Writes need that key before Tortoise's synchronous ``to_db_value`` runs, so ``save`` and the
-bulk paths provision it first. Reads open values as rows load when the key is cached; the
-rest wait until the query has returned, when their keys are loaded in one query for the batch.
-A value whose key was destroyed reads as ``None``.
+bulk paths provision it first. Reads parse each ciphertext once as rows load and open it when
+the attribute is first read (a page loads whole rows, a query selects a few fields), cached on
+the instance; keys not cached are loaded after the query has returned, in one query for the
+batch. A value whose key was destroyed reads as ``None``; one that fails to authenticate raises
+``DecryptionError`` when read.
 """
 
 from __future__ import annotations
@@ -54,17 +56,53 @@ SHREDDED = "_shredded_fields"
 class _Deferred:
     """Values of rows loaded by one query whose data keys were not cached."""
 
-    values: list[tuple[Entity, str, str, str]] = field(default_factory=list)
+    values: list[tuple[Entity, str, str, str, bytes]] = field(default_factory=list)
     key_ids: set[str] = field(default_factory=set)
     related: set[UUID] = field(default_factory=set)
 
     async def open(self, db: BaseDBAsyncClient) -> None:
         await keys.load_ciphers(self.key_ids, db, self.related)
-        for instance, attribute, aad, sealed in self.values:
-            instance._open_value(attribute, aad, sealed, final=True)
+        for instance, attribute, aad, key_id, raw in self.values:
+            instance._keep_sealed(attribute, aad, key_id, raw, final=True)
 
 
 _deferred: ContextVar[_Deferred | None] = ContextVar("ocis_deferred_values", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A loaded value whose key is known, parsed and not yet opened (see ``OpenedOnRead``)."""
+
+    cipher: crypto.DataCipher
+    raw: bytes
+    aad: str
+
+
+class OpenedOnRead:
+    """The attribute of an encrypted field: its value is opened when first read, then kept.
+
+    A data descriptor, so that it sees every read; the value lives in the instance's
+    ``__dict__`` under the same name, where Tortoise sets it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        values = instance.__dict__
+        try:
+            value = values[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        if type(value) is _Sealed:
+            value = values[self.name] = value.cipher.open_parsed(value.raw, value.aad)
+        return value
+
+    def __set__(self, instance: object, value: Any) -> None:
+        instance.__dict__[self.name] = value
 
 
 class KeyedQuerySet(QuerySet[MODEL]):
@@ -196,6 +234,9 @@ class Entity(Model):
             ):
                 raise TypeError(f"{cls.__name__} has encrypted fields but no key_subject")
             cls.key_subject = declared or ("id",)
+        for name, column in cls._meta.fields_map.items():
+            if isinstance(column, EncryptedField):
+                setattr(cls, name, OpenedOnRead(name))
 
     @classmethod
     def encrypted_columns(cls) -> tuple[tuple[str, str], ...]:
@@ -244,11 +285,13 @@ class Entity(Model):
             sealed = instance.__dict__.get(attribute)
             if sealed is not None:
                 aad = associated_data(table, column, instance.pk)
-                instance._open_value(attribute, aad, sealed, final=False)
+                key_id, raw = crypto.parse(sealed)
+                instance._keep_sealed(attribute, aad, key_id, raw, final=False)
         return instance
 
-    def _open_value(self, attribute: str, aad: str, sealed: str, *, final: bool) -> None:
-        key_id = crypto.key_id_of(sealed)
+    def _keep_sealed(
+        self, attribute: str, aad: str, key_id: str, raw: bytes, *, final: bool
+    ) -> None:
         known, cipher = keys.cached_cipher(key_id, stale_ok=final)
         if not known:
             if final:
@@ -259,7 +302,7 @@ class Entity(Model):
                     f"{type(self).__name__} rows must be read through its manager's QuerySet,"
                     " which loads their data keys"
                 )
-            batch.values.append((self, attribute, aad, sealed))
+            batch.values.append((self, attribute, aad, key_id, raw))
             batch.key_ids.add(key_id)
             for name in self.related_subject_attributes():
                 value = self.__dict__.get(name)
@@ -270,7 +313,7 @@ class Entity(Model):
             object.__setattr__(self, attribute, None)
             self.__dict__.setdefault(SHREDDED, set()).add(attribute)
         else:
-            object.__setattr__(self, attribute, cipher.open(sealed, aad))
+            object.__setattr__(self, attribute, _Sealed(cipher, raw, aad))
 
     async def save(
         self,

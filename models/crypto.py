@@ -105,6 +105,10 @@ class DataCipher:
         key_id, raw = parse(ciphertext)
         if key_id != self.key_id:
             raise DecryptionError("ciphertext names another data key")
+        return self.open_parsed(raw, associated_data)
+
+    def open_parsed(self, raw: bytes, associated_data: str) -> str:
+        """Open what ``parse`` returned for a ciphertext naming this key (parsed once)."""
         try:
             plaintext = self.aead.decrypt(
                 raw[:NONCE_BYTES], raw[NONCE_BYTES:], self._aad(associated_data)

@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -46,7 +47,7 @@ from auth.principal import Principal
 from models import AuditEvent
 from observability import AUDIT_APPENDS, AUDIT_RETRIES
 from privacy.audit_checkpoints import anchor_legacy, cover
-from privacy.audit_links import AuditKey, genesis, keyed_link
+from privacy.audit_links import AuditKey, canonical, chain_link, genesis
 from privacy.audit_state import Head, Writer, configure, current_config, read_head
 
 __all__ = [
@@ -111,35 +112,100 @@ async def prime_head(settings: config.Settings | None = None, store: Redis | Non
     await anchor_legacy()
 
 
-def _events(
+# The columns an append writes, in the order of a row's values (``seq`` is the database's).
+COLUMNS = (
+    "occurred_at",
+    "actor_id",
+    "actor_roles",
+    "subject_id",
+    "action",
+    "entity",
+    "entity_id",
+    "field_names",
+    "purpose",
+    "request_id",
+    "chain",
+    "position",
+    "key_id",
+    "prev_hash",
+    "hash",
+)
+_POSITION, _HASH = COLUMNS.index("position"), COLUMNS.index("hash")
+# Rows per INSERT within PostgreSQL's limit of bound values per statement (SQLite's is higher).
+ROWS_PER_STATEMENT = 32767 // len(COLUMNS)
+Row = tuple[Any, ...]
+
+
+def _rows(
     key: AuditKey, principal: Principal, entries: Iterable[Entry], chain: str, head: Head
-) -> list[AuditEvent]:
+) -> list[Row]:
+    """The records of ``entries`` after ``head``, linked, as plain values in COLUMNS order."""
     now = datetime.now(UTC).replace(microsecond=0)
     roles = sorted(role.value for role in principal.roles)
+    actor, request_id = principal.user_id, principal.request_id
     position, prev_hash = head
-    events = []
+    rows = []
     for entry in entries:
         position += 1
-        event = AuditEvent(
-            occurred_at=now,
-            actor_id=principal.user_id,
-            actor_roles=roles,
-            subject_id=entry.subject_id,
-            action=entry.action,
-            entity=entry.entity,
-            entity_id=entry.entity_id,
-            field_names=sorted(set(entry.field_names)),
-            purpose=entry.purpose,
-            request_id=principal.request_id,
-            chain=chain,
-            position=position,
-            key_id=key.key_id,
-            prev_hash=prev_hash,
+        field_names = sorted(set(entry.field_names))
+        text = canonical(
+            now,
+            actor,
+            roles,
+            entry.subject_id,
+            entry.action,
+            entry.entity,
+            entry.entity_id,
+            field_names,
+            entry.purpose,
+            request_id,
         )
-        event.hash = keyed_link(key, event)
-        prev_hash = event.hash
-        events.append(event)
-    return events
+        link = chain_link(key, chain, position, prev_hash, text)
+        rows.append(
+            (
+                now,
+                actor,
+                roles,
+                entry.subject_id,
+                entry.action,
+                entry.entity,
+                entry.entity_id,
+                field_names,
+                entry.purpose,
+                request_id,
+                chain,
+                position,
+                key.key_id,
+                prev_hash,
+                link,
+            )
+        )
+        prev_hash = link
+    return rows
+
+
+async def _insert(connection: BaseDBAsyncClient, rows: Sequence[Row]) -> None:
+    """Write rows with one INSERT per ROWS_PER_STATEMENT, each value as the model's field
+    would store it (so the verifier, which loads records, reads back what was hashed)."""
+    meta = AuditEvent._meta
+    stored = [meta.fields_map[name] for name in COLUMNS]
+    columns = ", ".join(f'"{meta.fields_db_projection[name]}"' for name in COLUMNS)
+    numbered = connection.capabilities.dialect == "postgres"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        values = [
+            column.to_db_value(value, AuditEvent)
+            for row in chunk
+            for column, value in zip(stored, row, strict=True)
+        ]
+        marks = (f"${n}" for n in range(1, len(values) + 1)) if numbered else ("?" for _ in values)
+        groups = ", ".join(
+            "(" + ", ".join(next(marks) for _ in COLUMNS) + ")" for _ in range(len(chunk))
+        )
+        await connection.execute_query(
+            f'INSERT INTO "{meta.db_table}" ({columns}) VALUES {groups}',  # noqa: S608 - our names
+            values,
+        )
 
 
 def _chain_lock_key(chain: str) -> int:
@@ -188,7 +254,8 @@ async def record(
         try:
             async with in_transaction() as connection:
                 await _take_turn(connection, chain)
-                (event,) = _events(key, principal, [entry], chain, await read_head(chain))
+                (row,) = _rows(key, principal, [entry], chain, await read_head(chain))
+                event = AuditEvent(**dict(zip(COLUMNS, row, strict=True)))
                 await event.save()
         except IntegrityError:
             # Only another transaction of this process appends to this chain, and it waits
@@ -220,26 +287,30 @@ async def _append_batch(principal: Principal, entries: Sequence[Entry], cacheabl
     key = current_config().current
     chain = Writer.reads_chain()
     for _ in range(MAX_ATTEMPTS):
+        head = Writer.read_head if cacheable else None
         try:
-            async with in_transaction() as connection:
-                if cacheable and Writer.read_head:
-                    # Exact: this process's appends of reads outside transactions take turns
-                    # (Writer.lock) and each has committed when the next one starts.
-                    head = Writer.read_head
-                else:
-                    # After an append inside a transaction (it dropped the cache), or being
-                    # one: wait until that transaction ended, then read what it left.
-                    await _take_turn(connection, chain)
-                    head = await read_head(chain)
-                events = _events(key, principal, entries, chain, head)
-                await AuditEvent.bulk_create(events)
+            if head is not None and len(entries) <= ROWS_PER_STATEMENT:
+                # Exact: this process's appends of reads outside transactions take turns
+                # (Writer.lock) and each has committed when the next one starts. One statement
+                # is atomic by itself: no BEGIN and COMMIT round trips around it.
+                rows = _rows(key, principal, entries, chain, head)
+                await _insert(AuditEvent._choose_db(for_write=True), rows)
+            else:
+                async with in_transaction() as connection:
+                    if head is None:
+                        # After an append inside a transaction (it dropped the cache), or being
+                        # one: wait until that transaction ended, then read what it left.
+                        await _take_turn(connection, chain)
+                        head = await read_head(chain)
+                    rows = _rows(key, principal, entries, chain, head)
+                    await _insert(connection, rows)
         except IntegrityError:
             Writer.retries += 1
             AUDIT_RETRIES.inc()
             Writer.read_head = None
             continue
-        AUDIT_APPENDS.inc(len(events))
-        new_head = (events[-1].position, events[-1].hash)
+        AUDIT_APPENDS.inc(len(rows))
+        new_head = (rows[-1][_POSITION], rows[-1][_HASH])
         Writer.read_head = new_head if cacheable else None
         if cacheable:
             await cover({chain: new_head, **await _committed_change()})

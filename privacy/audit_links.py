@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
+from uuid import UUID
 
 from models import AuditEvent, crypto
 
@@ -40,22 +42,50 @@ class AuditKey:
         return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
 
 
-def content(event: AuditEvent) -> str:
-    """The canonical text of what a record says (its chain place aside)."""
+def canonical(  # noqa: PLR0913 - the record's fields, in their canonical order
+    occurred_at: datetime,
+    actor_id: UUID | None,
+    actor_roles: Sequence[str],
+    subject_id: UUID | None,
+    action: str,
+    entity: str,
+    entity_id: str | None,
+    field_names: Sequence[str],
+    purpose: str | None,
+    request_id: str | None,
+) -> str:
+    """The canonical text of what a record says, from its values (appends hash rows, not
+    model instances; ``content`` reads the same from a loaded record)."""
     return json.dumps(
         [
-            event.occurred_at.astimezone(UTC).isoformat(),
-            str(event.actor_id) if event.actor_id else None,
-            sorted(event.actor_roles),
-            str(event.subject_id) if event.subject_id else None,
-            event.action,
-            event.entity,
-            event.entity_id,
-            sorted(event.field_names),
-            event.purpose,
-            event.request_id,
+            occurred_at.astimezone(UTC).isoformat(),
+            str(actor_id) if actor_id else None,
+            sorted(actor_roles),
+            str(subject_id) if subject_id else None,
+            action,
+            entity,
+            entity_id,
+            sorted(field_names),
+            purpose,
+            request_id,
         ],
         separators=(",", ":"),
+    )
+
+
+def content(event: AuditEvent) -> str:
+    """The canonical text of what a record says (its chain place aside)."""
+    return canonical(
+        event.occurred_at,
+        event.actor_id,
+        event.actor_roles,
+        event.subject_id,
+        event.action,
+        event.entity,
+        event.entity_id,
+        event.field_names,
+        event.purpose,
+        event.request_id,
     )
 
 
@@ -64,8 +94,13 @@ def link_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(f"{prev_hash}|{content(event)}".encode()).hexdigest()
 
 
+def chain_link(key: AuditKey, chain: str, position: int, prev_hash: str, text: str) -> str:
+    """The keyed link of a record at ``position`` of ``chain`` whose canonical text is ``text``."""
+    return key.mac(f"{chain}|{position}|{prev_hash}|{text}")
+
+
 def keyed_link(key: AuditKey, event: AuditEvent) -> str:
-    return key.mac(f"{event.chain}|{event.position}|{event.prev_hash}|{content(event)}")
+    return chain_link(key, event.chain, event.position, event.prev_hash, content(event))
 
 
 def genesis(chain: str) -> str:

@@ -13,6 +13,7 @@ import functools
 import uuid
 from typing import Any
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -145,6 +146,12 @@ class OcisGraphQL(GraphQL[Context, None]):
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson: the same compact JSON with keys in order, several times faster than
+        ``json.dumps`` on a page of tickets; characters beyond ASCII as UTF-8, not escapes.
+        Bytes suit HTTP only: /graphql has no WebSocket route, whose frames would be binary."""
+        return orjson.dumps(data)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         return False  # the console is /console; /graphql answers JSON to browsers too

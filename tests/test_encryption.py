@@ -306,8 +306,11 @@ async def test_an_email_ciphertext_copied_to_another_row_does_not_decrypt(
     # The copy names the victim's data key, which exists; only the binding to its row fails.
     assert moved.startswith("v2:")
     assert await DataKey.filter(id=crypto.key_id_of(moved), subject_id=victim.id).exists()
+    # The row loads (its values open when read, models/base.py); the moved value never does.
+    tampered = await User.get(id=other.id)
+    assert tampered.name == "Otto Other"
     with pytest.raises(DecryptionError):
-        await User.get(id=other.id)
+        assert tampered.email
     assert (await User.get(id=victim.id)).email == "vera@example.com"
 
 
@@ -323,8 +326,9 @@ async def test_a_name_ciphertext_copied_to_the_email_column_does_not_decrypt(
         [str(person.id)],
     )
 
+    tampered = await User.get(id=person.id)
     with pytest.raises(DecryptionError):
-        await User.get(id=person.id)
+        assert tampered.email
 
 
 # --- the dump test -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 import settings as config
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
-from tests.helpers import ROOT, sign_in, table_counts
+from tests.helpers import ROOT, sign_in, table_counts, user_by_email
 from tests.test_two_processes import embedded_leg_redis, server_process
 from tests.test_two_processes import shared_redis as shared_redis  # the fixture
 
@@ -135,6 +135,25 @@ async def test_a_refused_field_is_still_200_with_data(
     body = answer.json()
     assert body["data"] == {"me": {"email": "customer@example.com"}, "users": None}
     assert [error["extensions"]["code"] for error in body["errors"]] == ["FORBIDDEN"]
+
+
+async def test_the_body_is_compact_utf8_json_in_selection_order(
+    client: httpx.AsyncClient, demo: None
+) -> None:
+    """orjson's bytes (schema/view.py): no spaces, the selection's key order, characters beyond
+    ASCII as UTF-8 rather than escapes; the bench's raw endpoint writes exactly these."""
+    customer = await user_by_email("customer@example.com")
+    customer.name = "Ren\u00e9e \u5ba2\u6237"
+    await customer.save(update_fields=["name"])
+    cookie = await sign_in(client, "customer@example.com")
+    answer = await client.post(
+        "/graphql",
+        json={"query": "{ me { name email } }"},
+        headers={"cookie": f"ocis_session={cookie}"},
+    )
+    assert answer.status_code == 200
+    expected = '{"data":{"me":{"name":"Ren\u00e9e \u5ba2\u6237","email":"customer@example.com"}}}'
+    assert answer.content == expected.encode()
 
 
 async def test_nothing_acceptable_is_406(client: httpx.AsyncClient) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from tortoise.transactions import in_transaction
 
 from models import Role, Team, Ticket, TicketMessage, User
+from models.crypto import DataCipher
 from tests.helpers import Api, StatementCounter, user_by_email
 
 AsUser = Callable[[str | None], Awaitable[Api]]
@@ -135,3 +137,38 @@ async def test_customer_ticket_page_has_no_n_plus_one(
         ]
     assert small_count == large_count, count_statements.statements
     assert large_count <= MAX_STATEMENTS, count_statements.statements
+
+
+# The encrypted columns NESTED_PAGE selects: every other one is loaded with its row, not opened.
+SELECTED_COLUMNS = {"tickets/subject", "users/name", "users/email", "ticket_messages/body"}
+
+
+def _personal_leaves(node: dict[str, Any]) -> int:
+    """The values of encrypted columns in one ticket node of NESTED_PAGE's answer."""
+    messages = node["messages"]["edges"]
+    return 1 + len(node["requester"]) + len(node["assignee"]) + 2 * len(messages)
+
+
+async def test_a_page_opens_only_the_values_it_selects(
+    as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed_agent_tickets()
+    agent = await as_user(AGENT)
+    opened: list[str] = []
+    open_parsed = DataCipher.open_parsed
+
+    def counting(cipher: DataCipher, raw: bytes, associated_data: str) -> str:
+        opened.append(associated_data)
+        return open_parsed(cipher, raw, associated_data)
+
+    monkeypatch.setattr(DataCipher, "open_parsed", counting)
+    body = await agent.gql(NESTED_PAGE, {"first": ROWS})
+
+    assert "errors" not in body, body
+    nodes = [edge["node"] for edge in body["data"]["tickets"]["edges"]]
+    assert len(nodes) == ROWS
+    # Loaded rows hold locale, time zone, phone... too: none of those is opened.
+    assert {aad.rsplit("/", 1)[0] for aad in opened} == SELECTED_COLUMNS
+    # At most once per value shown (a person shown twice is one row, opened once).
+    assert len(opened) == len(set(opened))
+    assert len(opened) <= sum(_personal_leaves(node) for node in nodes)
