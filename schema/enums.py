@@ -18,6 +18,7 @@ from models import (
     TransferSafeguard,
     UserStatus,
 )
+from resolvers.live import TicketEventKind
 from resolvers.privacy_requests import ObjectionTarget
 
 for _enum in (
@@ -32,6 +33,7 @@ for _enum in (
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
+    TicketEventKind,
     TicketPriority,
     TicketStatus,
     TransferSafeguard,
@@ -51,6 +53,7 @@ __all__ = [
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
     "Role",
+    "TicketEventKind",
     "TicketPriority",
     "TicketStatus",
     "TransferSafeguard",
