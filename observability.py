@@ -153,3 +153,10 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.getLogger(name).propagate = True
     # Its lines print client IPs and raw paths; web/request_log.py writes one line per request.
     logging.getLogger("uvicorn.access").disabled = True
+    # And its WebSocket handshake lines, which it writes to the error log, the client's too.
+    logging.getLogger("uvicorn.error").addFilter(without_websocket_handshakes)
+
+
+def without_websocket_handshakes(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's `<client ip:port> - "WebSocket /path" ...` lines."""
+    return not str(record.msg).startswith('%s - "WebSocket')

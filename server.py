@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 import cli
 import settings as config
@@ -22,6 +22,7 @@ from observability import configure_logging
 from privacy import audit, fanout, jobs, mail
 from resolvers import queues
 from resolvers.documents import DocumentRegistry
+from resolvers.live import Hub
 from resolvers.processors import register_mail_transport
 from schema.documents import check_document
 from schema.view import graphql_view
@@ -55,8 +56,11 @@ NO_STORE = [Middleware(NoStore)]
 
 
 def routes() -> list[BaseRoute]:
+    view = graphql_view()
     return [
-        Route("/graphql", NoStore(CallerIdentification(graphql_view())), methods=["GET", "POST"]),
+        Route("/graphql", NoStore(CallerIdentification(view)), methods=["GET", "POST"]),
+        # Subscriptions: the caller is authenticated at connection_init (schema/sockets.py).
+        WebSocketRoute("/graphql", view),
         Route("/auth/password", password_sign_in, methods=["POST"], middleware=NO_STORE),
         Route("/auth/logout", sign_out, methods=["POST"], middleware=NO_STORE),
         Route("/auth/token", token_endpoint, methods=["POST"], middleware=NO_STORE),
@@ -102,6 +106,9 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         )
         await db.load_keys()
         app.state.store = connect_store(settings.redis_url)
+        # Live updates: this process's one subscription to the store's channel (resolvers/live.py).
+        app.state.live = Hub(app.state.store)
+        listening = asyncio.create_task(app.state.live.run())
         await audit.prime_head(settings, app.state.store if settings.redis_url else None)
         app.state.gateway = Gateway(configured_providers(settings.oidc), app.state.store)
         await register_mail_transport(settings.mail_processor_name, settings.mail_processor_country)
@@ -117,6 +124,9 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                     await background.enter_async_context(jobs.running(settings))
                 yield
         finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
             fanning_out.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fanning_out

@@ -17,8 +17,14 @@ from auth.principal import ANONYMOUS, Principal, parse_roles
 from models import SIGN_IN_STATUSES, SignInSession, User
 
 SESSION_PREFIX = "ocis:session:"
+SESSION_COOKIE = "ocis_session"
 # The method of an app sign-in's record starts with this; web sessions' never do.
 APP_METHOD_PREFIX = "app:"
+
+
+def session_cookie_name(*, secure: bool) -> str:
+    """The session cookie's name: `__Host-` prefixed over https (web/cookies.py sets it)."""
+    return f"__Host-{SESSION_COOKIE}" if secure else SESSION_COOKIE
 
 
 def token_hash(token: str) -> str:
@@ -84,6 +90,14 @@ async def resolve_session(store: Redis, token: str | None, request_id: str | Non
         session_id=UUID(record["sign_in_id"]),
         request_id=request_id,
     )
+
+
+async def session_owner(store: Redis, token: str | None) -> UUID | None:
+    """The account a live session cookie belongs to, or None."""
+    if not token or len(token) > 128:
+        return None
+    raw = await store.get(SESSION_PREFIX + token_hash(token))
+    return None if raw is None else UUID(json.loads(raw)["user_id"])
 
 
 async def end_session(store: Redis, token: str | None) -> bool:

@@ -21,7 +21,7 @@ from auth.sessions import end_all_sessions
 from models import Notice, User, UserStatus
 from privacy import audit, notices
 from privacy.audit_actions import AuditAction
-from resolvers import staff
+from resolvers import live, staff
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.users import require_user
 
@@ -38,6 +38,7 @@ async def _end_everything(store: Redis, user_id: UUID, *, keep: UUID | None = No
     """End every web session (but the sign-in `keep`) and every app sign-in of one person."""
     sessions = await end_all_sessions(store, user_id, keep=keep)
     families = await tokens.revoke_all_for_user(store, user_id)
+    await live.announce_account_change(store, user_id)
     return Ended(sessions=sessions, app_sign_ins=families)
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pypika_tortoise.analytics import RowNumber
 from pypika_tortoise.terms import Field
+from redis.asyncio import Redis
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -30,7 +31,7 @@ from models import (
 )
 from privacy import audit, walk_ins
 from privacy.audit_actions import AuditAction
-from resolvers import queues, validation
+from resolvers import live, queues, validation
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, after_clause, page_size, paginate
 from resolvers.ticket_notices import tell_requester
@@ -157,9 +158,15 @@ async def create_ticket(
 
 
 async def add_message(
-    principal: Principal, *, ticket_id: UUID, body: str, internal: bool
+    principal: Principal,
+    *,
+    ticket_id: UUID,
+    body: str,
+    internal: bool,
+    store: Redis | None = None,
 ) -> TicketMessage:
-    """A public reply or, for staff, an internal note that never reaches the customer."""
+    """A public reply or, for staff, an internal note that never reaches the customer
+    (live subscribers are told through `store` once it has committed)."""
     author_id = require_user(principal)
     body = validation.text(body, "body", max_length=MAX_BODY, multiline=True)
     if internal and not principal.has(Scope.NOTES_INTERNAL):
@@ -190,11 +197,18 @@ async def add_message(
             subject_id=requester_of(ticket),
             field_names=["TicketMessage.body"],
         )
+    await live.publish_ticket_event(
+        store, live.TicketEvent(live.MESSAGE, ticket.id, ticket.requester_id, message.id)
+    )
     return message
 
 
 async def assign_ticket(
-    principal: Principal, *, ticket_id: UUID, assignee_id: UUID | None
+    principal: Principal,
+    *,
+    ticket_id: UUID,
+    assignee_id: UUID | None,
+    store: Redis | None = None,
 ) -> Ticket:
     """Give a ticket to a staff member (or back to the queue); needs the assign scope."""
     if not principal.has(Scope.TICKETS_ASSIGN):
@@ -231,6 +245,9 @@ async def assign_ticket(
             subject_id=requester_of(ticket),
             field_names=["Ticket.assignee"],
         )
+    await live.publish_ticket_event(
+        store, live.TicketEvent(live.ASSIGNMENT, ticket.id, ticket.requester_id)
+    )
     return ticket
 
 
@@ -255,7 +272,11 @@ _CUSTOMER_TARGETS = frozenset({TicketStatus.CLOSED})
 
 
 async def change_ticket_status(
-    principal: Principal, *, ticket_id: UUID, status: TicketStatus
+    principal: Principal,
+    *,
+    ticket_id: UUID,
+    status: TicketStatus,
+    store: Redis | None = None,
 ) -> Ticket:
     """Move a ticket through open, pending, solved and closed; closed is final."""
     user_id = require_user(principal)
@@ -285,6 +306,9 @@ async def change_ticket_status(
             subject_id=requester_of(ticket),
             field_names=["Ticket.status"],
         )
+    await live.publish_ticket_event(
+        store, live.TicketEvent(live.STATUS, ticket.id, ticket.requester_id)
+    )
     return ticket
 
 

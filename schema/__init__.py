@@ -20,6 +20,7 @@ from schema.context import Context, Info, Loaders
 from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
 from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
+from schema.live import LiveSubscription
 from schema.local_accounts import LocalAccountsMutation
 from schema.marketing import MarketingMutation, MarketingQuery
 from schema.node import NodeQuery
@@ -93,9 +94,12 @@ Mutation = merge_types(
     ),
 )
 
+Subscription = merge_types("Subscription", (LiveSubscription,))
+
 schema = OcisSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[
         AuditEntryType,
         LinkedIdentityType,

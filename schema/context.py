@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeAlias
@@ -30,6 +31,7 @@ from models import (
 )
 from resolvers.exports import load_exports
 from resolvers.federated import load_identities
+from resolvers.live import Hub
 from resolvers.pagination import Page
 from resolvers.payments import load_payment_methods
 from resolvers.privacy_requests import load_histories, load_privacy_requests
@@ -83,6 +85,22 @@ class Loaders:
         )
 
 
+async def _nobody() -> Principal | None:
+    return None
+
+
+@dataclass(slots=True)
+class LiveConnection:
+    """A WebSocket connection's side of live updates: this process's hub of events, how to
+    drop the connection (a close code and a reason) when a subscriber falls behind, and the
+    caller as the connection's credentials stand for them now (None once they no longer hold,
+    the connection then closed), which every event is judged with."""
+
+    hub: Hub
+    drop: Callable[[int, str], None] = lambda code, reason: None
+    caller_now: Callable[[], Awaitable[Principal | None]] = _nobody
+
+
 @dataclass(slots=True)
 class Context:
     principal: Principal
@@ -112,10 +130,17 @@ class Context:
     gpc: bool = False
     gpc_done_for: Owner | None = None
     secure_cookies: bool = False
+    # Set on WebSocket connections only (schema/live.py).
+    live: LiveConnection | None = None
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.loaders = Loaders.for_principal(self.principal)
+
+    def fresh_loaders(self) -> None:
+        """Forget what earlier reads loaded: each event of a subscription is a new read, judged
+        with the caller's principal as it is now."""
         self.loaders = Loaders.for_principal(self.principal)
 
     def note_read(self, subject_id: UUID, type_name: str, field_name: str) -> None:

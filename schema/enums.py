@@ -19,6 +19,7 @@ from models import (
     TransferSafeguard,
     UserStatus,
 )
+from resolvers.live import TicketEventKind
 from resolvers.privacy_requests import ObjectionTarget
 
 for _enum in (
@@ -34,6 +35,7 @@ for _enum in (
     PrivacyRequestKind,
     PrivacyRequestStatus,
     Role,
+    TicketEventKind,
     TicketPriority,
     TicketStatus,
     TransferSafeguard,
@@ -54,6 +56,7 @@ __all__ = [
     "PrivacyRequestKind",
     "PrivacyRequestStatus",
     "Role",
+    "TicketEventKind",
     "TicketPriority",
     "TicketStatus",
     "TransferSafeguard",

@@ -40,6 +40,9 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as create_alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator
+from strawberry.types import ExecutionResult as StrawberryResult
+from strawberry.types import StreamExecutionResult
+from strawberry.types.graphql import OperationType
 
 from auth.rate_limit import charge_query_cost
 from auth.store import unreachable_dependency
@@ -211,6 +214,10 @@ class QueryCost(SchemaExtension):
         if cost is not None:
             refusal = await _refusal(request, cost)
             if refusal is not None:
+                if context.operation_type is OperationType.SUBSCRIPTION:
+                    # A subscription starts whatever the result holds: refused by raising,
+                    # which Strawberry answers as the operation's error, nothing subscribed.
+                    raise refusal
                 context.result = ExecutionResult(data=None, errors=[refusal])
         yield
 
@@ -300,20 +307,43 @@ class AccessAudit(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         yield
+        await self._record()
+
+    async def on_stream_result(self, result: StreamExecutionResult) -> AsyncIterator[None]:
+        """Each event of a subscription is a read of its own: recorded before it is sent, or
+        withheld (an error instead of its data) when the trail cannot be written."""
+        try:
+            await self._record()
+        except Exception as exc:  # noqa: BLE001 - the event is withheld either way
+            if not isinstance(result, StrawberryResult):
+                raise
+            error = exc if isinstance(exc, PublicError) else _unexpected(self.execution_context)
+            result.data = None
+            result.errors = [GraphQLError(str(error), extensions=error.extensions)]
+        yield
+
+    async def _record(self) -> None:
         context = self.execution_context.context
         if not getattr(context, "audit_reads", False) or not context.reads:
             return
+        # Taken whole before writing: another subscription on the connection notes its own.
+        reads = dict(context.reads)
+        context.reads.clear()
         try:
-            await record_reads(context.principal, context.reads)
+            await record_reads(context.principal, reads)
         except Exception as exc:
             if unreachable_dependency(exc) is not None:
                 raise  # the whole answer becomes a 503 (Outages below), the data withheld
             logger.error(
                 "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
             )
-            raise PublicError(
-                "Unexpected error.", "INTERNAL_SERVER_ERROR", context.request_id
-            ) from None
+            raise _unexpected(self.execution_context) from None
+
+
+def _unexpected(execution_context: Any) -> PublicError:
+    return PublicError(
+        "Unexpected error.", "INTERNAL_SERVER_ERROR", execution_context.context.request_id
+    )
 
 
 def _is_public(error: GraphQLError) -> bool:

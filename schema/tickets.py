@@ -298,7 +298,11 @@ class TicketsMutation:
         _, ticket_id = from_global_id(input.ticket_id, "Ticket", "ticketId")
         principal = info.context.principal
         message = await tickets.add_message(
-            principal, ticket_id=ticket_id, body=input.body, internal=input.internal
+            principal,
+            ticket_id=ticket_id,
+            body=input.body,
+            internal=input.internal,
+            store=info.context.store,
         )
         return AddMessageSuccess(message=await message_node(info, message))
 
@@ -311,7 +315,10 @@ class TicketsMutation:
             else None
         )
         ticket = await tickets.assign_ticket(
-            info.context.principal, ticket_id=ticket_id, assignee_id=assignee_id
+            info.context.principal,
+            ticket_id=ticket_id,
+            assignee_id=assignee_id,
+            store=info.context.store,
         )
         return await ticket_success(info, ticket)
 
@@ -321,6 +328,9 @@ class TicketsMutation:
     ) -> ChangeTicketStatusResult:
         _, ticket_id = from_global_id(input.ticket_id, "Ticket", "ticketId")
         ticket = await tickets.change_ticket_status(
-            info.context.principal, ticket_id=ticket_id, status=input.status
+            info.context.principal,
+            ticket_id=ticket_id,
+            status=input.status,
+            store=info.context.store,
         )
         return await ticket_success(info, ticket)

@@ -1,6 +1,7 @@
-"""The GraphQL HTTP view: the per-request context, and one JSON object per request.
+"""The GraphQL view: the per-request context, and one JSON object per request; subscriptions
+over WebSocket at the same path (schema/sockets.py).
 
-It speaks the GraphQL-over-HTTP specification: `application/graphql-response+json` or
+Over HTTP it speaks the GraphQL-over-HTTP specification: `application/graphql-response+json` or
 `application/json` chosen by `Accept` (406 when neither is acceptable), request errors as 400
 without `data` in the former, 405 for GET when it is off and for mutations over GET, 415 for
 bodies that are not JSON.
@@ -8,7 +9,6 @@ bodies that are not JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import uuid
 from typing import Any
@@ -19,14 +19,19 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 import settings as config
+from auth.client_ip import client_ip
 from auth.policy import may_introspect, may_run_unregistered_documents
 from auth.principal import ANONYMOUS
 from auth.store import DependencyUnavailable
@@ -34,8 +39,15 @@ from auth.visitor_ids import VisitorIds
 from models import ConsentSource
 from observability import GRAPHQL_ERRORS
 from schema import Context, schema
+from schema.context import LiveConnection
 from schema.documents import DocumentRefused, check_document, document_to_run
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
+from schema.sockets import (
+    CONNECTION_INIT_WAIT,
+    MAX_SUBSCRIPTIONS,
+    LiveSocketHandler,
+    origin_refused,
+)
 
 # Where the view keeps, in the request state, what it decided about this request.
 MEDIA_TYPE = "graphql_media_type"
@@ -60,7 +72,19 @@ def request_error(
 
 def _http_error(error: HTTPException, method: str, media_type: str) -> Response:
     """Strawberry's refusals, with the status codes the specification asks for."""
-    if isinstance(error.__cause__, InvalidOperationTypeError) and method == "GET":
+    refused = error.__cause__
+    if (
+        isinstance(refused, InvalidOperationTypeError)
+        and refused.operation_type == OperationType.SUBSCRIPTION
+        and method == "POST"
+    ):
+        return request_error(
+            "Subscribe over WebSocket at /graphql (graphql-transport-ws).",
+            "BAD_REQUEST",
+            400,
+            media_type,
+        )
+    if isinstance(refused, InvalidOperationTypeError) and method == "GET":
         return request_error(
             "Only queries may be sent by GET; send mutations by POST.",
             "METHOD_NOT_ALLOWED",
@@ -73,9 +97,19 @@ def _http_error(error: HTTPException, method: str, media_type: str) -> Response:
 
 
 class OcisGraphQL(GraphQL[Context, None]):
-    """Reads the caller that the web layer identified from the request state."""
+    """Reads the caller that the web layer identified from the request state; a WebSocket
+    authenticates at `connection_init` instead (schema/sockets.py)."""
+
+    graphql_transport_ws_handler_class = LiveSocketHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive, send)
+            if origin_refused(websocket, websocket.app.state.settings):
+                await websocket.close()  # before accepting: the handshake is answered 403
+                return
+            await self.run(websocket)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -141,11 +175,26 @@ class OcisGraphQL(GraphQL[Context, None]):
                 check_document, max_cost=settings.max_query_cost, automatic=True
             ),
         )
-        if query != request_data.query:
-            request_data = dataclasses.replace(request_data, query=query)
-        return await super().execute_single(
-            request, request_adapter, sub_response, context, root_value, request_data
-        )
+        # Subscriptions go over the WebSocket; POST and GET run queries and mutations only.
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        if request_adapter.method == "GET" and not self.allow_queries_via_get:
+            allowed -= {OperationType.QUERY}
+        try:
+            return await self.schema.execute(
+                query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason()) from error
+        except InvalidOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason(request_adapter.method)) from error
+        except MissingQueryError as error:
+            raise HTTPException(400, "No GraphQL query found in the request") from error
 
     def encode_json(self, data: object) -> bytes:
         """orjson: the same compact JSON with keys in order, several times faster than
@@ -174,6 +223,8 @@ class OcisGraphQL(GraphQL[Context, None]):
         return parsed
 
     async def get_context(self, request: Any, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            return self._connection_context(request)
         state = request.scope.get("state", {})
         settings: config.Settings = request.app.state.settings
         principal = state.get("principal", ANONYMOUS)
@@ -201,6 +252,33 @@ class OcisGraphQL(GraphQL[Context, None]):
             secure_cookies=settings.secure_cookies,
         )
 
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # Ours is the one rule (schema/sockets.py origin_refused), already applied.
+        return not origin_refused(request, request.app.state.settings)
+
+    def _connection_context(self, websocket: WebSocket) -> Context:
+        """A WebSocket's context: anonymous until `connection_init` names the caller."""
+        settings: config.Settings = websocket.app.state.settings
+        peer = websocket.client.host if websocket.client else None
+        forwarded_for = ", ".join(websocket.headers.getlist("x-forwarded-for")) or None
+        return Context(
+            principal=ANONYMOUS,
+            request_id=uuid.uuid4().hex,
+            client_ip=client_ip(peer, forwarded_for, settings.trusted_proxies),
+            user_agent=websocket.headers.get("user-agent"),
+            privacy_contact=settings.privacy_contact,
+            public_url=settings.public_url,
+            audit_reads=settings.audit_reads,
+            introspection=False,
+            routing=settings.routing,
+            max_query_cost=settings.max_query_cost,
+            cost_budget_per_minute=settings.cost_budget_per_minute,
+            store=websocket.app.state.store,
+            visitor_ids=VisitorIds((settings.master_key, *settings.previous_master_keys)),
+            secure_cookies=settings.secure_cookies,
+            live=LiveConnection(hub=websocket.app.state.live),
+        )
+
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         unreachable = request.scope.get("state", {}).get("unreachable")
         if unreachable is not None:
@@ -226,5 +304,13 @@ class OcisGraphQL(GraphQL[Context, None]):
 
 
 def graphql_view() -> OcisGraphQL:
-    """The view at /graphql: POST, queries by GET where the settings allow it, no IDE."""
-    return OcisGraphQL(schema, graphql_ide=None, allow_queries_via_get=True)
+    """The view at /graphql: POST, queries by GET where the settings allow it, no IDE, and
+    subscriptions over WebSocket with graphql-transport-ws only."""
+    return OcisGraphQL(
+        schema,
+        graphql_ide=None,
+        allow_queries_via_get=True,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        connection_init_wait_timeout=CONNECTION_INIT_WAIT,
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS,
+    )

@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 import settings as config
 from auth import device_cookies
+from auth.sessions import SESSION_COOKIE
 
-SESSION = "ocis_session"
+SESSION = SESSION_COOKIE
 LOGIN = "ocis_oidc"  # binds a provider sign-in's transaction to the browser that started it
 PENDING = "ocis_pending"  # binds a pending sign-up or link step to this browser
 DEVICE = "ocis_device"  # this browser signed in to an account before (auth/device_cookies.py)

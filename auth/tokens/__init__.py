@@ -16,6 +16,7 @@ from auth.tokens.access import (
     authenticate_bearer,
     bearer_credentials,
     issue_access_token,
+    owner_of,
     verify_access_token,
 )
 from auth.tokens.codes import issue_mobile_code
@@ -53,6 +54,7 @@ __all__ = [
     "issue_access_token",
     "issue_mobile_code",
     "jwks",
+    "owner_of",
     "refresh",
     "revoke_all_for_user",
     "revoke_family",

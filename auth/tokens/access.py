@@ -130,6 +130,16 @@ def verify_access_token(
     return AccessClaims(user_id=user_id, family_id=family_id)
 
 
+def owner_of(settings: config.Settings, token: str | None) -> UUID | None:
+    """The account a genuine access token (expired or not) was issued to, else None."""
+    if not token:
+        return None
+    try:
+        return verify_access_token(settings, token, expired_ok=True).user_id
+    except InvalidAccessToken:
+        return None
+
+
 async def family_owner(store: Redis, family_id: str) -> str | None:
     """The account id a live sign-in family belongs to, or None once it has ended."""
     raw = await store.get(FAMILY_PREFIX + family_id)
