@@ -9,6 +9,7 @@ finishes the erasure once; a child's account flagged by staff is erased without 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import signal
@@ -54,7 +55,7 @@ from privacy import audit_verify, erasure, jobs, walk_ins
 from privacy import keys as key_management
 from schema.relay import to_global_id
 from tests import erasure_pause
-from tests.helpers import Api, app_code_exchange, app_refresh, sign_in, user_by_email
+from tests.helpers import Api, app_code_exchange, app_refresh, run_cli, sign_in, user_by_email
 from tests.test_jobs import _end, _start_worker, _until, _worker_environment
 from tests.test_privacy_workflow import ADMIN, AGENT, CUSTOMER2, OFFICER, AsUser, ok, submit
 
@@ -254,6 +255,17 @@ async def test_an_erased_subject_leaves_no_trace_in_any_table_the_store_or_the_l
     assert found_traces(caplog.text) == []
     report = await audit_verify.verify_chain()
     assert report.intact, report
+    settings: config.Settings = app.state.settings
+    verified = run_cli(
+        "audit-verify",
+        env={
+            "DATABASE_URL": settings.database_url,
+            "OCIS_MASTER_KEY": base64.b64encode(settings.master_key).decode(),
+            "OCIS_AUDIT_CHECKPOINT_DIR": str(settings.audit_checkpoint_dir),
+            **({"REDIS_URL": settings.redis_url} if settings.redis_url else {}),
+        },
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     steps = await AuditEvent.filter(action="erasure.step", subject_id=user.id).order_by("seq")
     assert [event.purpose for event in steps] == [name for name, _ in erasure.STEPS[:-1]]
     assert await AuditEvent.filter(action="erasure.complete", subject_id=user.id).count() == 1
