@@ -6,7 +6,7 @@ from models.migration_ops import AlterFieldKeepingRows
 # Issue 12: a request's history records the corrections a duplicate rectification added to it.
 
 class Migration(migrations.Migration):
-    dependencies = [('ocis', '0025_exports')]
+    dependencies = [('ocis', '0026_legal_holds_and_erasure')]
 
     initial = False
     # A column change rebuilds the table on SQLite: outside a transaction (see the operations).

@@ -27,6 +27,7 @@ MODEL_MODULES = [
     "models.documents",
     "models.usage",
     "models.exports",
+    "models.legal",
 ]
 
 

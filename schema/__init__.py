@@ -20,6 +20,7 @@ from schema.context import Context, Info, Loaders
 from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
 from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
+from schema.legal import LegalMutation, LegalQuery
 from schema.live import LiveSubscription
 from schema.local_accounts import LocalAccountsMutation
 from schema.marketing import MarketingMutation, MarketingQuery
@@ -73,6 +74,7 @@ Query = merge_types(
         QueuesQuery,
         MarketingQuery,
         UsageQuery,
+        LegalQuery,
     ),
 )
 Mutation = merge_types(
@@ -91,6 +93,7 @@ Mutation = merge_types(
         ProcessorsMutation,
         MarketingMutation,
         UsageMutation,
+        LegalMutation,
     ),
 )
 

@@ -25,6 +25,8 @@ from models import (
     Export,
     ExternalIdentity,
     Invitation,
+    LegalDisclosure,
+    LegalHold,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestStep,
@@ -38,6 +40,7 @@ from models import (
 from models.crypto import DataCipher, DecryptionError, Keyring
 from models.fields import EncryptedField
 from models.keys import DataKey
+from schema.relay import to_global_id
 from tests.helpers import DEMO_PASSWORD, Api, sign_in, verify_by_link
 
 AsUser = Callable[[str | None], Awaitable[Api]]
@@ -570,6 +573,8 @@ STORED_AS: dict[str, type[Model]] = {
     "LinkedIdentity": ExternalIdentity,
     "WalkInRequester": WalkInRequester,
     "Invitation": Invitation,
+    "LegalHold": LegalHold,
+    "LegalDisclosure": LegalDisclosure,
 }
 COMPUTED = {"ConsentState"}
 # Personal columns that are not text: EncryptedField seals text only, so a dump shows these.
@@ -650,6 +655,15 @@ async def test_a_canary_in_every_personal_text_column_is_absent_from_every_dump(
         'mutation { inviteStaff(email: "invited@example.com", roles: [AGENT]) { __typename } }'
     )
     assert "errors" not in invited, invited
+    officer = await as_user("privacy@example.com")
+    legal = await officer.gql(
+        'mutation($u: ID!, $day: Date!) { placeLegalHold(input: {userId: $u, authority: "Court",'
+        ' reference: "R-1", reason: "An inquiry", reviewOn: "2099-01-01"}) { __typename }'
+        ' recordLegalDisclosure(input: {userId: $u, authority: "Police", legalBasis: "An order",'
+        ' dataCategories: ["tickets"], disclosedOn: $day}) { __typename } }',
+        {"u": to_global_id("User", user.id), "day": datetime.now(UTC).date().isoformat()},
+    )
+    assert "errors" not in legal, legal
     tag = uuid.uuid4().hex[:8]
     canaries: dict[str, str] = {}
     too_short: list[str] = []
