@@ -451,7 +451,7 @@ async def running(settings: config.Settings) -> AsyncIterator[Runner]:
 
 
 # The modules that register OCIS's own job kinds, imported by every process that runs jobs.
-KIND_MODULES = ("privacy.restriction", "privacy.exports")
+KIND_MODULES = ("privacy.restriction", "privacy.exports", "privacy.retention")
 
 
 def load_extra_kinds(settings: config.Settings) -> None:
