@@ -238,8 +238,8 @@ KEPT: Mapping[str, str] = {
         " is; erased accounts' and visitors' entries expire above"
     ),
     "data_keys": (
-        "a subject's keys open the rows above and go with them: destroyed by erasure,"
-        " retired ones deleted by rotate-keys"
+        "key material, no values: a key left without rows opens nothing; erasure destroys"
+        " a subject's keys and rotate-keys deletes retired ones"
     ),
     "announcements": "written by staff about OCIS; the author is a staff account kept with it",
     "campaigns": "written by staff about OCIS; the author is a staff account kept with it",
