@@ -319,17 +319,20 @@ async def _seed_world() -> tuple[dict[str, list[Seeded]], set[UUID]]:
     return rows, held
 
 
+@pytest.mark.parametrize("batch_size", [1, config.DEFAULT_RETENTION_BATCH])
 async def test_a_dry_run_counts_what_the_run_deletes_and_a_second_run_finds_nothing(
-    app: Any,
+    app: Any, batch_size: int
 ) -> None:
     rows, held = await _seed_world()
     holds = holding(held)
     before = await table_counts()
-    dry = await retention.run(DAYS, dry_run=True, now=NOW, held_subjects=holds)
+    dry = await retention.run(
+        DAYS, dry_run=True, now=NOW, held_subjects=holds, batch_size=batch_size
+    )
     assert await table_counts() == before
     expected = {name: {"deleted": 1, "held": 1} for name in SEEDS}
     assert dry.as_json() == {"dry_run": True, "categories": expected}
-    real = await retention.run(DAYS, now=NOW, held_subjects=holds)
+    real = await retention.run(DAYS, now=NOW, held_subjects=holds, batch_size=batch_size)
     assert real.as_json() == {"dry_run": False, "categories": expected}
     for name, (gone, kept, on_hold) in rows.items():
         assert (await exists(gone), await exists(kept), await exists(on_hold)) == (
