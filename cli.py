@@ -212,7 +212,7 @@ async def _worker(settings: config.Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with jobs.running(settings):
+        async with key_management.listening(store), jobs.running(settings, store):
             mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
             fanning_out = asyncio.create_task(fanout.run_forever(settings))
             # Every worker queues each period's retention run; the dedupe key keeps one.

@@ -20,6 +20,7 @@ from auth.store import connect_store
 from models import db
 from observability import configure_logging
 from privacy import audit, fanout, jobs, mail
+from privacy import keys as key_management
 from resolvers import queues
 from resolvers.documents import DocumentRegistry
 from resolvers.processors import register_mail_transport
@@ -113,8 +114,10 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
         # The embedded default runs durable jobs here; production leaves them to `worker`.
         try:
             async with contextlib.AsyncExitStack() as background:
+                # A subject's keys destroyed anywhere (an erasure) are dropped here at once.
+                await background.enter_async_context(key_management.listening(app.state.store))
                 if settings.run_jobs_in_server:
-                    await background.enter_async_context(jobs.running(settings))
+                    await background.enter_async_context(jobs.running(settings, app.state.store))
                 yield
         finally:
             fanning_out.cancel()

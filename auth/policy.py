@@ -93,6 +93,11 @@ def privacy_officer(principal: Principal, relation: Relation) -> bool:
     return principal.has(Scope.PRIVACY_REQUESTS)
 
 
+def legal_staff(principal: Principal, relation: Relation) -> bool:
+    """Staff with the legal scope (holds and disclosures), and nobody else."""
+    return principal.has(Scope.LEGAL_HOLDS)
+
+
 def may_introspect(principal: Principal, *, production: bool) -> bool:
     """Introspection maps the schema: in production only staff (the console) may run it;
     clients have the committed SDL as their contract."""
@@ -259,6 +264,27 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "byMail": owner,
         "alwaysByMail": owner,
     },
+    # Holds and disclosures are reached by the legal scope only (resolvers/legal.py); the
+    # subject sees a disclosure in their export once they may be told (privacy/legal.py).
+    "LegalHold": {
+        "id": reachable,
+        "authority": legal_staff,
+        "reference": legal_staff,
+        "reason": legal_staff,
+        "reviewOn": legal_staff,
+        "placedAt": legal_staff,
+        "liftedAt": legal_staff,
+        "active": legal_staff,
+    },
+    "LegalDisclosure": {
+        "id": reachable,
+        "authority": legal_staff,
+        "legalBasis": legal_staff,
+        "dataCategories": legal_staff,
+        "disclosedOn": legal_staff,
+        "subjectMayBeToldOn": legal_staff,
+        "recordedAt": legal_staff,
+    },
     "AuditEntry": {
         "id": reachable,
         "occurredAt": owner_or_privacy_officer,
@@ -290,6 +316,9 @@ PERSONAL_FIELDS: dict[str, frozenset[str]] = {
     # Listed so that the at-rest checks generated from this table cover its columns.
     "WalkInRequester": frozenset({"email", "name"}),
     "Invitation": frozenset({"email"}),
+    # The authority is a public body's name, not the person's data; what it holds them for is.
+    "LegalHold": frozenset({"reference", "reason"}),
+    "LegalDisclosure": frozenset({"legalBasis"}),
 }
 
 

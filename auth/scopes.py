@@ -27,6 +27,8 @@ class Scope(StrEnum):
     PROCESSORS_MANAGE = "processors:manage"
     MARKETING_SEND = "marketing:send"
     USAGE_READ = "usage:read"
+    LEGAL_HOLDS = "legal:holds"
+    CHILD_ACCOUNTS = "accounts:flag_child"
 
 
 DESCRIPTIONS: dict[Scope, str] = {
@@ -48,6 +50,8 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.PROCESSORS_MANAGE: "Keep the registry of processors and their transfer safeguards",
     Scope.MARKETING_SEND: "Write marketing campaigns and send them to the accounts that consent",
     Scope.USAGE_READ: "Read usage analytics: counts per feature and day, never per person",
+    Scope.LEGAL_HOLDS: "Place and lift legal holds, record legal disclosures, and read them",
+    Scope.CHILD_ACCOUNTS: "Flag an account as a child's: restricted at once, then erased",
 }
 
 
@@ -58,7 +62,13 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.AGENT: _STAFF,
     Role.TEAM_LEAD: _STAFF | {Scope.TICKETS_TEAM, Scope.TICKETS_ASSIGN, Scope.USERS_DIRECTORY},
     Role.PRIVACY_OFFICER: frozenset(
-        {Scope.PRIVACY_REQUESTS, Scope.USERS_DIRECTORY, Scope.PROCESSORS_MANAGE}
+        {
+            Scope.PRIVACY_REQUESTS,
+            Scope.USERS_DIRECTORY,
+            Scope.PROCESSORS_MANAGE,
+            Scope.LEGAL_HOLDS,
+            Scope.CHILD_ACCOUNTS,
+        }
     ),
     Role.ADMINISTRATOR: frozenset(
         {
@@ -73,6 +83,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
             Scope.NOTICES_ANNOUNCE,
             Scope.MARKETING_SEND,
             Scope.USAGE_READ,
+            Scope.LEGAL_HOLDS,
+            Scope.CHILD_ACCOUNTS,
         }
     ),
 }

@@ -27,6 +27,7 @@ from models.enums import (
 from models.exports import Export, ExportPart, part_id
 from models.jobs import Job
 from models.keys import DataKey, KeyRotation, KeyState
+from models.legal import LegalDisclosure, LegalHold
 from models.notices import Announcement, Campaign, Notice, NoticeFanout, NoticePreference
 from models.privacy import (
     AuditEvent,
@@ -67,6 +68,8 @@ __all__ = [
     "JobState",
     "KeyRotation",
     "KeyState",
+    "LegalDisclosure",
+    "LegalHold",
     "MailStatus",
     "Notice",
     "PersistedDocument",

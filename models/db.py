@@ -26,6 +26,7 @@ MODEL_MODULES = [
     "models.documents",
     "models.usage",
     "models.exports",
+    "models.legal",
 ]
 
 

@@ -91,6 +91,8 @@ class ConsentSource(StrEnum):
     GPC = "gpc"
     # Entries from before migration 0016, which did not tell web from mobile; never written now.
     API = "api"
+    # What an erasure keeps of a withdrawn purpose: the proof, without the person's details.
+    ERASURE = "erasure"
 
 
 class PrivacyRequestKind(StrEnum):
@@ -157,6 +159,8 @@ class PrivacyRequestAction(StrEnum):
     LINKED_AS_DUPLICATE = "linked_as_duplicate"
     # After its request was completed: the officer lifts the restriction it put in place.
     RESTRICTION_LIFTED = "restriction_lifted"
+    # An erasure the officer completed waits: a legal hold applies (P13). It runs once lifted.
+    ERASURE_BLOCKED = "erasure_blocked"
 
 
 class PrivacyRequestChannel(StrEnum):
@@ -164,6 +168,8 @@ class PrivacyRequestChannel(StrEnum):
 
     SELF_SERVICE = "self_service"
     CONTACT_ADDRESS = "contact_address"
+    # No one asked: staff found the account to be a child's and its erasure began (P29).
+    CHILD_ACCOUNT = "child_account"
 
 
 class TransferSafeguard(StrEnum):

@@ -85,6 +85,27 @@ class AddNullableColumn(ops.AddField):
         await super().database_backward(app_label, old_state, new_state, state_editor)
 
 
+class DescribeEnumValues(ops.AlterField):
+    """AlterField of an enum column that only gained values: its description changes, which
+    SQLite does not store, so there the database is left as it is (Tortoise would rebuild the
+    table and lose the indexes that later migrations' undoing drops). PostgreSQL gets the
+    column's new comment."""
+
+    async def database_forward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        if state_editor is not None and state_editor.client.capabilities.dialect == "sqlite":
+            return
+        await super().database_forward(app_label, old_state, new_state, state_editor)
+
+    async def database_backward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        if state_editor is not None and state_editor.client.capabilities.dialect == "sqlite":
+            return
+        await super().database_backward(app_label, old_state, new_state, state_editor)
+
+
 async def _with_foreign_keys_off(state_editor: Any, change: Any) -> None:
     if state_editor is None or state_editor.client.capabilities.dialect != "sqlite":
         await change

@@ -52,6 +52,16 @@ class AuditAction(StrEnum):
     RESTRICTION_APPLY = "restriction.apply"
     RESTRICTION_LIFT = "restriction.lift"
     RESTRICTION_LIFTED = "restriction.lifted"
+    # P13: legal holds placed and lifted, legal disclosures recorded.
+    LEGAL_HOLD_PLACE = "legal_hold.place"
+    LEGAL_HOLD_LIFT = "legal_hold.lift"
+    LEGAL_DISCLOSURE_RECORD = "legal_disclosure.record"
+    # P24: an erasure blocked by a hold, each step of one carried out, and its end.
+    ERASURE_BLOCK = "erasure.block"
+    ERASURE_STEP = "erasure.step"
+    ERASURE_COMPLETE = "erasure.complete"
+    # P29: staff found an account to be a child's.
+    CHILD_ACCOUNT_FLAG = "child_account.flag"
     PRIVACY_EXPORT_CREATE = "privacy_export.create"
     PRIVACY_EXPORT_DOWNLOAD = "privacy_export.download"
     # A download refused: its purpose says why (not_authorised, gone).

@@ -16,7 +16,9 @@ What is in it, and what is not:
   replies say only whether the subject wrote them;
 - secrets never: no password hash, no session or link token, no payment gateway token;
 - the processors are those OCIS hands personal data to (every registered one: OCIS keeps no
-  per-person record of transfers), with country and safeguard (P15, P30).
+  per-person record of transfers), with country and safeguard (P15, P30);
+- legal disclosures (P13) once the authority lets the subject be told, never before; legal
+  holds are the authority's matter (a hold's effect shows as a blocked erasure's step).
 
 Portability is the data the subject provided (profile, identities, payment methods, tickets and
 their own messages, consents, privacy requests), in the same schema with ``kind`` set to
@@ -49,6 +51,7 @@ from models import (
     ExportPart,
     ExportStatus,
     ExternalIdentity,
+    LegalDisclosure,
     Notice,
     NoticePreference,
     PaymentMethod,
@@ -62,7 +65,7 @@ from models import (
     User,
     part_id,
 )
-from privacy import audit, jobs, notices
+from privacy import audit, jobs, legal, notices
 from privacy.audit_actions import AuditAction
 
 KIND = "privacy.export"
@@ -237,6 +240,15 @@ def _processor(row: Processor) -> dict[str, Any]:
     }
 
 
+def _disclosure(row: LegalDisclosure) -> dict[str, Any]:
+    return {
+        "authority": row.authority,
+        "legalBasis": row.legal_basis,
+        "dataCategories": list(row.data_categories),
+        "disclosedOn": row.disclosed_on.isoformat(),
+    }
+
+
 def _dump(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -307,6 +319,7 @@ async def _sections(export: Export) -> AsyncIterator[tuple[str, AsyncIterator[An
         for name in ("signIns", "notices", "noticePreferences", "accountChanges", "accessLog"):
             yield name, rows([])
         yield "processors", rows([])
+        yield "legalDisclosures", rows([])
         return
     sign_ins = await SignInSession.filter(user_id=subject_id).order_by("created_at")
     yield "signIns", rows([_sign_in(row) for row in sign_ins])
@@ -325,6 +338,9 @@ async def _sections(export: Export) -> AsyncIterator[tuple[str, AsyncIterator[An
     yield "accessLog", rows(log)
     processors = await Processor.all().order_by("name")
     yield "processors", rows([_processor(row) for row in processors])
+    # Only those the authority lets the subject be told of by now (P13).
+    disclosures = await legal.told_disclosures(subject_id)
+    yield "legalDisclosures", rows([_disclosure(row) for row in disclosures])
 
 
 async def render(export: Export) -> AsyncIterator[str]:

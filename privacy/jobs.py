@@ -42,6 +42,7 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
+from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -94,6 +95,11 @@ class JobError(Exception):
             raise ValueError("a job error code is a short ASCII identifier")
         super().__init__(code)
         self.code = code
+
+
+class Park(Exception):
+    """The handler may not do its work for its subject now (a legal hold on them, P13): the
+    job is parked, its attempt not counted, until ``release_parked`` queues it again."""
 
 
 class LeaseLost(Exception):
@@ -199,6 +205,8 @@ class JobContext:
     attempt: int
     owner: str
     lease: timedelta
+    # The shared store, for handlers that end sign-ins or broadcast (None in a bare runner).
+    store: Redis | None = None
 
     async def checkpoint(self, step: int | str, **state: object) -> None:
         """Record that `step` is done (with the state to resume from) and renew the lease."""
@@ -241,6 +249,7 @@ class Runner:
     lease: timedelta = LEASE
     stop_grace: float = 20.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    store: Redis | None = None
 
     async def run_due(self, *, limit: int = 20, now: datetime | None = None) -> Report:
         """Run up to `limit` jobs due at `now` (default the present), one after another."""
@@ -275,6 +284,7 @@ class Runner:
             attempt=job.attempts,
             owner=self.owner,
             lease=self.lease,
+            store=self.store,
         )
         if job.attempts > job.max_attempts:  # its last worker died holding it
             return await self._failed(context, "lease_expired", final=True)
@@ -283,7 +293,7 @@ class Runner:
             and job.kind not in WHILE_RESTRICTED
             and await is_restricted(job.subject_id)
         ):
-            return await self._park(context)
+            return await self._park(context, "its subject's processing is restricted")
         function = HANDLERS.get(job.kind)
         if function is None:  # queued by a newer version: retried until it is deployed
             return await self._failed(
@@ -316,6 +326,8 @@ class Runner:
         if isinstance(error, LeaseLost):
             logger.warning("job %s (%s) lost its lease", job_id, job.kind)
             return "lost"
+        if isinstance(error, Park):
+            return await self._park(context, "its handler cannot work for its subject now")
         code = error.code if isinstance(error, JobError) else type(error).__name__[:64]
         return await self._failed(context, code, final=job.attempts >= job.max_attempts)
 
@@ -377,8 +389,9 @@ class Runner:
         logger.info("job %s (%s) released at shutdown", context.id, context.kind)
         return "released" if released else "lost"
 
-    async def _park(self, context: JobContext) -> str:
-        """Hold the job back, its attempt not counted, until its subject's restriction is lifted."""
+    async def _park(self, context: JobContext, why: str) -> str:
+        """Hold the job back, its attempt not counted, until released (its subject's
+        restriction or legal hold lifted)."""
         parked = await _held(context).update(
             state=JobState.PARKED,
             lease_owner=None,
@@ -388,9 +401,7 @@ class Runner:
         if not parked:
             return "lost"
         JOBS_FINISHED.labels(kind=context.kind, outcome="parked").inc()
-        logger.info(
-            "job %s (%s) parked: its subject's processing is restricted", context.id, context.kind
-        )
+        logger.info("job %s (%s) parked: %s", context.id, context.kind, why)
         return "parked"
 
     async def run_forever(self, poll_seconds: float) -> None:
@@ -416,26 +427,28 @@ async def is_restricted(subject_id: UUID) -> bool:
 
 
 async def release_parked(subject_id: UUID) -> int:
-    """Queue again, due now, the jobs parked while this subject was restricted."""
+    """Queue again, due now, the jobs parked while this subject was restricted or held (one
+    still restricted or held is parked again when claimed)."""
     return await Job.filter(subject_id=subject_id, state=JobState.PARKED).update(
         state=JobState.QUEUED, run_at=datetime.now(UTC)
     )
 
 
-def runner(settings: config.Settings) -> Runner:
+def runner(settings: config.Settings, store: Redis | None = None) -> Runner:
     """This process's job runner, with the configured lease."""
     return Runner(
         lease=timedelta(seconds=settings.job_lease_seconds),
         stop_grace=settings.job_stop_grace_seconds,
+        store=store,
     )
 
 
 @asynccontextmanager
-async def running(settings: config.Settings) -> AsyncIterator[Runner]:
+async def running(settings: config.Settings, store: Redis | None = None) -> AsyncIterator[Runner]:
     """Run this process's job loop while the block runs; at its end, let the job in hand finish
     (for the configured grace) or hand it back, then stop."""
     load_extra_kinds(settings)
-    loop = runner(settings)
+    loop = runner(settings, store)
     task = asyncio.create_task(loop.run_forever(settings.job_poll_seconds))
     logger.info("job runner %s started", loop.owner)
     try:
@@ -451,7 +464,7 @@ async def running(settings: config.Settings) -> AsyncIterator[Runner]:
 
 
 # The modules that register OCIS's own job kinds, imported by every process that runs jobs.
-KIND_MODULES = ("privacy.restriction", "privacy.exports", "privacy.retention")
+KIND_MODULES = ("privacy.restriction", "privacy.exports", "privacy.erasure", "privacy.retention")
 
 
 def load_extra_kinds(settings: config.Settings) -> None:

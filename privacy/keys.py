@@ -10,13 +10,18 @@ always "rows naming a superseded key", so a run that stops is resumed by the nex
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+from redis.asyncio import Redis
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
@@ -26,6 +31,13 @@ from models.crypto import KEY_ID_CHARS, KEY_ID_SQL_START, DecryptionError, KeyPu
 from models.keys import DataKey, KeyRotation, KeyState
 
 DEFAULT_BATCH_SIZE = 500
+# Every process listens here: a subject's keys destroyed (an erasure) are dropped from each
+# process's cache at once, not after the cache's lifetime.
+DESTROYED_CHANNEL = "ocis:keys:destroyed"
+# How long a listener waits for a message before looking at whether it should stop.
+LISTEN_POLL_SECONDS = 0.4
+
+logger = logging.getLogger("ocis.keys")
 
 Phase = Literal["re-wrap", "new keys", "re-encrypt", "settle", "retire"]
 
@@ -306,8 +318,13 @@ async def destroy_subject_keys(subject_id: UUID) -> int:
     """Erase every data key of a subject: all values sealed under them become unreadable.
 
     The rows stay; their encrypted attributes read as None. Other processes stop opening them
-    when their key cache expires (``models.keys.CACHE_TTL_SECONDS``). Returns how many keys.
+    when their key cache expires (``models.keys.CACHE_TTL_SECONDS``), or at once when told
+    (``destroy_and_broadcast``). Returns how many keys.
     """
+    return len(await _destroy(subject_id))
+
+
+async def _destroy(subject_id: UUID) -> list[str]:
     doomed = [
         str(key_id)
         for key_id in await DataKey.filter(purpose=KeyPurpose.DATA, subject_id=subject_id)
@@ -319,4 +336,73 @@ async def destroy_subject_keys(subject_id: UUID) -> int:
             state=KeyState.DESTROYED, wrapped_key=None, kek_id=None, updated_at=_now()
         )
     keys.forget_destroyed(subject_id, doomed)
-    return len(doomed)
+    return doomed
+
+
+async def destroy_and_broadcast(store: Redis, subject_ids: Iterable[UUID]) -> int:
+    """Destroy these subjects' data keys and tell every process sharing the store to drop its
+    cached copies at once; how many keys. Safe to repeat (the message names the subject, so a
+    repeat drops whatever a process still holds)."""
+    destroyed = 0
+    for subject_id in subject_ids:
+        doomed = await _destroy(subject_id)
+        destroyed += len(doomed)
+        message = json.dumps({"subject": str(subject_id), "keys": doomed})
+        await store.publish(DESTROYED_CHANNEL, message)
+    return destroyed
+
+
+def _forget_announced(raw: object) -> None:
+    try:
+        announced = json.loads(str(raw))
+        subject_id = UUID(str(announced["subject"]))
+        key_ids = [str(key_id) for key_id in announced["keys"]]
+    except (ValueError, KeyError, TypeError):
+        logger.warning("ignored a malformed key destruction message")
+        return
+    keys.forget_destroyed(subject_id, key_ids)
+    # The sealing keys of any subject named: their newest key may be among those destroyed.
+    keys.forget_subjects([subject_id])
+
+
+async def listen_for_destroyed_keys(store: Redis, stopping: asyncio.Event) -> None:
+    """Drop each data key another process destroyed as soon as it says so, until `stopping`.
+
+    A dropped connection may have missed a message: the whole cache is dropped then, and the
+    keys are loaded again as they are needed.
+    """
+    resubscribing = False
+    while not stopping.is_set():
+        pubsub = store.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(DESTROYED_CHANNEL)
+            if resubscribing:  # anything destroyed while not subscribed is forgotten too
+                keys.forget()
+            while not stopping.is_set():
+                message = await pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
+                if message is not None and message.get("type") == "message":
+                    _forget_announced(message.get("data"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the store went away: listen again once it is back
+            resubscribing = True
+            logger.warning("key destruction listener: %s; listening again", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=LISTEN_POLL_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+@asynccontextmanager
+async def listening(store: Redis) -> AsyncIterator[None]:
+    """Listen for destroyed keys while the block runs (every serving and working process)."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(listen_for_destroyed_keys(store, stopping))
+    try:
+        yield
+    finally:
+        stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

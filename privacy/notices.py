@@ -241,6 +241,19 @@ TEMPLATES.update(
             "\n\n{reason}\n\nWe tell you before it is lifted: it takes effect once this "
             "notice has been sent to you. " + _FOLLOW_IT,
         ),
+        "privacy_request.erasure_blocked": Template(
+            subject="The law requires us to keep your data for now",
+            body="On {at} we decided to erase your data as your privacy request received on "
+            "{received} asks, but a legal obligation requires us to keep it for now:\n\n"
+            "{reason}\n\nWe erase it as soon as that obligation ends, and tell you then. "
+            + _FOLLOW_IT,
+        ),
+        "privacy_request.child_account": Template(
+            subject="Your OCIS account will be erased",
+            body="On {at} we found that your OCIS account belongs to someone under 16, who may "
+            "not use OCIS:\n\n{reason}\n\nWe stopped using its data and erase it now. If "
+            "this is a mistake, write to {contact} at once.",
+        ),
         "privacy_export.ready": Template(
             subject="Your copy of your data is ready",
             body="The copy of your data you asked for is ready. Download it within 7 days (the "

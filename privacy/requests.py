@@ -83,6 +83,14 @@ STEPS: dict[PrivacyRequestAction, Step] = {
         AuditAction.RESTRICTION_LIFT,
         "privacy_request.restriction_lifted",
     ),
+    # An erasure the officer completed while a legal hold applies (privacy/erasure.py): it
+    # stays in progress, the subject is told why, and it completes once the hold is lifted.
+    Action.ERASURE_BLOCKED: Step(
+        frozenset({Status.IN_PROGRESS}),
+        None,
+        AuditAction.ERASURE_BLOCK,
+        "privacy_request.erasure_blocked",
+    ),
 }
 
 # How a request begins: the notice its subject gets.
@@ -91,6 +99,8 @@ OPENING_NOTICES: dict[PrivacyRequestAction, str] = {
     Action.REGISTERED: "privacy_request.registered",
     Action.LINKED_AS_DUPLICATE: "privacy_request.duplicate",
 }
+# A request no one made: staff found the account to be a child's (P29, privacy/erasure.py).
+CHILD_ACCOUNT_NOTICE = "privacy_request.child_account"
 
 
 def transitions() -> dict[PrivacyRequestStatus, frozenset[PrivacyRequestStatus]]:
@@ -182,11 +192,17 @@ async def take_and_tell(
 
 
 async def opened(
-    principal: Principal, request: PrivacyRequest, action: PrivacyRequestAction
+    principal: Principal,
+    request: PrivacyRequest,
+    action: PrivacyRequestAction,
+    *,
+    note: str | None = None,
+    notice: str | None = None,
 ) -> PrivacyRequestStep:
-    """The first step of a request the caller just saved, and its subject's notice."""
-    step = await _append(principal, request, action, None, None, request.received_at)
-    await _tell(request, OPENING_NOTICES[action], step)
+    """The first step of a request the caller just saved, and its subject's notice (the one
+    its opening action gives, unless `notice` names another)."""
+    step = await _append(principal, request, action, None, note, request.received_at)
+    await _tell(request, notice or OPENING_NOTICES[action], step)
     return step
 
 

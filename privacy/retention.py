@@ -26,7 +26,6 @@ a worker taking it over resumes at the next.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from models import (
     UserStatus,
     WalkInRequester,
 )
-from privacy import audit, audit_verify, jobs
+from privacy import audit, audit_verify, jobs, legal
 from privacy.audit_actions import AuditAction
 from privacy.audit_links import LEGACY_CHAIN
 
@@ -68,8 +67,8 @@ logger = logging.getLogger("ocis.retention")
 KIND = "privacy.retention"
 AUDIT_TRAIL = "audit_trail"
 
-# Whose data is held (privacy/legal.py): every subject under an active hold when called
-# without ids. A seam, so that a run can be given another source (tests, a dry run's snapshot).
+# Whose data is held: privacy/legal.py held_subjects, every subject under a hold active at
+# `now` when called without ids (a run asks once, so its categories agree on who is held).
 HeldSubjects = Callable[..., Awaitable[set[UUID]]]
 
 
@@ -241,6 +240,13 @@ KEPT: Mapping[str, str] = {
         "key material, no values: a key left without rows opens nothing; erasure destroys"
         " a subject's keys and rotate-keys deletes retired ones"
     ),
+    "legal_holds": (
+        "a hold is what keeps the data above; lifted, it stays the record of why data was"
+        " kept (P13)"
+    ),
+    "legal_disclosures": (
+        "the record of what the law made OCIS hand over, owed to the subject's export (P13)"
+    ),
     "announcements": "written by staff about OCIS; the author is a staff account kept with it",
     "campaigns": "written by staff about OCIS; the author is a staff account kept with it",
 }
@@ -270,20 +276,6 @@ class Report:
                 for name, count in self.counts.items()
             },
         }
-
-
-async def _no_holds(subject_ids: Iterable[UUID] | None = None, **_: Any) -> set[UUID]:
-    return set()
-
-
-def _held_subjects() -> HeldSubjects:
-    """privacy/legal.py's held_subjects once it exists; until then nobody is held."""
-    try:
-        legal = importlib.import_module("privacy.legal")
-    except ModuleNotFoundError:
-        return _no_holds
-    function: HeldSubjects = legal.held_subjects
-    return function
 
 
 def _subject(value: object) -> UUID | None:
@@ -409,7 +401,7 @@ async def run(
     `skip`: categories already done (a resumed job); `done` is awaited after each category.
     """
     moment = now or datetime.now(UTC)
-    holds = held_subjects or _held_subjects()
+    holds = held_subjects or legal.held_subjects
     held = await holds(None, now=moment)
     report = Report(dry_run=dry_run)
     skipped = set(skip)

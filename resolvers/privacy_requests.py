@@ -33,7 +33,7 @@ from models import (
     UserStatus,
     crypto,
 )
-from privacy import audit, objection, rectification, requests, restriction
+from privacy import audit, erasure, objection, rectification, requests, restriction
 from privacy.audit_actions import AuditAction
 from privacy.objection import ObjectionTarget
 from resolvers import consents, validation
@@ -407,9 +407,15 @@ async def complete_privacy_request(
     principal: Principal, request_id: UUID, outcome: str
 ) -> PrivacyRequest:
     """Close a request in progress with its outcome, which its subject is told; a completed
-    restriction request restricts its subject's processing (P25)."""
+    restriction request restricts its subject's processing (P25); a completed erasure request
+    erases its subject (P24), unless a legal hold keeps it in progress, blocked (P13)."""
     require_officer(principal)
     cleaned = _required(outcome, "outcome", MAX_OUTCOME)
+    erasing = await scoping.readable_privacy_requests(principal).get_or_none(
+        id=request_id, kind=PrivacyRequestKind.ERASURE
+    )
+    if erasing is not None:
+        return await _erase(principal, request_id, cleaned)
 
     def completed(request: PrivacyRequest) -> dict[str, object]:
         if request.corrections is not None:
@@ -430,6 +436,32 @@ async def complete_privacy_request(
         changes=completed,
         effect=carried_out,
     )
+
+
+async def _erase(principal: Principal, request_id: UUID, outcome: str) -> PrivacyRequest:
+    async with in_transaction():
+        request = (
+            await scoping.readable_privacy_requests(principal)
+            .select_for_update()
+            .get_or_none(id=request_id)
+        )
+        if request is None:
+            raise NotFound("No such privacy request.", field="requestId")
+        try:
+            requests.check(request, PrivacyRequestAction.COMPLETED)
+        except requests.IllegalStep as refused:
+            raise IllegalTransition(str(refused), field="requestId") from None
+        if await _blocked_already(request):
+            raise IllegalTransition(
+                "This erasure waits for a legal hold to be lifted.", field="requestId"
+            )
+        await erasure.order(principal, request, outcome)
+    return request
+
+
+async def _blocked_already(request: PrivacyRequest) -> bool:
+    last = await PrivacyRequestStep.filter(request_id=request.id).order_by("-at", "-id").first()
+    return last is not None and last.action == PrivacyRequestAction.ERASURE_BLOCKED
 
 
 async def decide_corrections(

@@ -20,6 +20,7 @@ from schema.context import Context, Info, Loaders
 from schema.errors import EXCEPTION_HANDLERS
 from schema.extensions import EXTENSIONS
 from schema.identities import IdentitiesMutation, LinkedIdentityType, SignInType
+from schema.legal import LegalMutation, LegalQuery
 from schema.local_accounts import LocalAccountsMutation
 from schema.marketing import MarketingMutation, MarketingQuery
 from schema.node import NodeQuery
@@ -72,6 +73,7 @@ Query = merge_types(
         QueuesQuery,
         MarketingQuery,
         UsageQuery,
+        LegalQuery,
     ),
 )
 Mutation = merge_types(
@@ -90,6 +92,7 @@ Mutation = merge_types(
         ProcessorsMutation,
         MarketingMutation,
         UsageMutation,
+        LegalMutation,
     ),
 )
 

@@ -16,7 +16,7 @@ from auth.relations import (
 )
 from auth.visitor_ids import Owner, Visitor
 from models import ConsentEntry, PrivacyRequest, PrivacyRequestStep
-from resolvers import consents, privacy_requests, restriction
+from resolvers import children, consents, privacy_requests, restriction
 from resolvers.privacy_requests import Objection, Registration
 from resolvers.rectification import CorrectionDecision, ProposedCorrection, corrections_of
 from resolvers.users import require_user
@@ -357,6 +357,26 @@ class RegisterPrivacyRequestInput:
     )
 
 
+@strawberry.input(description="Flag an account as a child's (P29).")
+class FlagChildAccountInput:
+    user_id: strawberry.ID
+    reason: str = strawberry.field(description="How it was found; its holder is told.")
+
+
+@strawberry.type
+class FlagChildAccountSuccess:
+    request_id: strawberry.ID = strawberry.field(
+        description="The erasure request it opened: completed, its erasure under way, or in"
+        " progress while a legal hold blocks it."
+    )
+
+
+FlagChildAccountResult = Annotated[
+    FlagChildAccountSuccess | IllegalTransitionError | MutationError,
+    strawberry.union("FlagChildAccountResult"),
+]
+
+
 @strawberry.input(description="Lift the restriction of an account's processing (P25).")
 class LiftRestrictionInput:
     user_id: strawberry.ID
@@ -686,6 +706,18 @@ class PrivacyMutation:
         _, subject = from_global_id(input.user_id, "User", "userId")
         request = await restriction.lift_restriction(info.context.principal, subject, input.reason)
         return _success(info, request)
+
+    @strawberry.mutation(
+        description="Privacy officer or administrator: flag an account as a child's (P29). It"
+        " is restricted at once and erased without a request of its holder's, unless a legal"
+        " hold applies (then its erasure request waits, blocked, until the hold is lifted)."
+    )
+    async def flag_child_account(
+        self, info: Info, input: FlagChildAccountInput
+    ) -> FlagChildAccountResult:
+        _, subject = from_global_id(input.user_id, "User", "userId")
+        request = await children.flag_child_account(info.context.principal, subject, input.reason)
+        return FlagChildAccountSuccess(request_id=to_global_id("PrivacyRequest", request.id))
 
 
 def consent_ids(context: Context) -> visitor_ids.VisitorIds:

@@ -24,6 +24,8 @@ from models import (
     ConsentEntry,
     ExternalIdentity,
     Invitation,
+    LegalDisclosure,
+    LegalHold,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestStep,
@@ -37,6 +39,7 @@ from models import (
 from models.crypto import DataCipher, DecryptionError, Keyring
 from models.fields import EncryptedField
 from models.keys import DataKey
+from schema.relay import to_global_id
 from tests.helpers import DEMO_PASSWORD, Api, sign_in, verify_by_link
 
 AsUser = Callable[[str | None], Awaitable[Api]]
@@ -564,6 +567,8 @@ STORED_AS: dict[str, type[Model]] = {
     "LinkedIdentity": ExternalIdentity,
     "WalkInRequester": WalkInRequester,
     "Invitation": Invitation,
+    "LegalHold": LegalHold,
+    "LegalDisclosure": LegalDisclosure,
 }
 COMPUTED = {"ConsentState"}
 # Personal columns that are not text: EncryptedField seals text only, so a dump shows these.
@@ -643,6 +648,15 @@ async def test_a_canary_in_every_personal_text_column_is_absent_from_every_dump(
         'mutation { inviteStaff(email: "invited@example.com", roles: [AGENT]) { __typename } }'
     )
     assert "errors" not in invited, invited
+    officer = await as_user("privacy@example.com")
+    legal = await officer.gql(
+        'mutation($u: ID!, $day: Date!) { placeLegalHold(input: {userId: $u, authority: "Court",'
+        ' reference: "R-1", reason: "An inquiry", reviewOn: "2099-01-01"}) { __typename }'
+        ' recordLegalDisclosure(input: {userId: $u, authority: "Police", legalBasis: "An order",'
+        ' dataCategories: ["tickets"], disclosedOn: $day}) { __typename } }',
+        {"u": to_global_id("User", user.id), "day": datetime.now(UTC).date().isoformat()},
+    )
+    assert "errors" not in legal, legal
     tag = uuid.uuid4().hex[:8]
     canaries: dict[str, str] = {}
     too_short: list[str] = []

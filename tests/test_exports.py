@@ -31,6 +31,7 @@ from models import (
     ExportStatus,
     ExternalIdentity,
     Job,
+    LegalDisclosure,
     MailStatus,
     Notice,
     NoticePreference,
@@ -254,6 +255,7 @@ NOT_THE_SUBJECTS = {
     "Export": "the export itself",
     "ExportPart": "the export itself",
     "Job": "work queued about the subject: ids only (P10), parked while they are restricted",
+    "LegalHold": "the authority's matter; its effect shows as a blocked erasure's step (P13)",
 }
 
 
@@ -333,6 +335,15 @@ async def seed_canaries(user: User, staff: User) -> dict[str, str]:
         mail_due_at=datetime.now(UTC),
     )
     await NoticePreference.create(user=user, kind=c["NoticePreference"], by_mail=False)
+    await LegalDisclosure.create(
+        subject=user,
+        authority="Court",
+        legal_basis=c["LegalDisclosure"],
+        data_categories=["tickets"],
+        disclosed_on=datetime.now(UTC).date() - timedelta(days=30),
+        subject_may_be_told_on=datetime.now(UTC).date(),
+        recorded_at=datetime.now(UTC),
+    )
     await audit.record(
         ANONYMOUS,
         action=AuditAction.PERSONAL_DATA_READ,

@@ -177,6 +177,9 @@ def test_every_encrypted_model_says_whose_data_it_holds(app: Any) -> None:
         "ExternalIdentity": ("user_id",),
         # An invitation's address belongs to no account until it is accepted.
         "Invitation": ("id",),
+        # Legal holds and disclosures: about their subject, shredded with them.
+        "LegalDisclosure": ("subject_id",),
+        "LegalHold": ("subject_id",),
         # A mail to an address without an account is its own subject.
         "Notice": ("user_id", "id"),
         "PaymentMethod": ("user_id",),

@@ -385,6 +385,37 @@ CASES: list[tuple[str, str | None, str, str, str | None]] = [
         "InvalidInputError",
         "feature",
     ),
+    (
+        "placeLegalHold",
+        "customer@example.com",
+        'input: {userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA",'
+        ' authority: "Court", reference: "1", reason: "r", reviewOn: "2099-01-01"}',
+        "ForbiddenError",
+        None,
+    ),
+    (
+        "liftLegalHold",
+        "privacy@example.com",
+        'holdId: "TGVnYWxIb2xkOjAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMA"',
+        "NotFoundError",
+        "holdId",
+    ),
+    (
+        "recordLegalDisclosure",
+        "privacy@example.com",
+        'input: {userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA",'
+        ' authority: "Court", legalBasis: "Order", dataCategories: ["tickets"],'
+        ' disclosedOn: "2026-01-01"}',
+        "NotFoundError",
+        "userId",
+    ),
+    (
+        "flagChildAccount",
+        "agent@example.com",
+        'input: {userId: "VXNlcjowMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA", reason: "12"}',
+        "ForbiddenError",
+        None,
+    ),
 ]
 
 

@@ -53,6 +53,8 @@ from models import (
     ConsentSource,
     ExternalIdentity,
     Invitation,
+    LegalDisclosure,
+    LegalHold,
     PaymentMethod,
     PrivacyRequest,
     PrivacyRequestAction,
@@ -97,12 +99,16 @@ _OWN_ONLY: dict[str, Reach] = {
 OWNER_MESSAGES = frozenset({"m_owner", "m_reply", "m_note"})
 # Staff administration's rows: administrators reach all of them, nobody else any.
 _ADMIN_ONLY: dict[str, Reach] = {"Invitation": NONE, "Team": NONE}
+# Legal holds and disclosures: the legal scope (the officer, administrators) reaches them all.
+_LEGAL_ONLY: dict[str, Reach] = {"LegalHold": NONE, "LegalDisclosure": NONE}
+_LEGAL_ALL: dict[str, Reach] = dict.fromkeys(_LEGAL_ONLY, ALL)
 
 # Row scoping per viewer and type (auth/scoping.py, resolvers/nodes.py, the list loaders).
 REACH: dict[str, dict[str, Reach]] = {
     "owner": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": frozenset({"owner", "agent"}),
         "Ticket": frozenset({"t_open", "t_solved"}),
         "TicketMessage": frozenset({"m_owner", "m_reply", "m_solved"}),
@@ -110,6 +116,7 @@ REACH: dict[str, dict[str, Reach]] = {
     "other": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": frozenset({"other"}),
         "Ticket": frozenset({"t_other", "t_behalf"}),
         "TicketMessage": frozenset({"m_other", "m_behalf"}),
@@ -117,6 +124,7 @@ REACH: dict[str, dict[str, Reach]] = {
     "agent": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": frozenset({"agent", "owner"}),  # not "other": t_behalf awaits them
         "Ticket": frozenset({"t_open", "t_walkin", "t_behalf"}),
         "TicketMessage": OWNER_MESSAGES | {"m_walkin", "m_behalf"},
@@ -124,6 +132,7 @@ REACH: dict[str, dict[str, Reach]] = {
     "agent2": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": frozenset({"agent2", "other"}),
         "Ticket": frozenset({"t_other"}),
         "TicketMessage": frozenset({"m_other"}),
@@ -131,6 +140,7 @@ REACH: dict[str, dict[str, Reach]] = {
     "lead": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": ALL,
         "Ticket": frozenset(
             {"t_open", "t_solved", "t_walkin", "t_walkin_old", "t_walkin_done", "t_behalf"}
@@ -141,6 +151,7 @@ REACH: dict[str, dict[str, Reach]] = {
     "officer": {
         **_OWN_ONLY,
         **_ADMIN_ONLY,
+        **_LEGAL_ONLY,
         "User": ALL,
         "Ticket": NONE,
         "TicketMessage": NONE,
@@ -148,6 +159,7 @@ REACH: dict[str, dict[str, Reach]] = {
         "ConsentEntry": ALL,
         "PrivacyRequestStep": ALL,
         "AuditEntry": ALL,
+        **_LEGAL_ALL,
     },
     "admin": {
         **_OWN_ONLY,
@@ -161,8 +173,11 @@ REACH: dict[str, dict[str, Reach]] = {
         "LinkedIdentity": ALL,
         "Invitation": ALL,
         "Team": ALL,
+        **_LEGAL_ALL,
     },
-    "anonymous": dict.fromkeys([*_OWN_ONLY, *_ADMIN_ONLY, "User", "Ticket", "TicketMessage"], NONE),
+    "anonymous": dict.fromkeys(
+        [*_OWN_ONLY, *_ADMIN_ONLY, *_LEGAL_ONLY, "User", "Ticket", "TicketMessage"], NONE
+    ),
 }
 
 RowFilter = Callable[["World", "Viewer", "Obj", str], bool]
@@ -256,6 +271,22 @@ ROOTS: dict[str, RootSpec] = {
         scope=Scope.PRIVACY_REQUESTS,
         rows=lambda w, v, o, s: o.row.status in OPEN_REQUESTS,
     ),
+    "legalHoldsOf": RootSpec(
+        args="(userId: $subject)",
+        variables="($subject: ID!)",
+        signed_in=True,
+        scope=Scope.LEGAL_HOLDS,
+        rows=lambda w, v, o, s: o.subject == s,
+        subjects=("owner", "other"),
+    ),
+    "legalDisclosuresOf": RootSpec(
+        args="(userId: $subject)",
+        variables="($subject: ID!)",
+        signed_in=True,
+        scope=Scope.LEGAL_HOLDS,
+        rows=lambda w, v, o, s: o.subject == s,
+        subjects=("owner", "other"),
+    ),
     "invitations": RootSpec(scope=Scope.STAFF_ADMIN),
     "teams": RootSpec(scope=Scope.STAFF_ADMIN),
 }
@@ -267,6 +298,7 @@ COMPUTED: dict[tuple[str, str], Callable[[Obj, Viewer], Any]] = {
     ("User", "pendingPolicyAcceptance"): lambda obj, viewer: False,
     # Every request of this world is due in the future.
     ("PrivacyRequest", "overdue"): lambda obj, viewer: False,
+    ("LegalHold", "active"): lambda obj, viewer: obj.row.lifted_at is None,
 }
 
 # Values without rows of their own, as the domain decodes them from their owner's row.
@@ -751,6 +783,29 @@ async def build_world(app: Any, client: httpx.AsyncClient) -> World:
             note=world.canary(),
         )
         world.add("PrivacyRequestStep", f"ps_{key}", step, key)
+    for index, key in enumerate(("owner", "other")):
+        hold = await LegalHold.create(
+            subject=users[key],
+            authority=world.canary(),
+            reference=world.canary(),
+            reason=world.canary(),
+            review_on=date(2031, 1, 1 + index),
+            placed_by=users["officer"],
+            placed_at=now - timedelta(days=1),
+            lifted_at=now if index else None,
+        )
+        world.add("LegalHold", f"lh_{key}", hold, key)
+        disclosure = await LegalDisclosure.create(
+            subject=users[key],
+            authority=world.canary(),
+            legal_basis=world.canary(),
+            data_categories=["tickets"],
+            disclosed_on=date(2026, 1, 1 + index),
+            subject_may_be_told_on=date(2027, 1, 1 + index),
+            recorded_by=users["officer"],
+            recorded_at=now,
+        )
+        world.add("LegalDisclosure", f"ld_{key}", disclosure, key)
     for key, actor, subject in (
         ("ae_owner", "agent", "owner"),
         ("ae_owner_self", "owner", "owner"),

@@ -23,8 +23,10 @@ from tortoise import Tortoise
 from tortoise.exceptions import OperationalError
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 import settings as config
+from auth.principal import ANONYMOUS
 from models import (
     AccountToken,
     AccountTokenPurpose,
@@ -54,7 +56,7 @@ from models import (
     part_id,
 )
 from models.fields import EncryptedField
-from privacy import audit_verify, jobs, retention
+from privacy import audit_verify, jobs, legal, retention
 from privacy.audit_checkpoints import checkpoint_body, put
 from privacy.audit_links import genesis, keyed_link
 from privacy.audit_state import current_config
@@ -345,6 +347,40 @@ async def test_a_dry_run_counts_what_the_run_deletes_and_a_second_run_finds_noth
     assert await audit_verify.verify_chain() == audit_verify.ChainReport(
         (await AuditEvent.all().count()), None, None
     )
+
+
+async def test_a_legal_hold_keeps_its_subjects_rows_until_it_is_lifted(app: Any) -> None:
+    """Through privacy/legal.py, as a run without a given source of holds asks it."""
+    held_person, someone = await person("Hal Held"), await person()
+    kept = {name: await seed(held_person, expired(name)) for name, seed in SEEDS.items()}
+    gone = {name: await seed(someone, expired(name)) for name, seed in SEEDS.items()}
+    async with in_transaction():
+        hold = await legal.place_hold(
+            ANONYMOUS,
+            held_person.id,
+            authority="A court",
+            reference="Case 1",
+            reason="Litigation",
+            review_on=(NOW + timedelta(days=90)).date(),
+        )
+    # Only rows about an account can be held (a hold names an account).
+    holdable = {name for name, (_, _, subject) in kept.items() if subject == held_person.id}
+    assert holdable >= {"sign_ins", "closed_tickets", "privacy_requests", "audit_trail"}
+    dry = await retention.run(DAYS, dry_run=True)
+    report = await retention.run(DAYS)
+    assert dry.counts == report.counts
+    for name in SEEDS:
+        held = 1 if name in holdable else 0
+        assert (report.counts[name].deleted, report.counts[name].held) == (2 - held, held), name
+        assert not await exists(gone[name]), name
+        assert await exists(kept[name]) is (name in holdable), name
+    async with in_transaction():
+        await legal.lift_hold(ANONYMOUS, hold)
+    after = await retention.run(DAYS)
+    assert {name: (count.deleted, count.held) for name, count in after.counts.items()} == {
+        name: (1 if name in holdable else 0, 0) for name in SEEDS
+    }
+    assert (await audit_verify.verify_chain()).intact
 
 
 async def test_what_goes_with_a_deleted_row_goes_and_nothing_else(app: Any) -> None:

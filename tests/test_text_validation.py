@@ -386,6 +386,10 @@ _CONSENT_ID = (
     "a consent id we issued, only checked against its HMAC: anything else is refused"
     " (tests/test_visitor_consent.py), and only its random id is stored"
 )
+_LEGAL = (
+    "checked by validation.text like every staff text; its refusals are tested in"
+    " tests/test_holds.py, where the accounts they name exist"
+)
 NOT_TEXT: dict[tuple[str, str], str] = {
     ("register", "password"): _SECRET,
     ("acceptInvitation", "password"): _SECRET,
@@ -406,6 +410,13 @@ NOT_TEXT: dict[tuple[str, str], str] = {
     ("liftRestriction", "reason"): "checked by validation.text like every officer's reason; its"
     " refusals are tested in tests/test_restriction.py, where a restricted subject exists",
     ("verifyEmail", "visitorId"): _CONSENT_ID,
+    ("placeLegalHold", "authority"): _LEGAL,
+    ("placeLegalHold", "reference"): _LEGAL,
+    ("placeLegalHold", "reason"): _LEGAL,
+    ("recordLegalDisclosure", "authority"): _LEGAL,
+    ("recordLegalDisclosure", "legalBasis"): _LEGAL,
+    ("recordLegalDisclosure", "dataCategories"): _LEGAL,
+    ("flagChildAccount", "reason"): _LEGAL,
     ("setNoticePreference", "kind"): "matched exactly against the known kinds of notice and"
     " never stored otherwise: any other value is refused (see the test below)",
 }
