@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import getpass
+import json
 import logging
 import os
 import shutil
@@ -25,7 +26,7 @@ from auth.store import connect_store
 from models import db
 from models.keys import CACHE_TTL_SECONDS
 from observability import configure_logging
-from privacy import audit, audit_verify, fanout, jobs, mail
+from privacy import audit, audit_verify, fanout, jobs, mail, retention
 from privacy import keys as key_management
 
 AppFactory = Callable[[config.Settings], ASGIApp]
@@ -214,13 +215,44 @@ async def _worker(settings: config.Settings) -> int:
         async with key_management.listening(store), jobs.running(settings, store):
             mailer = asyncio.create_task(mail.run_forever(settings)) if settings.smtp_url else None
             fanning_out = asyncio.create_task(fanout.run_forever(settings))
+            # Every worker queues each period's retention run; the dedupe key keeps one.
+            scheduling = (
+                asyncio.create_task(retention.schedule_forever(settings))
+                if settings.retention_every_hours > 0
+                else None
+            )
             await stop.wait()
             logging.getLogger("ocis.worker").info("worker stopping")
-            for task in (fanning_out, mailer):
+            for task in (fanning_out, mailer, scheduling):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+    finally:
+        await audit.checkpoint_at_shutdown()
+        await store.aclose()
+        await db.disconnect()
+    return 0
+
+
+async def _retention(settings: config.Settings, dry_run: bool) -> int:
+    """Delete what outlived its retention period (or only count it), one line per category
+    and a JSON line of the counts."""
+    await db.connect(
+        settings.database_url,
+        settings.master_key,
+        settings.previous_master_keys,
+        settings.db_pool_size,
+    )
+    store = connect_store(settings.redis_url)
+    try:
+        await audit.prime_head(settings, store if settings.redis_url else None)
+        report = await retention.run(
+            settings.retention_days, dry_run=dry_run, batch_size=settings.retention_batch_size
+        )
+        for line in retention.describe(report, settings.retention_days):
+            print(line)  # noqa: T201
+        print(json.dumps(report.as_json(), sort_keys=True))  # noqa: T201
     finally:
         await audit.checkpoint_at_shutdown()
         await store.aclose()
@@ -358,6 +390,13 @@ def parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", default="Administrator")
     commands.add_parser("audit-verify", help="verify the audit hash chain")
+    retain = commands.add_parser(
+        "retention",
+        help="delete what outlived its retention period (OCIS_RETENTION_*_DAYS), holds skipped",
+    )
+    retain.add_argument(
+        "--dry-run", action="store_true", help="count what a run would delete; delete nothing"
+    )
     rotate = commands.add_parser(
         "rotate-keys",
         help="re-wrap keys under OCIS_MASTER_KEY, give every subject a new data key, re-encrypt",
@@ -402,6 +441,8 @@ def run(
         return asyncio.run(_worker(settings))
     if args.command == "register-documents":
         return _register_documents(settings, args.manifest, check_document)
+    if args.command == "retention":
+        return asyncio.run(_retention(settings, args.dry_run))
     if args.command == "migrate":
         asyncio.run(db.migrate(settings.database_url))
         print("migrations applied")  # noqa: T201

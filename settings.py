@@ -33,6 +33,27 @@ DEFAULT_COST_BUDGET_PER_MINUTE = 120_000
 DEFAULT_DB_POOL_SIZE = 10
 TEAM_NAME_LENGTH = 100
 
+# How long each category of personal data is kept, in days, before a retention run deletes it
+# (privacy/retention.py, whose table names these same categories; the README says why each).
+# Each is set by OCIS_RETENTION_<CATEGORY>_DAYS (upper case).
+RETENTION_DAYS: Mapping[str, int] = {
+    "sign_ins": 90,
+    "account_tokens": 30,
+    "invitations": 90,
+    "notices": 365,
+    "exports": 14,
+    "closed_tickets": 1095,
+    "walk_in_requesters": 30,
+    "privacy_requests": 1095,
+    "erased_account_consents": 1095,
+    "visitor_consents": 1095,
+    "jobs": 30,
+    "audit_trail": 730,
+}
+# The longest period accepted: a typo of a few digits more should not keep data for ever.
+MAX_RETENTION_DAYS = 36_500
+DEFAULT_RETENTION_BATCH = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Routing:
@@ -114,6 +135,11 @@ class Settings:
     # console) are exempt (auth.policy.may_run_unregistered_documents). Off: any valid document
     # runs, and automatic persisted queries register themselves.
     trusted_documents_only: bool = False
+    # Retention (P21, privacy/retention.py): days kept per category, rows deleted per
+    # transaction, and how often `worker` processes run it (0: never on a schedule).
+    retention_days: Mapping[str, int] = field(default_factory=lambda: dict(RETENTION_DAYS))
+    retention_batch_size: int = DEFAULT_RETENTION_BATCH
+    retention_every_hours: float = 24.0
 
     @property
     def is_production(self) -> bool:
@@ -355,6 +381,42 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _retention_days(env: Mapping[str, str]) -> dict[str, int]:
+    """OCIS_RETENTION_<CATEGORY>_DAYS, each a whole number of days from 1; unset: the default."""
+    days = {}
+    for category, default in RETENTION_DAYS.items():
+        name = f"OCIS_RETENTION_{category.upper()}_DAYS"
+        days[category] = _positive(env, name, default)
+        if days[category] > MAX_RETENTION_DAYS:
+            raise ConfigurationError(f"{name} must be at most {MAX_RETENTION_DAYS} days")
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith("OCIS_RETENTION_")
+        and name.endswith("_DAYS")
+        and name.removeprefix("OCIS_RETENTION_").removesuffix("_DAYS").lower() not in RETENTION_DAYS
+    )
+    if unknown:
+        raise ConfigurationError(
+            f"{unknown[0]}: no such retention category (one of "
+            + ", ".join(category.upper() for category in RETENTION_DAYS)
+            + ")"
+        )
+    return days
+
+
+def _hours(raw: str | None, variable: str, default: float) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 24 * 366:
+        raise ConfigurationError(f"{variable} must be a number of hours from 0 (off) to 8784")
+    return value
+
+
 def _cors_origins(raw: str) -> tuple[str, ...]:
     """CORS_ORIGINS: origins (scheme://host[:port]) trusted with credentials; never `*`."""
     origins = []
@@ -449,6 +511,15 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         graphql_get=_unless_unset(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
         trusted_documents_only=_flag(
             env.get("OCIS_TRUSTED_DOCUMENTS_ONLY"), "OCIS_TRUSTED_DOCUMENTS_ONLY", False
+        ),
+        retention_days=_retention_days(env),
+        retention_batch_size=_positive(
+            env, "OCIS_RETENTION_BATCH_SIZE", defaults.retention_batch_size
+        ),
+        retention_every_hours=_hours(
+            env.get("OCIS_RETENTION_EVERY_HOURS"),
+            "OCIS_RETENTION_EVERY_HOURS",
+            defaults.retention_every_hours,
         ),
     )
     if settings.cost_budget_per_minute < settings.max_query_cost:

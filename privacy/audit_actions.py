@@ -68,6 +68,9 @@ class AuditAction(StrEnum):
     PRIVACY_EXPORT_DOWNLOAD = "privacy_export.download"
     # A download refused: its purpose says why (not_authorised, gone).
     PRIVACY_EXPORT_DOWNLOAD_REFUSE = "privacy_export.download_refuse"
+    # A retention run deleted what outlived its period (P21): one record per category and run,
+    # the category as its entity id (counts are in the run's output, never per person).
+    RETENTION_DELETE = "retention.delete"
     POLICY_PUBLISH = "policy.publish"
     POLICY_ACCEPT = "policy.accept"
     ANNOUNCEMENT_SEND = "announcement.send"

@@ -16,7 +16,7 @@ it to the application, and the retention run decides how it is allowed.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,15 +34,13 @@ from privacy.audit_links import (
 from privacy.audit_state import Head, current_config, read_head
 
 
-async def prune_before(
-    cutoff: datetime, delete: Callable[[list[str]], Awaitable[None]]
-) -> dict[str, int]:
-    """Anchor each keyed chain at its last record before ``cutoff`` and delete up to there.
+async def prune_points(cutoff: datetime, stop: Mapping[str, int] | None = None) -> dict[str, Head]:
+    """Per keyed chain, its last record before ``cutoff`` that may be pruned (position, hash).
 
-    ``delete`` runs the DELETE statements (the append-only triggers refuse them to the
-    application). Returns the pruned position per chain.
+    A chain's newest record always stays: appends go on from it, and it bears the checkpoint.
+    ``stop``: per chain, a position from which nothing is pruned (a record kept for a hold).
     """
-    pruned: dict[str, int] = {}
+    points: dict[str, Head] = {}
     chains = (
         await AuditEvent.filter(occurred_at__lt=cutoff)
         .exclude(chain=LEGACY_CHAIN)
@@ -51,35 +49,66 @@ async def prune_before(
     )
     for chain in sorted({str(name) for name in chains}):
         newest, _ = await read_head(chain)
-        # The newest record stays: appends go on from it, and it bears the checkpoint.
+        below = min(newest, (stop or {}).get(chain, newest))
         last = (
-            await AuditEvent.filter(chain=chain, occurred_at__lt=cutoff, position__lt=newest)
+            await AuditEvent.filter(chain=chain, occurred_at__lt=cutoff, position__lt=below)
             .order_by("-position")
             .only("position", "hash")
             .first()
         )
-        if last is None:
-            continue
+        if last is not None:
+            points[chain] = (last.position, last.hash)
+    if any(not chain.replace(".", "").isalnum() for chain in points):
+        raise ValueError("an audit chain name is not one of ours")
+    return points
+
+
+async def prune_before(
+    cutoff: datetime,
+    delete: Callable[[list[str]], Awaitable[None]],
+    *,
+    stop: Mapping[str, int] | None = None,
+    batch_size: int | None = None,
+) -> dict[str, int]:
+    """Anchor each keyed chain at its last record before ``cutoff`` and delete up to there.
+
+    ``delete`` runs the DELETE statements (the append-only triggers refuse them to the
+    application); with ``batch_size``, once per that many positions of a chain, oldest first
+    (each anchored already, so a prune cut short still verifies). ``stop``: as for
+    ``prune_points``. Returns the pruned position per chain.
+    """
+    points = await prune_points(cutoff, stop)
+    for chain, (position, hash_) in points.items():
         await put(
             f"anchor-{chain}",
             {
                 "kind": "anchor",
-                "chains": {chain: [last.position, last.hash]},
+                "chains": {chain: [position, hash_]},
                 "at": datetime.now(UTC).isoformat(),
             },
         )
-        pruned[chain] = last.position
-    if any(not chain.replace(".", "").isalnum() for chain in pruned):
-        raise ValueError("an audit chain name is not one of ours")
-    if pruned:
+    if not points:
+        return {}
+    # Chain names are our hex writer ids (checked above), positions integers.
+    delete_sql = "DELETE FROM audit_events WHERE chain = '{}' AND position > {} AND position <= {}"
+    if batch_size is None:
         await delete(
-            [
-                # Chain names are our hex writer ids (checked above), positions integers.
-                f"DELETE FROM audit_events WHERE chain = '{chain}' AND position <= {position}"  # noqa: S608
-                for chain, position in pruned.items()
-            ]
+            [delete_sql.format(chain, 0, position) for chain, (position, _) in points.items()]
         )
-    return pruned
+    else:
+        for chain, (position, _) in points.items():
+            oldest = (
+                await AuditEvent.filter(chain=chain)
+                .order_by("position")
+                .first()
+                .values_list("position", flat=True)
+            )
+            low = int(oldest) - 1 if isinstance(oldest, int) else 0
+            while low < position:
+                high = min(low + batch_size, position)
+                await delete([delete_sql.format(chain, low, high)])
+                low = high
+    return {chain: position for chain, (position, _) in points.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -470,7 +470,7 @@ async def running(settings: config.Settings, store: Redis | None = None) -> Asyn
 
 
 # The modules that register OCIS's own job kinds, imported by every process that runs jobs.
-KIND_MODULES = ("privacy.restriction", "privacy.exports", "privacy.erasure")
+KIND_MODULES = ("privacy.restriction", "privacy.exports", "privacy.erasure", "privacy.retention")
 
 
 def load_extra_kinds(settings: config.Settings) -> None:
