@@ -158,6 +158,13 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "author": reachable,
         "createdAt": reachable,
     },
+    # A subscription's event: only rows the subscriber reaches at that moment are in it
+    # (resolvers/live.py), and their own fields keep their own rules.
+    "TicketEvent": {
+        "kind": reachable,
+        "ticket": reachable,
+        "message": reachable,
+    },
     "SignIn": {
         "id": reachable,
         "method": owner_or_security,

@@ -6,17 +6,18 @@ TicketMessage types as a query, so every field passes the same need-to-know rule
 read of another person's data is audited (schema/extensions.py AccessAudit).
 """
 
-from __future__ import annotations
-
 from collections.abc import AsyncGenerator, Callable
+from uuid import UUID
 
 import strawberry
 
+from auth.policy import Relation
 from resolvers import live, tickets
 from resolvers.live import TicketEvent, TicketEventKind
 from resolvers.users import require_user
 from schema.context import Info, LiveConnection
 from schema.errors import PublicError, coded_errors
+from schema.need_to_know import personal_data
 from schema.relay import from_global_id
 from schema.tickets import TicketMessageType, TicketType, message_node, ticket_nodes
 
@@ -24,13 +25,20 @@ from schema.tickets import TicketMessageType, TicketType, message_node, ticket_n
 TOO_SLOW = 1013
 
 
+@personal_data
 @strawberry.type(name="TicketEvent", description="Something that happened on a ticket you may see.")
 class TicketEventType:
+    # The subscriber's relation to the ticket's requester, as the ticket has it.
+    relation: strawberry.Private[Relation]
     kind: TicketEventKind
     ticket: TicketType
     message: TicketMessageType | None = strawberry.field(
         description="The reply or internal note, for REPLY and INTERNAL_NOTE."
     )
+
+    @property
+    def subject_id(self) -> UUID | None:
+        return self.ticket.subject_id
 
 
 def _over_websocket(info: Info) -> LiveConnection:
@@ -66,7 +74,9 @@ async def _events(
             context.fresh_loaders()
             (ticket,) = await ticket_nodes(info, [rows.ticket])
             message = await message_node(info, rows.message) if rows.message else None
-            yield TicketEventType(kind=rows.kind, ticket=ticket, message=message)
+            yield TicketEventType(
+                relation=ticket.relation, kind=rows.kind, ticket=ticket, message=message
+            )
 
 
 @strawberry.type

@@ -1269,7 +1269,7 @@ PUBLISHED = frozenset({"PrivacyPolicy", "PolicyVersion", "Announcement", "Proces
 
 def _holds_no_personal_data(gql_type: GraphQLObjectType) -> bool:
     fields = gql_type.fields
-    if gql_type.name in {"Query", "Mutation", "PageInfo"} | PUBLISHED:
+    if gql_type.name in {"Query", "Mutation", "Subscription", "PageInfo"} | PUBLISHED:
         return True
     if gql_type.name in COUNTS_ONLY:
         return all(get_named_type(f.type).name in {"ID", "Int"} for f in fields.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import settings as config
 from auth.policy import FIELD_POLICY
 from models import AuditEvent, Ticket, TicketMessage, TicketStatus, User, crypto
+from observability import without_websocket_handshakes
 from resolvers import live
 from resolvers.demo import seed_help_desk
 from schema.relay import to_global_id
@@ -349,6 +351,46 @@ async def test_subscriptions_have_the_depth_limit_of_queries(
         answer = await live_socket.receive()
         assert answer["type"] == "error", answer
         assert "depth" in answer["payload"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("changed", "code"),
+    [
+        pytest.param({"max_query_cost": 3}, "QUERY_TOO_COSTLY", id="cost"),
+        pytest.param({"trusted_documents_only": True}, "DOCUMENT_NOT_TRUSTED", id="trusted only"),
+    ],
+)
+async def test_subscriptions_have_the_cost_and_document_rules_of_queries(
+    app: Any, demo: None, client: httpx.AsyncClient, changed: dict[str, Any], code: str
+) -> None:
+    cookie = await sign_in(client, CUSTOMER)
+    app.state.settings = config.Settings(**{**vars_of(app.state.settings), **changed})
+    async with serving(app) as address, socket(address, cookie=cookie) as live_socket:
+        assert (await live_socket.init())["type"] == "connection_ack"
+        await live_socket.subscribe("s", MY_TICKET_EVENTS)
+        answer = await live_socket.receive()
+        assert answer["type"] in {"error", "next"}, answer
+        assert answer["payload"]["errors" if answer["type"] == "next" else 0]
+        errors = answer["payload"]["errors"] if answer["type"] == "next" else answer["payload"]
+        assert errors[0]["extensions"]["code"] == code
+        assert not (answer["payload"].get("data") if answer["type"] == "next" else None)
+
+
+def test_uvicorns_websocket_lines_which_print_the_client_ip_are_dropped() -> None:
+    accepted = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("203.0.113.7:50000", "/graphql"),
+        None,
+    )
+    started = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (1,), None
+    )
+    assert not without_websocket_handshakes(accepted)
+    assert without_websocket_handshakes(started)
 
 
 async def test_a_subscription_to_a_ticket_out_of_reach_is_not_found(
