@@ -16,6 +16,6 @@ class Migration(migrations.Migration):
         AlterFieldKeepingRows(
             model_name='PrivacyRequestStep',
             name='action',
-            field=fields.CharEnumField(description='SUBMITTED: submitted\nREGISTERED: registered\nASSIGNED: assigned\nIDENTITY_VERIFIED: identity_verified\nSTARTED: started\nCOMPLETED: completed\nREJECTED: rejected\nEXTENDED: extended\nLINKED_AS_DUPLICATE: linked_as_duplicate\nCORRECTIONS_MERGED: corrections_merged\nRESTRICTION_LIFTED: restriction_lifted', enum_type=PrivacyRequestAction, max_length=20),
+            field=fields.CharEnumField(description='SUBMITTED: submitted\nREGISTERED: registered\nASSIGNED: assigned\nIDENTITY_VERIFIED: identity_verified\nSTARTED: started\nCOMPLETED: completed\nREJECTED: rejected\nEXTENDED: extended\nLINKED_AS_DUPLICATE: linked_as_duplicate\nCORRECTIONS_MERGED: corrections_merged\nRESTRICTION_LIFTED: restriction_lifted\nERASURE_BLOCKED: erasure_blocked', enum_type=PrivacyRequestAction, max_length=20),
         ),
     ]
