@@ -6,6 +6,10 @@ stays in progress with an ``erasure_blocked`` step giving the reason, which its 
 told, and completes (queueing the job) once the last hold on them is lifted (``resume``). The
 job itself parks while a hold placed meanwhile is active.
 
+The subject is told the erasure is done (a notice and its mail) when the request completes;
+the job starts once that mail has left (or was given up), where a mail transport is
+configured, since its first step takes the address the mail goes to.
+
 The job runs STEPS in order, each checkpointed in the transaction of its work, so that a
 worker killed at any point resumes at the step it was in, and a step run again does nothing
 twice (rows deleted are gone, pseudonyms replace values that are no longer found):
@@ -76,7 +80,7 @@ from models import (
     crypto,
 )
 from models.base import Entity
-from privacy import audit, jobs, legal, requests
+from privacy import audit, jobs, legal, mail, requests
 from privacy import keys as key_management
 from privacy.audit_actions import AuditAction
 
@@ -192,10 +196,10 @@ async def order(
             changed=("outcome",),
         )
         return request.status
-    await requests.take(
+    _, notice = await requests.take_and_tell(
         principal, request, PrivacyRequestAction.COMPLETED, note=outcome, changed=("outcome",)
     )
-    await enqueue(request)
+    await enqueue(request, notice.id)
     return request.status
 
 
@@ -205,10 +209,12 @@ def blocked_reason(authority: str, reason: str) -> str:
     return f"A legal hold placed for {authority} applies: {reason}"
 
 
-async def enqueue(request: PrivacyRequest) -> None:
+async def enqueue(request: PrivacyRequest, notice_id: UUID) -> None:
+    """Queue the erasure of a completed request's subject; `notice_id` is the notice telling
+    them it is done, whose mail the job lets leave before it takes their address."""
     await jobs.enqueue(
         KIND,
-        {"request": request.id},
+        {"request": request.id, "notice": notice_id},
         subject_id=request.subject_id,
         dedupe_key=f"{KIND}:{request.id}",
         max_attempts=ATTEMPTS,
@@ -231,10 +237,10 @@ async def resume(principal: Principal, subject_id: UUID) -> int:
         last = await PrivacyRequestStep.filter(request_id=request.id).order_by("-at", "-id").first()
         if last is None or last.action != PrivacyRequestAction.ERASURE_BLOCKED:
             continue
-        await requests.take(
+        _, notice = await requests.take_and_tell(
             principal, request, PrivacyRequestAction.COMPLETED, note=request.outcome
         )
-        await enqueue(request)
+        await enqueue(request, notice.id)
         completed += 1
     await jobs.release_parked(subject_id)
     return completed
@@ -548,6 +554,11 @@ async def erasure_job(job: jobs.JobContext) -> None:
     names = [name for name, _ in STEPS]
     last = str(job.progress.get("step", ""))
     start = names.index(last) + 1 if last in names else 0
+    told = job.payload.get("notice")
+    if start == 0 and job.sends_mail and told and not await mail.has_left(UUID(str(told))):
+        # Its first step takes the address the mail saying "done" goes to: that mail leaves
+        # first (retried with backoff; the mail's own attempts are bounded, so this wait is).
+        raise jobs.JobError("notice_not_sent")
     if last == "tickets" and job.progress.get("sweep_table"):
         start = names.index("texts")
     for name, run in STEPS[start:]:

@@ -263,6 +263,13 @@ async def _failed(
     return "failed" if final else "retried"
 
 
+async def has_left(notice_id: UUID) -> bool:
+    """Whether the notice's mail is no longer waiting to go (sent, cancelled, given up, or the
+    notice erased): what a job that must not outrun the subject's mail waits for."""
+    notice = await Notice.get_or_none(id=notice_id).only("id", "mail_status")
+    return notice is None or notice.mail_status not in (MailStatus.PENDING, MailStatus.SENDING)
+
+
 async def measure_queue(now: datetime | None = None) -> None:
     """The depth of the mail queue, and how long its oldest due mail has waited (metrics)."""
     moment = now or datetime.now(UTC)

@@ -25,8 +25,6 @@ from auth.principal import ANONYMOUS, Principal
 from models import (
     Job,
     JobState,
-    MailStatus,
-    Notice,
     PrivacyRequest,
     PrivacyRequestAction,
     PrivacyRequestKind,
@@ -35,7 +33,7 @@ from models import (
     User,
     UserStatus,
 )
-from privacy import audit, jobs, requests
+from privacy import audit, jobs, mail, requests
 from privacy.audit_actions import AuditAction
 
 LIFT_JOB = "restriction.lift"
@@ -136,13 +134,6 @@ async def decide_lift(
     return request, step
 
 
-async def _told(notice_id: UUID) -> bool:
-    """Whether the notice's mail is no longer waiting to go (sent, cancelled, given up, or the
-    notice erased)."""
-    notice = await Notice.get_or_none(id=notice_id).only("id", "mail_status")
-    return notice is None or notice.mail_status not in (MailStatus.PENDING, MailStatus.SENDING)
-
-
 @jobs.handler(LIFT_JOB, while_restricted=True)
 async def lift(job: jobs.JobContext) -> None:
     """Lift the restriction once its subject was told; then their parked jobs run again.
@@ -151,7 +142,7 @@ async def lift(job: jobs.JobContext) -> None:
     the in-platform notice alone: that mail can never leave, and waiting for it would keep
     the restriction in place after the officer lifted it. The mail stays queued meanwhile."""
     subject_id = UUID(str(job.payload["subject"]))
-    if job.sends_mail and not await _told(UUID(str(job.payload["notice"]))):
+    if job.sends_mail and not await mail.has_left(UUID(str(job.payload["notice"]))):
         raise jobs.JobError("notice_not_sent")
     async with in_transaction():
         user = await User.select_for_update().get_or_none(id=subject_id)

@@ -15,6 +15,7 @@ import re
 import signal
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,12 @@ from models import (
     keys,
 )
 from models.base import Entity
-from privacy import audit_verify, erasure, jobs, walk_ins
+from privacy import audit_verify, erasure, jobs, mail, walk_ins
 from privacy import keys as key_management
 from schema.relay import to_global_id
 from tests import erasure_pause
 from tests.helpers import Api, app_code_exchange, app_refresh, run_cli, sign_in, user_by_email
+from tests.smtp_server import Mailbox
 from tests.test_jobs import _end, _start_worker, _until, _worker_environment
 from tests.test_privacy_workflow import ADMIN, AGENT, CUSTOMER2, OFFICER, AsUser, ok, submit
 
@@ -236,7 +238,34 @@ async def every_stored_value(store: Any) -> str:
 
 
 def runner(app: Any) -> jobs.Runner:
-    return jobs.Runner(store=app.state.store)
+    """The app's own runner: its settings have no SMTP_URL, so no mail is waited for."""
+    return jobs.runner(app.state.settings, app.state.store)
+
+
+@pytest.mark.promise("P24")
+async def test_the_subject_is_mailed_that_the_erasure_is_done_before_their_address_goes(
+    app: Any, client: httpx.AsyncClient, as_user: AsUser, smtp: Mailbox
+) -> None:
+    settings = replace(app.state.settings, smtp_url=smtp.url, mail_from="OCIS <no@ocis.test>")
+    user, _ = await seed_subject(client, app.state.store)
+    await erase_by_request(client, as_user, user)
+    sending = jobs.runner(settings, app.state.store)
+    # The completion's mail has not left: the job waits for it, the account untouched.
+    assert await sending.run_due() == jobs.Report(retried=1)
+    assert (await User.get(id=user.id)).status == UserStatus.ACTIVE
+    (job,) = await Job.filter(kind=erasure.KIND)
+    assert job.last_error_code == "notice_not_sent"
+
+    await mail.deliver_due(settings)
+    answered = [
+        got for got in smtp.received if got.message["Subject"] == "Your privacy request is answered"
+    ]
+    assert [got.recipients for got in answered] == [[EMAIL]]
+    assert "Your data is erased." in answered[0].message.get_content()
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await sending.run_due(now=later) == jobs.Report(done=1)
+    assert (await User.get(id=user.id)).status == UserStatus.ERASED
+    assert found_traces(await every_value()) == []
 
 
 @pytest.mark.promise("P24")

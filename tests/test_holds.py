@@ -293,7 +293,7 @@ async def test_an_erasure_under_a_hold_is_blocked_with_its_reason_then_completes
     assert lifted["__typename"] == "LegalHoldSuccess", lifted
     request = await PrivacyRequest.get(id=from_global_id(request_id)[1])
     assert request.status == PrivacyRequestStatus.COMPLETED
-    assert (await jobs.Runner(store=app.state.store).run_due()).done == 1
+    assert (await jobs.runner(app.state.settings, app.state.store).run_due()).done == 1
     assert (await User.get(id=customer.id)).status == UserStatus.ERASED
     assert await AuditEvent.filter(action="erasure.complete", subject_id=customer.id).count() == 1
 
@@ -308,7 +308,7 @@ async def test_a_hold_placed_after_the_erasure_was_ordered_parks_it_until_lifted
     done = (await officer.gql(COMPLETE, {"input": given}))["data"]["completePrivacyRequest"]
     assert done["request"]["status"] == "COMPLETED"
     placed = (await officer.gql(PLACE, {"input": hold_input(customer)}))["data"]["placeLegalHold"]
-    runner = jobs.Runner(store=app.state.store)
+    runner = jobs.runner(app.state.settings, app.state.store)
     assert (await runner.run_due()).parked == 1
     (job,) = await Job.filter(kind=erasure.KIND)
     assert job.state == JobState.PARKED
