@@ -78,6 +78,7 @@ def test_every_kind_is_covered() -> None:
     ]
 
 
+@pytest.mark.promise("P11")
 @pytest.mark.promise("P28")
 @pytest.mark.parametrize("channel", ["SELF_SERVICE", "CONTACT_ADDRESS"])
 @pytest.mark.parametrize("kind", KINDS)
