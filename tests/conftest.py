@@ -7,6 +7,7 @@ PostgreSQL and Redis when DATABASE_URL / REDIS_URL point at them (CI sets both).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -52,6 +53,26 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, url in environ.items():
         if url is not None:
             environment.setenv(name, worker_redis_url(url))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the worker thread of any SQLite connection a failed test left open: each is a
+    thread that is not a daemon, and one left running keeps this process (an xdist worker, so
+    the whole run) from ever exiting. Said on the terminal, since it is a test's leak."""
+    import aiosqlite  # a dependency of Tortoise's SQLite backend
+
+    # type(), not isinstance(): the heap holds weak proxies, whose referents may be gone.
+    left = [
+        item
+        for item in gc.get_objects()
+        if issubclass(type(item), aiosqlite.Connection) and item._connection is not None
+    ]
+    for connection in left:
+        connection.stop()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"stopped {len(left)} SQLite connection(s) a test left open")
 
 
 def _postgres_test_url(base: str) -> tuple[str, str, str]:
