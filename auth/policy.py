@@ -200,6 +200,7 @@ FIELD_POLICY: dict[str, dict[str, Rule]] = {
         "channel": owner_or_privacy_officer,
         "verificationMethod": owner_or_privacy_officer,
         "extensionMonths": owner_or_privacy_officer,
+        "internalNotesReleased": owner_or_privacy_officer,
         "subject": owner_or_privacy_officer,
         "assignee": owner_or_privacy_officer,
         "registeredBy": owner_or_privacy_officer,

@@ -147,6 +147,20 @@ class AddFieldFillingRows(ops.AddField):
             )
 
 
+class AddColumnInPlace(AddFieldFillingRows):
+    """AddFieldFillingRows whose undoing drops the column in place on both backends (SQLite
+    3.35+), where Tortoise would rebuild the table on SQLite and lose the indexes that earlier
+    migrations' undoing then drops. The column must not be in an index of its own."""
+
+    async def database_backward(
+        self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None
+    ) -> None:
+        if state_editor:
+            await state_editor.client.execute_script(
+                f'ALTER TABLE "{self.table}" DROP COLUMN "{self.name}"'
+            )
+
+
 def _keyring_ready() -> None:
     """Migrations run before the app has its keys: read them as the app would."""
     try:

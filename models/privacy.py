@@ -105,6 +105,9 @@ class PrivacyRequest(Entity):
     # [{"field", "value", "accepted", "reason"}] (privacy/rectification.py), sealed like the
     # profile's own values.
     corrections = EncryptedField(null=True)
+    # The officer's decision, when starting an access request, that the internal notes on the
+    # subject's tickets go into their export (staff's working data stays out otherwise).
+    internal_notes_released = fields.BooleanField(default=False)
 
     class Meta:
         table = "privacy_requests"

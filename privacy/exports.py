@@ -11,7 +11,8 @@ the parts are keyed, rewritten in place, and the ones past the new end deleted.
 
 What is in it, and what is not:
 - internal notes are staff's working data about a ticket, not the subject's; they stay out
-  until the officer releases them (issue 12 item 3), so only public messages are exported;
+  unless the officer released them when starting the access request (never in portability:
+  the subject did not provide them); each message says whether it is one;
 - staff appear by role only: the access log lists roles, actions, field names and times, and
   replies say only whether the subject wrote them;
 - secrets never: no password hash, no session or link token, no payment gateway token;
@@ -263,8 +264,9 @@ def _dump(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-async def _tickets(subject_id: UUID) -> AsyncIterator[dict[str, Any]]:
-    """The subject's tickets with their public messages, a page at a time."""
+async def _tickets(subject_id: UUID, *, notes: bool) -> AsyncIterator[dict[str, Any]]:
+    """The subject's tickets with their public messages (and internal notes, if released), a
+    page at a time."""
     after: UUID | None = None
     while True:
         query = Ticket.filter(requester_id=subject_id)
@@ -274,9 +276,10 @@ async def _tickets(subject_id: UUID) -> AsyncIterator[dict[str, Any]]:
         if not page:
             return
         messages: dict[UUID, list[TicketMessage]] = {ticket.id: [] for ticket in page}
-        for message in await TicketMessage.filter(
-            ticket_id__in=list(messages), internal=False
-        ).order_by("created_at", "id"):
+        shown = TicketMessage.filter(ticket_id__in=list(messages))
+        if not notes:
+            shown = shown.filter(internal=False)
+        for message in await shown.order_by("created_at", "id"):
             messages[message.ticket_id].append(message)
         for ticket in page:
             yield {
@@ -292,6 +295,7 @@ async def _tickets(subject_id: UUID) -> AsyncIterator[dict[str, Any]]:
                 "messages": [
                     {
                         "byYou": message.author_id == subject_id,
+                        "internal": message.internal,
                         "body": message.body,
                         "createdAt": _iso(message.created_at),
                     }
@@ -317,7 +321,10 @@ async def _sections(export: Export) -> AsyncIterator[tuple[str, AsyncIterator[An
     yield "identities", rows([_identity(row) for row in identities])
     payments = await PaymentMethod.filter(user_id=subject_id).order_by("created_at")
     yield "paymentMethods", rows([_payment_method(row) for row in payments])
-    yield "tickets", _tickets(subject_id)
+    notes = not provided and bool(
+        await PrivacyRequest.filter(id=export.request_id, internal_notes_released=True).exists()
+    )
+    yield "tickets", _tickets(subject_id, notes=notes)
     consents = await ConsentEntry.filter(user_id=subject_id).order_by("created_at", "id")
     yield "consents", rows([_consent(row) for row in consents])
     requests = await PrivacyRequest.filter(subject_id=subject_id).order_by("received_at")

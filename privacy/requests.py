@@ -273,6 +273,7 @@ _FIELD_NAMES = {
     "corrections": "PrivacyRequest.corrections",
     "due_at": "PrivacyRequest.dueAt",
     "extension_months": "PrivacyRequest.extensionMonths",
+    "internal_notes_released": "PrivacyRequest.internalNotesReleased",
 }
 
 

@@ -415,12 +415,30 @@ async def verify_identity(
 
 
 async def start_privacy_request(
-    principal: Principal, request_id: UUID, note: str | None = None
+    principal: Principal,
+    request_id: UUID,
+    note: str | None = None,
+    *,
+    release_internal_notes: bool = False,
 ) -> PrivacyRequest:
-    """Start work on a verified request."""
+    """Start work on a verified request; an access request's export is built now, with the
+    internal notes on the subject's tickets if the officer releases them."""
     require_officer(principal)
     cleaned = _cleaned(note, "note", MAX_NOTE)
-    return await _step(principal, request_id, PrivacyRequestAction.STARTED, note=cleaned)
+
+    def released(request: PrivacyRequest) -> dict[str, object]:
+        if not release_internal_notes:
+            return {}
+        if request.kind != PrivacyRequestKind.ACCESS:
+            raise InvalidInput(
+                "Internal notes are released into an access request's export only.",
+                field="releaseInternalNotes",
+            )
+        return {"internal_notes_released": True}
+
+    return await _step(
+        principal, request_id, PrivacyRequestAction.STARTED, note=cleaned, changes=released
+    )
 
 
 async def complete_privacy_request(

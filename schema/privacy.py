@@ -128,6 +128,10 @@ class PrivacyRequestType(Node):
         "How the requester was confirmed to be its subject."
     )
     extension_months: int | None = attribute("Months the deadline was extended by (0 to 2).")
+    internal_notes_released: bool | None = attribute(
+        "Whether the officer released the internal notes on the subject's tickets into this"
+        " access request's export."
+    )
 
     @property
     def subject_id(self) -> UUID | None:
@@ -455,6 +459,12 @@ class VerifyIdentityInput:
 class StartPrivacyRequestInput:
     request_id: strawberry.ID
     note: str | None = None
+    release_internal_notes: bool = strawberry.field(
+        default=False,
+        description="An access request only: the internal notes on the subject's tickets go"
+        " into their export too (staff's working data, left out unless the officer releases"
+        " it).",
+    )
 
 
 @strawberry.input
@@ -688,7 +698,10 @@ class PrivacyMutation:
         self, info: Info, input: StartPrivacyRequestInput
     ) -> StartPrivacyRequestResult:
         request = await privacy_requests.start_privacy_request(
-            info.context.principal, _request_id(input.request_id), input.note
+            info.context.principal,
+            _request_id(input.request_id),
+            input.note,
+            release_internal_notes=input.release_internal_notes,
         )
         return _success(info, request)
 

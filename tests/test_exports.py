@@ -56,7 +56,7 @@ from models.fields import EncryptedField
 from privacy import audit, exports, jobs, mail, rectification
 from privacy.audit_actions import AuditAction
 from privacy.rectification import Correction
-from schema.relay import to_global_id
+from schema.relay import from_global_id, to_global_id
 from tests import job_kinds
 from tests.helpers import Api, letters_canary, user_by_email
 from tests.smtp_server import Mailbox
@@ -663,3 +663,62 @@ async def export_json(export: Export) -> dict[str, Any]:
     text = "".join([piece async for piece in exports.stream(export)])
     document: dict[str, Any] = json.loads(text)
     return document
+
+
+START_RELEASING = """mutation($input: StartPrivacyRequestInput!) {
+  startPrivacyRequest(input: $input) { __typename
+  ... on PrivacyRequestSuccess { request { id status } }
+  ... on UserError { code message }
+  ... on InvalidInputError { field } } }"""
+
+
+@pytest.mark.promise("P22")
+@pytest.mark.parametrize(
+    ("kind", "release", "answer", "exported"),
+    [
+        ("ACCESS", True, "PrivacyRequestSuccess", True),
+        ("ACCESS", False, "PrivacyRequestSuccess", False),
+        ("PORTABILITY", True, "InvalidInputError", False),
+        ("PORTABILITY", False, "PrivacyRequestSuccess", False),
+        ("RESTRICTION", True, "InvalidInputError", False),
+    ],
+)
+async def test_internal_notes_are_in_an_access_export_only_where_the_officer_released_them(
+    as_user: Any, kind: str, release: bool, answer: str, exported: bool
+) -> None:
+    customer_api: Api = await as_user(CUSTOMER)
+    officer: Api = await as_user(OFFICER)
+    customer, staff = await user_by_email(CUSTOMER), await user_by_email(OFFICER)
+    ticket = await Ticket.create(requester=customer, subject="Where is my order?")
+    note = "note" + letters_canary()
+    reply = "reply" + letters_canary()
+    await TicketMessage.create(ticket=ticket, author=staff, body=note, internal=True)
+    await TicketMessage.create(ticket=ticket, author=staff, body=reply)
+    given = {"kind": kind, "details": "Everything, please"}
+    body = await customer_api.gql(SUBMIT, {"input": given})
+    gid = body["data"]["submitPrivacyRequest"]["request"]["id"]
+    await officer_step(officer, "verifyIdentity", {"requestId": gid, "method": "SIGNED_IN_SESSION"})
+
+    start = {"requestId": gid, "releaseInternalNotes": release}
+    started = (await officer.gql(START_RELEASING, {"input": start}))["data"]["startPrivacyRequest"]
+    assert started["__typename"] == answer, started
+    request = await PrivacyRequest.get(id=from_global_id(gid)[1])
+    assert request.internal_notes_released is (exported and release)
+    if answer != "PrivacyRequestSuccess":
+        # Refused: nothing changed, the request still waits to be started.
+        assert started["field"] == "releaseInternalNotes"
+        assert request.status == PrivacyRequestStatus.IDENTITY_VERIFIED
+        assert await Export.filter(request_id=request.id).count() == 0
+        return
+    assert (await run_jobs()).done == 1
+    (export,) = await Export.filter(request_id=request.id)
+    document = await export_json(export)
+    jsonschema.validate(document, SCHEMA)
+    (mine,) = [t for t in document["tickets"] if t["id"] == str(ticket.id)]
+    assert [(m["body"], m["internal"]) for m in mine["messages"]] == (
+        [(note, True), (reply, False)] if exported else [(reply, False)]
+    )
+    (started_step,) = await AuditEvent.filter(
+        action=AuditAction.PRIVACY_REQUEST_START.value, entity_id=str(request.id)
+    )
+    assert ("PrivacyRequest.internalNotesReleased" in started_step.field_names) is release
