@@ -66,6 +66,8 @@ class AuditAction(StrEnum):
     CHILD_ACCOUNT_FLAG = "child_account.flag"
     PRIVACY_EXPORT_CREATE = "privacy_export.create"
     PRIVACY_EXPORT_DOWNLOAD = "privacy_export.download"
+    # An export's job was given up (its last attempt failed): the export is marked failed.
+    PRIVACY_EXPORT_FAIL = "privacy_export.fail"
     # A download refused: its purpose says why (not_authorised, gone).
     PRIVACY_EXPORT_DOWNLOAD_REFUSE = "privacy_export.download_refuse"
     # A retention run deleted what outlived its period (P21): one record per category and run,

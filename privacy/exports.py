@@ -425,7 +425,31 @@ async def _write_part(export: Export, index: int, chunk: str) -> None:
         await part.save(update_fields=["data"])
 
 
-@jobs.handler(KIND, while_restricted=True)
+async def export_given_up(job: jobs.JobContext) -> None:
+    """The export's job failed for good (in the transaction marking it so): the export is
+    marked failed, the parts written so far go, and its subject is told; the officer sees the
+    failed export on the request, which stays in progress."""
+    export = await Export.select_for_update().get_or_none(id=UUID(str(job.payload["export"])))
+    if export is None or export.status is not ExportStatus.BUILDING:
+        return
+    export.status = ExportStatus.FAILED
+    export.part_count = 0
+    export.size_bytes = 0
+    await export.save(update_fields=["status", "part_count", "size_bytes"])
+    await ExportPart.filter(export_id=export.id).delete()
+    await notices.notify(export.subject_id, "privacy_export.failed", export=str(export.id))
+    await audit.record(
+        ANONYMOUS,
+        action=AuditAction.PRIVACY_EXPORT_FAIL,
+        entity="Export",
+        entity_id=export.id,
+        subject_id=export.subject_id,
+        field_names=["Export.status"],
+        purpose=job.kind,
+    )
+
+
+@jobs.handler(KIND, while_restricted=True, given_up=export_given_up)
 async def export_job(job: jobs.JobContext) -> None:
     """Build one export, then deliver its link (notice and mail) and audit it."""
     export = await Export.get_or_none(id=UUID(str(job.payload["export"])))

@@ -74,6 +74,9 @@ JOB_QUEUE = Queue(
 
 Handler = Callable[["JobContext"], Coroutine[Any, Any, None]]
 HANDLERS: dict[str, Handler] = {}
+# What a kind does when its job is given up (its last attempt failed), in the transaction that
+# marks the job failed: e.g. the export it was building is marked failed and its subject told.
+GIVEN_UP: dict[str, Handler] = {}
 # Kinds that run for a subject whose processing is restricted (P25).
 WHILE_RESTRICTED: set[str] = set()
 
@@ -106,9 +109,12 @@ class LeaseLost(Exception):
     """This worker's lease on the job ran out and another may hold it: stop touching it."""
 
 
-def handler(kind: str, *, while_restricted: bool = False) -> Callable[[Handler], Handler]:
+def handler(
+    kind: str, *, while_restricted: bool = False, given_up: Handler | None = None
+) -> Callable[[Handler], Handler]:
     """Register `function` as the handler of jobs of this kind; `while_restricted`: it runs
-    for a subject whose processing is restricted too (only what the subject keeps a right to)."""
+    for a subject whose processing is restricted too (only what the subject keeps a right to);
+    `given_up`: what to do once its job has failed for good."""
     if not KIND.fullmatch(kind):
         raise ValueError(f"a job kind is lower-case letters, digits, _ and .: {kind!r}")
 
@@ -116,6 +122,10 @@ def handler(kind: str, *, while_restricted: bool = False) -> Callable[[Handler],
         if kind in HANDLERS and HANDLERS[kind] is not function:
             raise ValueError(f"job kind {kind!r} has a handler already")
         HANDLERS[kind] = function
+        if given_up is not None:
+            GIVEN_UP[kind] = given_up
+        else:
+            GIVEN_UP.pop(kind, None)
         if while_restricted:
             WHILE_RESTRICTED.add(kind)
         else:
@@ -368,8 +378,12 @@ class Runner:
             changes |= {"state": JobState.FAILED, "finished_at": now}
         else:
             changes |= {"state": JobState.QUEUED, "run_at": now + backoff(context.attempt)}
-        if not await _held(context).update(**changes):
-            return "lost"
+        given_up = GIVEN_UP.get(context.kind) if final else None
+        async with in_transaction():
+            if not await _held(context).update(**changes):
+                return "lost"
+            if given_up is not None:
+                await given_up(context)
         outcome = "failed" if final else "retried"
         JOBS_FINISHED.labels(kind=context.kind, outcome=outcome).inc()
         logger.warning(

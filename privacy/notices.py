@@ -260,6 +260,11 @@ TEMPLATES.update(
             "link works {downloads} times; signed in to OCIS, you need no link) until {expires}:"
             "\n\n{public_url}/privacy/exports/{export}?token={link}\n\n" + _FOLLOW_IT,
         ),
+        "privacy_export.failed": Template(
+            subject="We could not prepare your copy of your data",
+            body="Preparing the copy of your data you asked for failed. Your privacy request "
+            "stays open: our privacy officer is told and will prepare it again. " + _FOLLOW_IT,
+        ),
         "privacy_request.extended": Template(
             subject="We need more time for your privacy request",
             body="On {at} we extended the deadline of your privacy request received on "

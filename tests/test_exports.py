@@ -722,3 +722,44 @@ async def test_internal_notes_are_in_an_access_export_only_where_the_officer_rel
         action=AuditAction.PRIVACY_REQUEST_START.value, entity_id=str(request.id)
     )
     assert ("PrivacyRequest.internalNotesReleased" in started_step.field_names) is release
+
+
+@pytest.mark.promise("P22")
+async def test_an_export_whose_job_is_given_up_is_failed_its_parts_gone_and_its_subject_told(
+    as_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer_api: Api = await as_user(CUSTOMER)
+    officer: Api = await as_user(OFFICER)
+    customer = await user_by_email(CUSTOMER)
+    body = await customer_api.gql(SUBMIT, {"input": {"kind": "ACCESS", "details": "All of it"}})
+    gid = body["data"]["submitPrivacyRequest"]["request"]["id"]
+    await officer_step(officer, "verifyIdentity", {"requestId": gid, "method": "SIGNED_IN_SESSION"})
+    await officer_step(officer, "startPrivacyRequest", {"requestId": gid})
+    (export,) = await Export.all()
+    written = ExportPart(id=uuid4(), export_id=export.id, subject_id=customer.id, index=0)
+    written.data = '{"profile":'  # what a build wrote before it broke
+    await written.save(force_create=True)
+    await Job.filter(kind=exports.KIND).update(max_attempts=2)
+
+    async def broken(job: jobs.JobContext, export: Export) -> tuple[int, int]:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(exports, "build", broken)
+    assert await run_jobs() == jobs.Report(retried=1)
+    await export.refresh_from_db()
+    assert export.status == ExportStatus.BUILDING  # a retry is not a failure yet
+    assert await Notice.filter(kind="privacy_export.failed").count() == 0
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert await jobs.Runner().run_due(now=later) == jobs.Report(failed=1)
+    await export.refresh_from_db()
+    assert (export.status, export.part_count) == (ExportStatus.FAILED, 0)
+    assert await ExportPart.filter(export_id=export.id).count() == 0
+    (told,) = await Notice.filter(user_id=customer.id, kind="privacy_export.failed")
+    assert told.params["export"] == str(export.id)
+    (failed,) = await audited(AuditAction.PRIVACY_EXPORT_FAIL)
+    assert (failed.entity_id, failed.subject_id) == (str(export.id), customer.id)
+    mine = (await customer_api.gql(EXPORTS))["data"]["myPrivacyRequests"]
+    assert [row["exports"] for row in mine if row["kind"] == "ACCESS"][0][0]["status"] == "FAILED"
+    request = await PrivacyRequest.get(id=from_global_id(gid)[1])
+    assert request.status == PrivacyRequestStatus.IN_PROGRESS
