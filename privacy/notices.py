@@ -208,6 +208,12 @@ TEMPLATES.update(
             "asks. We linked the new request to the open one, which we answer by {due}; the "
             "new one is closed and nothing is done twice.\n\n" + _FOLLOW_IT,
         ),
+        "privacy_request.corrections_added": Template(
+            subject="Your corrections join the rectification you already asked for",
+            body="On {at} you proposed corrections while your request to correct your data "
+            "was still open. We added them to the open request, which we answer by {due}, and "
+            "decide them all together; the new request is closed.\n\n" + _FOLLOW_IT,
+        ),
         "privacy_request.assigned": Template(
             subject="A privacy officer handles your request",
             body="Your privacy request received on {received} was given to a privacy officer "

@@ -99,6 +99,9 @@ OPENING_NOTICES: dict[PrivacyRequestAction, str] = {
     Action.REGISTERED: "privacy_request.registered",
     Action.LINKED_AS_DUPLICATE: "privacy_request.duplicate",
 }
+# A duplicate rectification whose corrections were added to the open one: it asks for more, so
+# its subject is told so rather than that nothing new was asked.
+CORRECTIONS_ADDED_NOTICE = "privacy_request.corrections_added"
 # A request no one made: staff found the account to be a child's (P29, privacy/erasure.py).
 CHILD_ACCOUNT_NOTICE = "privacy_request.child_account"
 

@@ -105,6 +105,11 @@ async def _merge_corrections(
     await requests.corrections_merged(principal, original, note)
 
 
+def _duplicate_notice(duplicate: PrivacyRequest) -> str | None:
+    """The notice of a duplicate that adds corrections to the open request (None: the usual)."""
+    return requests.CORRECTIONS_ADDED_NOTICE if rectification.loads(duplicate.corrections) else None
+
+
 def _as_duplicate(request: PrivacyRequest, original: PrivacyRequest) -> None:
     request.status = PrivacyRequestStatus.DUPLICATE
     request.duplicate_of_id = original.id
@@ -196,6 +201,7 @@ async def submit_privacy_request(
             PrivacyRequestAction.LINKED_AS_DUPLICATE
             if original
             else PrivacyRequestAction.SUBMITTED,
+            notice=_duplicate_notice(request) if original else None,
         )
         if original is not None:
             await _merge_corrections(principal, request, original)
@@ -288,7 +294,12 @@ async def register_privacy_request(
             ),
         )
         if original is not None:
-            await requests.opened(principal, request, PrivacyRequestAction.LINKED_AS_DUPLICATE)
+            await requests.opened(
+                principal,
+                request,
+                PrivacyRequestAction.LINKED_AS_DUPLICATE,
+                notice=_duplicate_notice(request),
+            )
             await _merge_corrections(principal, request, original)
             return request
         await requests.opened(principal, request, PrivacyRequestAction.REGISTERED)

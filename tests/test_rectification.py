@@ -322,6 +322,15 @@ async def test_a_duplicate_rectifications_corrections_join_the_open_one_and_are_
     assert merge.field_names == ["PrivacyRequest.corrections", "PrivacyRequestStep.note"]
     assert LATER_PHONE not in await dump("privacy_requests")
     assert LATER_PHONE not in await dump("audit_events")
+    # Told that the corrections joined the open request, not that nothing new was asked.
+    duplicate_id = from_global_id(duplicate["id"], "PrivacyRequest", "id")[1]
+    (opening,) = await PrivacyRequestStep.filter(request_id=duplicate_id)
+    told = [
+        notice.kind
+        for notice in await Notice.filter(user_id=customer.id)
+        if notice.params.get("step") == str(opening.id)
+    ]
+    assert told == ["privacy_request.corrections_added"]
 
     # The officer decides the joined corrections once, on the open request.
     await in_progress(officer, first["id"])
