@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import cast
 from uuid import UUID
 
+from redis.asyncio import Redis
 from tortoise.expressions import Case, F, Q, RawSQL, When
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
@@ -20,6 +21,7 @@ from auth.scopes import Scope
 from models import Channel, Role, Team, Ticket, TicketPriority, TicketStatus, User
 from privacy import audit
 from privacy.audit_actions import AuditAction
+from resolvers import live
 from resolvers.errors import InvalidInput, NotAllowed, NotFound
 from resolvers.pagination import Page, open_position, page_size, seal_position
 from resolvers.users import require_user
@@ -233,10 +235,13 @@ async def ticket_counts(principal: Principal, team_id: UUID | None) -> list[Team
     return [TeamCounts(ident, by_status) for ident, by_status in counts.items()]
 
 
-async def move_ticket(principal: Principal, *, ticket_id: UUID, team_id: UUID) -> Ticket:
+async def move_ticket(
+    principal: Principal, *, ticket_id: UUID, team_id: UUID, store: Redis | None = None
+) -> Ticket:
     """Move a ticket to another team: its team's lead may, administrators any ticket.
 
-    An assignee outside the new team gives it back to that team's queue.
+    An assignee outside the new team gives it back to that team's queue. Live subscribers are
+    told (an assignment event) through `store` once it has committed.
     """
     require_user(principal)
     if not principal.has(Scope.TICKETS_ALL) and Role.TEAM_LEAD not in principal.roles:
@@ -276,4 +281,7 @@ async def move_ticket(principal: Principal, *, ticket_id: UUID, team_id: UUID) -
             subject_id=ticket.requester_id,
             field_names=changed,
         )
+    await live.publish_ticket_event(
+        store, live.TicketEvent(live.ASSIGNMENT, ticket.id, ticket.requester_id)
+    )
     return ticket

@@ -97,6 +97,6 @@ class QueuesMutation:
         _, ticket_id = from_global_id(input.ticket_id, "Ticket", "ticketId")
         _, team_id = from_global_id(input.team_id, "Team", "teamId")
         ticket = await queues.move_ticket(
-            info.context.principal, ticket_id=ticket_id, team_id=team_id
+            info.context.principal, ticket_id=ticket_id, team_id=team_id, store=info.context.store
         )
         return await ticket_success(info, ticket)

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import settings as config
 from auth.policy import FIELD_POLICY
-from models import AuditEvent, Ticket, TicketMessage, TicketStatus, User, crypto
+from models import AuditEvent, Team, Ticket, TicketMessage, TicketStatus, User, crypto
 from observability import without_websocket_handshakes
 from resolvers import live
 from resolvers.demo import seed_help_desk
@@ -589,6 +589,32 @@ async def test_an_unassigned_agent_stops_receiving_the_ticket(
         _done(await lead.gql(REPLY, {"id": ticket_id, "body": "After 5521.", "internal": False}))
         await agent.nothing_for()
         assert "After 5521." not in "".join(agent.frames)
+
+
+MOVE = """mutation($id: ID!, $team: ID!) { moveTicket(input: {ticketId: $id, teamId: $team}) {
+  __typename } }"""
+
+
+async def test_a_ticket_moved_to_another_team_is_an_assignment_event_for_who_still_sees_it(
+    url: str, client: httpx.AsyncClient
+) -> None:
+    ticket = await _ticket("Cannot reset my password")  # the customer's, assigned to the agent
+    ticket_id = _gid("Ticket", ticket.id)
+    await _outsider()  # seeds the second team
+    returns = await Team.get(name="Returns")
+    admin = Api(client, await sign_in(client, "admin@example.com"))
+    async with (
+        subscribed(url, await sign_in(client, CUSTOMER), MY_TICKET_EVENTS) as customer,
+        subscribed(url, await sign_in(client, AGENT), TICKET_EVENTS, {"id": ticket_id}) as agent,
+    ):
+        _done(await admin.gql(MOVE, {"id": ticket_id, "team": _gid("Team", returns.id)}))
+        event = (await customer.next_event("s"))["myTicketEvents"]
+        assert (event["kind"], event["ticket"]["id"]) == ("ASSIGNMENT_CHANGED", ticket_id)
+        # The agent is not in the new team: the ticket left their reach, and the event with it.
+        await agent.nothing_for()
+        assert "ASSIGNMENT_CHANGED" not in "".join(agent.frames)
+    moved = await Ticket.get(id=ticket.id)
+    assert (moved.team_id, moved.assignee_id) == (returns.id, None)
 
 
 async def test_an_agent_whose_role_is_revoked_stops_receiving(
