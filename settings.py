@@ -29,6 +29,8 @@ class ConfigurationError(RuntimeError):
 CHANNELS = ("web", "mobile", "email")
 DEFAULT_MAX_QUERY_COST = 12_000
 DEFAULT_COST_BUDGET_PER_MINUTE = 120_000
+# Open live-update sockets (/graphql over WebSocket) one client address may hold per process.
+DEFAULT_LIVE_SOCKETS_PER_IP = 20
 # PostgreSQL connections per process (its pool's most); N processes hold up to N times this.
 DEFAULT_DB_POOL_SIZE = 10
 TEAM_NAME_LENGTH = 100
@@ -127,6 +129,9 @@ class Settings:
     # document of the tests, 50 tickets with 50 messages each, 10,201; 100 x 100, 30,301.
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
     cost_budget_per_minute: int = DEFAULT_COST_BUDGET_PER_MINUTE
+    # The most live-update sockets one client address holds open in one process; past it a
+    # new one is closed at once with 1013 (try again later). A browser tab needs one.
+    live_sockets_per_ip: int = DEFAULT_LIVE_SOCKETS_PER_IP
     # Whether /graphql runs queries sent by GET (never mutations); unset: only outside
     # production, so a production Settings built without the environment is safe too.
     graphql_get: bool | None = None
@@ -507,6 +512,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         max_query_cost=_positive(env, "OCIS_MAX_QUERY_COST", defaults.max_query_cost),
         cost_budget_per_minute=_positive(
             env, "OCIS_COST_BUDGET_PER_MINUTE", defaults.cost_budget_per_minute
+        ),
+        live_sockets_per_ip=_positive(
+            env, "OCIS_LIVE_SOCKETS_PER_IP", defaults.live_sockets_per_ip
         ),
         graphql_get=_unless_unset(env.get("OCIS_GRAPHQL_GET"), "OCIS_GRAPHQL_GET"),
         trusted_documents_only=_flag(

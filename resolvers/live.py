@@ -128,6 +128,29 @@ class Hub:
         self.feeds: set[Feed] = set()
         self.watchers: dict[UUID, set[asyncio.Event]] = {}
         self.subscribed = asyncio.Event()
+        # Open sockets per client address, in this process.
+        self.sockets: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def socket_slot(self, address: str | None, limit: int) -> Iterator[bool]:
+        """Hold one of the `limit` sockets an address may have open here while the block
+        runs; yields False (and holds nothing) when they are all taken. No address: no limit."""
+        if address is None:
+            yield True
+            return
+        held = self.sockets.get(address, 0)
+        if held >= limit:
+            yield False
+            return
+        self.sockets[address] = held + 1
+        try:
+            yield True
+        finally:
+            left = self.sockets[address] - 1
+            if left:
+                self.sockets[address] = left
+            else:
+                del self.sockets[address]
 
     @contextlib.contextmanager
     def feed(

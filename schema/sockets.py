@@ -14,8 +14,10 @@ then.
 
 Only subscriptions run here: queries and mutations go by POST (their CSRF, GPC and request-log
 rules live there). With trusted documents only, a subscription must be a registered document,
-as over HTTP. Limits: MAX_SUBSCRIPTIONS per connection, CONNECTION_INIT_WAIT to send
-`connection_init`, and every operation's depth, alias, token and cost limits (schema/extensions.py).
+as over HTTP. Limits: OCIS_LIVE_SOCKETS_PER_IP open sockets per client address in one
+process (past it, 1013 at once: schema/view.py), MAX_SUBSCRIPTIONS per connection,
+CONNECTION_INIT_WAIT to send `connection_init`, and every operation's depth, alias, token and
+cost limits (schema/extensions.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ CONNECTION_INIT_WAIT = timedelta(seconds=5)
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
 UNAVAILABLE = 1011
+TRY_AGAIN_LATER = 1013
 EXPIRED_MESSAGE = "Your sign-in has ended; sign in again."
 
 logger = logging.getLogger("ocis.live")

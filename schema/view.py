@@ -38,6 +38,7 @@ from auth.store import DependencyUnavailable
 from auth.visitor_ids import VisitorIds
 from models import ConsentSource
 from observability import GRAPHQL_ERRORS
+from resolvers.live import Hub
 from schema import Context, schema
 from schema.context import LiveConnection
 from schema.documents import DocumentRefused, check_document, document_to_run
@@ -45,6 +46,7 @@ from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 from schema.sockets import (
     CONNECTION_INIT_WAIT,
     MAX_SUBSCRIPTIONS,
+    TRY_AGAIN_LATER,
     LiveSocketHandler,
     origin_refused,
 )
@@ -96,6 +98,26 @@ def _http_error(error: HTTPException, method: str, media_type: str) -> Response:
     return request_error(error.reason, code, error.status_code, media_type)
 
 
+def _socket_address(websocket: WebSocket) -> str | None:
+    """The client address of a WebSocket, read as a request's is (auth/client_ip.py)."""
+    settings: config.Settings = websocket.app.state.settings
+    peer = websocket.client.host if websocket.client else None
+    forwarded_for = ", ".join(websocket.headers.getlist("x-forwarded-for")) or None
+    return client_ip(peer, forwarded_for, settings.trusted_proxies)
+
+
+TOO_MANY_SOCKETS = "Too many live connections from your address; close one or try again later."
+
+
+async def _turn_away(websocket: WebSocket) -> None:
+    """An address that holds all its sockets already: accepted (so that the client reads why)
+    and closed at once with 1013, try again later."""
+    offered = websocket.scope.get("subprotocols") or []
+    ours = GRAPHQL_TRANSPORT_WS_PROTOCOL
+    await websocket.accept(subprotocol=ours if ours in offered else None)
+    await websocket.close(code=TRY_AGAIN_LATER, reason=TOO_MANY_SOCKETS)
+
+
 class OcisGraphQL(GraphQL[Context, None]):
     """Reads the caller that the web layer identified from the request state; a WebSocket
     authenticates at `connection_init` instead (schema/sockets.py)."""
@@ -105,10 +127,16 @@ class OcisGraphQL(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             websocket = WebSocket(scope, receive, send)
-            if origin_refused(websocket, websocket.app.state.settings):
+            settings: config.Settings = websocket.app.state.settings
+            if origin_refused(websocket, settings):
                 await websocket.close()  # before accepting: the handshake is answered 403
                 return
-            await self.run(websocket)
+            hub: Hub = websocket.app.state.live
+            with hub.socket_slot(_socket_address(websocket), settings.live_sockets_per_ip) as room:
+                if room:
+                    await self.run(websocket)
+                    return
+            await _turn_away(websocket)
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -259,12 +287,10 @@ class OcisGraphQL(GraphQL[Context, None]):
     def _connection_context(self, websocket: WebSocket) -> Context:
         """A WebSocket's context: anonymous until `connection_init` names the caller."""
         settings: config.Settings = websocket.app.state.settings
-        peer = websocket.client.host if websocket.client else None
-        forwarded_for = ", ".join(websocket.headers.getlist("x-forwarded-for")) or None
         return Context(
             principal=ANONYMOUS,
             request_id=uuid.uuid4().hex,
-            client_ip=client_ip(peer, forwarded_for, settings.trusted_proxies),
+            client_ip=_socket_address(websocket),
             user_agent=websocket.headers.get("user-agent"),
             privacy_contact=settings.privacy_contact,
             public_url=settings.public_url,

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from resolvers import live
 from resolvers.demo import seed_help_desk
 from schema.relay import to_global_id
 from schema.sockets import MAX_SUBSCRIPTIONS
+from schema.view import TOO_MANY_SOCKETS
 from tests.helpers import ORIGIN, Api, app_code_exchange, sign_in
 from tests.smtp_server import free_port
 from tests.test_two_processes import Browser, browser, servers, shared_redis
@@ -322,6 +324,28 @@ async def test_a_subscription_by_post_is_refused(client: httpx.AsyncClient, demo
     assert response.status_code == 400, response.text
     assert "data" not in response.json()
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_an_address_holds_at_most_its_limit_of_sockets_and_gets_one_back_on_closing(
+    app: Any, url: str, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app.state, "settings", replace(app.state.settings, live_sockets_per_ip=2))
+    cookie = await sign_in(client, CUSTOMER)
+    async with socket(url, cookie=cookie) as first, socket(url, cookie=cookie) as second:
+        for held in (first, second):
+            assert (await held.init())["type"] == "connection_ack"
+        async with socket(url, cookie=cookie) as third:
+            code, reason = await third.closed()
+            assert code == 1013
+            assert reason == TOO_MANY_SOCKETS
+        assert app.state.live.sockets == {"127.0.0.1": 2}
+    # Both closed: the address holds none, and may connect again.
+    deadline = time.monotonic() + WAIT
+    while app.state.live.sockets and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    assert app.state.live.sockets == {}
+    async with socket(url, cookie=cookie) as again:
+        assert (await again.init())["type"] == "connection_ack"
 
 
 async def test_at_most_max_subscriptions_per_connection(
