@@ -247,9 +247,14 @@ async def _retention(settings: config.Settings, dry_run: bool) -> int:
     store = connect_store(settings.redis_url)
     try:
         await audit.prime_head(settings, store if settings.redis_url else None)
-        report = await retention.run(
-            settings.retention_days, dry_run=dry_run, batch_size=settings.retention_batch_size
-        )
+        try:
+            report = await retention.run(
+                settings.retention_days, dry_run=dry_run, batch_size=settings.retention_batch_size
+            )
+        except retention.PruneRefused:
+            print(f"retention: {retention.PruneRefused.MESSAGE}.", file=sys.stderr)  # noqa: T201
+            print("retention: every other category was done.", file=sys.stderr)  # noqa: T201
+            return 1
         for line in retention.describe(report, settings.retention_days):
             print(line)  # noqa: T201
         print(json.dumps(report.as_json(), sort_keys=True))  # noqa: T201

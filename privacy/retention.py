@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from tortoise.exceptions import OperationalError
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.models import Model
@@ -363,6 +364,20 @@ SQLITE_NO_DELETE = (
 )
 
 
+class PruneRefused(jobs.JobError):
+    """The database role may not pass the audit trail's append-only trigger (PostgreSQL: it
+    may not set session_replication_role); the other categories are done."""
+
+    MESSAGE = (
+        "the audit trail was not pruned: this database role may not SET"
+        " session_replication_role (a superuser may, or on PostgreSQL 15+ a role granted"
+        " SET ON PARAMETER session_replication_role; README, Retention)"
+    )
+
+    def __init__(self) -> None:
+        super().__init__("audit_prune_refused")
+
+
 async def _delete_audit_records(statements: list[str]) -> None:
     """Run a prune's deletes in one transaction past the append-only triggers.
 
@@ -373,7 +388,12 @@ async def _delete_audit_records(statements: list[str]) -> None:
     """
     async with in_transaction() as connection:
         if connection.capabilities.dialect == "postgres":
-            await connection.execute_query("SET LOCAL session_replication_role = replica")
+            try:
+                await connection.execute_query("SET LOCAL session_replication_role = replica")
+            except OperationalError as error:
+                if "permission denied" not in str(error):
+                    raise
+                raise PruneRefused() from None
             for statement in statements:
                 await connection.execute_query(statement)
             return

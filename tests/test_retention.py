@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -628,3 +629,49 @@ async def test_the_worker_process_runs_the_schedule(
     assert job.dedupe_key is not None
     assert job.dedupe_key.startswith(f"{retention.KIND}:1h:")
     assert not await SignInSession.filter(id=session_id).exists()
+
+
+async def test_on_postgresql_only_a_role_granted_the_replica_setting_prunes_the_audit_trail(
+    app: Any, app_settings: config.Settings, database_url: str
+) -> None:
+    """The README's deployment rule, run as a user would: `retention` under a role without
+    superuser, granted `SET ON PARAMETER session_replication_role`, prunes the trail; the same
+    command under a role without the grant (the serving role) cannot delete one record."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("roles and replica mode are PostgreSQL's; SQLite has no roles")
+    owner = await person()
+    _, seq, _ = await seed_audit_record(owner, expired("audit_trail"))
+    connection = Tortoise.get_connection("default")
+    suffix = uuid4().hex[:8]
+    granted, serving = f"ocis_retention_{suffix}", f"ocis_serving_{suffix}"
+    parts = urlsplit(database_url)
+    created: list[str] = []
+    try:
+        for role in (granted, serving):
+            await connection.execute_script(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER')
+            created.append(role)
+            await connection.execute_script(
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}";'
+                f' GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}";'
+            )
+        await connection.execute_script(
+            f'GRANT SET ON PARAMETER session_replication_role TO "{granted}"'
+        )
+
+        def as_role(role: str) -> dict[str, str]:
+            netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
+            return _cli_env(app_settings, urlunsplit(parts._replace(netloc=netloc)))
+
+        refused = await asyncio.to_thread(run_cli, "retention", env=as_role(serving))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert retention.PruneRefused.MESSAGE in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert await AuditEvent.filter(seq=seq).exists()
+        done = _cli_counts(await asyncio.to_thread(run_cli, "retention", env=as_role(granted)))
+        assert done["categories"]["audit_trail"] == {"deleted": 1, "held": 0}
+        assert not await AuditEvent.filter(seq=seq).exists()
+        verified = await asyncio.to_thread(run_cli, "audit-verify", env=as_role(granted))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        for role in (granted, serving):
+            await connection.execute_script(f'DROP OWNED BY "{role}"; DROP ROLE IF EXISTS "{role}"')
