@@ -75,6 +75,12 @@ $(HTTP_AUDIT)/node_modules/.installed: $(HTTP_AUDIT)/package-lock.json
 	npm ci --omit=dev --no-audit --no-fund --prefix $(HTTP_AUDIT)
 	@touch $@
 
+# graphql-ws's own client (npm), subscribing as the web frontend does (tests/test_subscriptions.py).
+WS_CLIENT := tests/graphql_ws_client
+$(WS_CLIENT)/node_modules/.installed: $(WS_CLIENT)/package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --prefix $(WS_CLIENT)
+	@touch $@
+
 run: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(CONSOLE_DIST)/.built; \
 	else echo "npm not found: /console answers 503 until 'make console'"; fi
@@ -92,6 +98,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/deptry . --exclude '\.venv|\.git|migrations' --ignore DEP002,DEP004
 
 test: lint $(OIDC_PROVIDER)/node_modules/.installed $(HTTP_AUDIT)/node_modules/.installed \
+	$(WS_CLIENT)/node_modules/.installed \
 	$(CONSOLE_DIST)/.built browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=$(TEST_MAX_WORKERS) --dist loadfile
 

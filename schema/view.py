@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,11 +20,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -118,11 +120,23 @@ async def _turn_away(websocket: WebSocket) -> None:
     await websocket.close(code=TRY_AGAIN_LATER, reason=TOO_MANY_SOCKETS)
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages are text frames: bytes from `encode_json` would go as
+    binary frames, which a browser hands graphql-ws as a Blob it cannot read."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as closed:
+            raise WebSocketDisconnected from closed
+
+
 class OcisGraphQL(GraphQL[Context, None]):
     """Reads the caller that the web layer identified from the request state; a WebSocket
     authenticates at `connection_init` instead (schema/sockets.py)."""
 
     graphql_transport_ws_handler_class = LiveSocketHandler
+    websocket_adapter_class = TextFrames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -227,7 +241,7 @@ class OcisGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         """orjson: the same compact JSON with keys in order, several times faster than
         ``json.dumps`` on a page of tickets; characters beyond ASCII as UTF-8, not escapes.
-        Bytes suit HTTP only: /graphql has no WebSocket route, whose frames would be binary."""
+        Bytes suit HTTP; a WebSocket's frames are text (TextFrames, below)."""
         return orjson.dumps(data)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:

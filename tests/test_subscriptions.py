@@ -29,7 +29,7 @@ from resolvers.demo import seed_help_desk
 from schema.relay import to_global_id
 from schema.sockets import MAX_SUBSCRIPTIONS
 from schema.view import TOO_MANY_SOCKETS
-from tests.helpers import ORIGIN, Api, app_code_exchange, sign_in
+from tests.helpers import ORIGIN, ROOT, Api, app_code_exchange, sign_in
 from tests.smtp_server import free_port
 from tests.test_two_processes import Browser, browser, servers, shared_redis
 
@@ -88,7 +88,8 @@ class Socket:
 
     async def receive(self, within: float = WAIT) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.connection.recv(), within)
-        text = raw if isinstance(raw, str) else raw.decode()
+        assert isinstance(raw, str), "graphql-transport-ws messages are text frames"
+        text = raw
         self.frames.append(text)
         message: dict[str, Any] = json.loads(text)
         return message
@@ -771,3 +772,75 @@ async def test_a_reply_posted_through_one_process_reaches_a_subscriber_on_anothe
         assert NOTE_BODY not in "".join(live_socket.frames)
         assert await browser.sign_out(second, customer) == 204
         assert (await live_socket.closed(within=2))[0] == 4401
+
+
+# --- a real client of the protocol --------------------------------------------------------
+
+WS_CLIENT = ROOT / "tests" / "graphql_ws_client"
+
+
+class NodeSubscriber:
+    """graphql-ws's own client (npm), in a Node process of its own, read line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+
+    async def next_line(self, within: float = WAIT) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        raw = await asyncio.wait_for(self.process.stdout.readline(), within)
+        assert raw, "the graphql-ws client ended"
+        line: dict[str, Any] = json.loads(raw)
+        self.lines.append(line)
+        return line
+
+
+@asynccontextmanager
+async def node_subscriber(
+    url: str, cookie: str, query: str, variables: dict[str, Any]
+) -> AsyncIterator[NodeSubscriber]:
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(WS_CLIENT / "subscribe.mjs"),
+        url,
+        ORIGIN,
+        f"ocis_session={cookie}",
+        query,
+        json.dumps(variables),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield NodeSubscriber(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await asyncio.wait_for(process.wait(), WAIT)
+
+
+async def test_graphql_ws_s_own_client_gets_a_reply_from_the_other_process_but_no_note(
+    servers: tuple[str, str], browser: Browser
+) -> None:
+    first, second = servers
+    ticket = await _ticket("Cannot reset my password")
+    ticket_id = _gid("Ticket", ticket.id)
+    customer = await browser.session(first, CUSTOMER)
+    agent = await browser.session(second, AGENT)
+    first_url = first.replace("http://", "ws://") + "/graphql"
+    async with node_subscriber(first_url, customer, TICKET_EVENTS, {"id": ticket_id}) as client:
+        assert await client.next_line() == {"connected": True}
+        await asyncio.sleep(0.5)  # the subscription reaches the other process's channel too
+        note = {"id": ticket_id, "body": NOTE_BODY, "internal": True}
+        _done(await browser.gql(second, agent, REPLY, note))
+        started = time.monotonic()
+        reply = {"id": ticket_id, "body": "From afar, by graphql-ws.", "internal": False}
+        _done(await browser.gql(second, agent, REPLY, reply))
+        line = await client.next_line(within=1.0)
+        assert time.monotonic() - started < 1.0
+        event = line["next"]["data"]["ticketEvents"]
+        assert event["kind"] == "REPLY", "the internal note never came first"
+        assert event["message"]["body"] == "From afar, by graphql-ws."
+        assert await browser.sign_out(second, customer) == 204
+        closed = await client.next_line(within=2 * WAIT)
+        assert closed["closed"] == 4401, client.lines
+        assert NOTE_BODY not in json.dumps(client.lines)
