@@ -86,6 +86,14 @@ async def officer_step(api: Api, name: str, given: dict[str, Any]) -> None:
     assert body["data"][name]["__typename"] == "PrivacyRequestSuccess", body
 
 
+async def verified_access_request(subject: Api, officer: Api) -> str:
+    """An access request the subject submitted and the officer verified: its id."""
+    body = await subject.gql(SUBMIT, {"input": {"kind": "ACCESS", "details": "All of it"}})
+    gid: str = body["data"]["submitPrivacyRequest"]["request"]["id"]
+    await officer_step(officer, "verifyIdentity", {"requestId": gid, "method": "SIGNED_IN_SESSION"})
+    return gid
+
+
 async def run_jobs() -> jobs.Report:
     return await jobs.Runner().run_due()
 
@@ -111,9 +119,7 @@ async def test_an_access_request_ends_in_a_mailed_link_that_works_three_times(
     customer_api: Api = await as_user(CUSTOMER)
     officer: Api = await as_user(OFFICER)
     customer = await user_by_email(CUSTOMER)
-    body = await customer_api.gql(SUBMIT, {"input": {"kind": "ACCESS", "details": "All of it"}})
-    gid = body["data"]["submitPrivacyRequest"]["request"]["id"]
-    await officer_step(officer, "verifyIdentity", {"requestId": gid, "method": "SIGNED_IN_SESSION"})
+    gid = await verified_access_request(customer_api, officer)
     assert await Export.all().count() == 0
     await officer_step(officer, "startPrivacyRequest", {"requestId": gid})
 
@@ -731,9 +737,7 @@ async def test_an_export_whose_job_is_given_up_is_failed_its_parts_gone_and_its_
     customer_api: Api = await as_user(CUSTOMER)
     officer: Api = await as_user(OFFICER)
     customer = await user_by_email(CUSTOMER)
-    body = await customer_api.gql(SUBMIT, {"input": {"kind": "ACCESS", "details": "All of it"}})
-    gid = body["data"]["submitPrivacyRequest"]["request"]["id"]
-    await officer_step(officer, "verifyIdentity", {"requestId": gid, "method": "SIGNED_IN_SESSION"})
+    gid = await verified_access_request(customer_api, officer)
     await officer_step(officer, "startPrivacyRequest", {"requestId": gid})
     (export,) = await Export.all()
     written = ExportPart(id=uuid4(), export_id=export.id, subject_id=customer.id, index=0)

@@ -742,16 +742,27 @@ async def test_the_channel_carries_ids_only(
 # --- two processes ------------------------------------------------------------------------------
 
 
+async def _across(servers: tuple[str, str], browser: Browser) -> tuple[str, str, str, str]:
+    """The customer's ticket, the customer signed in on the first process and the agent on the
+    second, and the first's socket URL."""
+    first, second = servers
+    ticket = await _ticket("Cannot reset my password")
+    customer = await browser.session(first, CUSTOMER)
+    agent = await browser.session(second, AGENT)
+    return (
+        _gid("Ticket", ticket.id),
+        customer,
+        agent,
+        first.replace("http://", "ws://") + "/graphql",
+    )
+
+
 @pytest.mark.promise("P19")
 async def test_a_reply_posted_through_one_process_reaches_a_subscriber_on_another(
     servers: tuple[str, str], browser: Browser
 ) -> None:
-    first, second = servers
-    ticket = await _ticket("Cannot reset my password")
-    ticket_id = _gid("Ticket", ticket.id)
-    customer = await browser.session(first, CUSTOMER)
-    agent = await browser.session(second, AGENT)
-    first_url = first.replace("http://", "ws://") + "/graphql"
+    ticket_id, customer, agent, first_url = await _across(servers, browser)
+    second = servers[1]
     async with subscribed(first_url, customer, TICKET_EVENTS, {"id": ticket_id}) as live_socket:
         await asyncio.sleep(0.5)  # the subscription reaches the other process's channel too
         _done(
@@ -821,12 +832,8 @@ async def node_subscriber(
 async def test_graphql_ws_s_own_client_gets_a_reply_from_the_other_process_but_no_note(
     servers: tuple[str, str], browser: Browser
 ) -> None:
-    first, second = servers
-    ticket = await _ticket("Cannot reset my password")
-    ticket_id = _gid("Ticket", ticket.id)
-    customer = await browser.session(first, CUSTOMER)
-    agent = await browser.session(second, AGENT)
-    first_url = first.replace("http://", "ws://") + "/graphql"
+    ticket_id, customer, agent, first_url = await _across(servers, browser)
+    second = servers[1]
     async with node_subscriber(first_url, customer, TICKET_EVENTS, {"id": ticket_id}) as client:
         assert await client.next_line() == {"connected": True}
         await asyncio.sleep(0.5)  # the subscription reaches the other process's channel too
