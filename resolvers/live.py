@@ -216,8 +216,18 @@ class Hub:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure: reconnect, never die
                 self.subscribed.clear()
+                if _cancelling():
+                    # redis-py may turn the cancellation of a read into a connection error:
+                    # this loop was told to stop, and stops (or it would never end).
+                    raise asyncio.CancelledError from error
                 logger.warning("live events: %s; subscribing again", type(error).__name__)
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+
+def _cancelling() -> bool:
+    """Whether the running task has been asked to stop (Python 3.11+)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class TicketEventKind(Enum):
