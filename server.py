@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,6 +95,43 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+# How long each part of a stopping process may take; one that takes longer is given up on and
+# logged, so that a stop always ends (a stuck connection must not keep a process alive).
+SHUTDOWN_SECONDS = 10.0
+logger = logging.getLogger("ocis.server")
+
+
+async def _bounded(part: str, stopping: Coroutine[Any, Any, object]) -> None:
+    try:
+        await asyncio.wait_for(stopping, SHUTDOWN_SECONDS)
+    except TimeoutError:
+        logger.warning("shutdown: %s did not stop within %.0f s", part, SHUTDOWN_SECONDS)
+
+
+async def _database_closed() -> None:
+    """Close the database, which must finish (it resets the ORM's state for the next start):
+    a pool still waiting after SHUTDOWN_SECONDS for a connection in use has its connections
+    terminated, and the close then completes."""
+    closing = asyncio.ensure_future(db.disconnect())
+    done, _ = await asyncio.wait({closing}, timeout=SHUTDOWN_SECONDS)
+    if not done:
+        logger.warning(
+            "shutdown: database did not close within %.0f s; %d pool(s) terminated",
+            SHUTDOWN_SECONDS,
+            db.terminate_pools(),
+        )
+    await closing
+
+
+async def _cancelled(part: str, task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_SECONDS)
+    if not done:
+        logger.warning("shutdown: %s did not stop within %.0f s", part, SHUTDOWN_SECONDS)
+
+
 def create_app(settings: config.Settings | None = None) -> Starlette:
     settings = settings or config.from_environ()
 
@@ -127,19 +165,12 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                     await background.enter_async_context(jobs.running(settings, app.state.store))
                 yield
         finally:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
-            fanning_out.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fanning_out
-            if mailer is not None:
-                mailer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await mailer
-            await audit.checkpoint_at_shutdown()
-            await app.state.store.aclose()
-            await db.disconnect()
+            await _cancelled("live events", listening)
+            await _cancelled("notice fan-out", fanning_out)
+            await _cancelled("mail delivery", mailer)
+            await _bounded("audit checkpoint", audit.checkpoint_at_shutdown())
+            await _bounded("shared store", app.state.store.aclose())
+            await _database_closed()
 
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={500: server_error})
     app.state.settings = settings

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api.migrate import migrate as run_migrations
@@ -111,6 +111,18 @@ async def load_keys() -> None:
 
 async def disconnect() -> None:
     await Tortoise.close_connections()
+
+
+def terminate_pools() -> int:
+    """Close every PostgreSQL pool's connections at once, in use or not (a stopping process
+    whose pool waits for a connection that is never given back); how many pools."""
+    ended = 0
+    for client in connections.all():
+        pool = getattr(client, "_pool", None)
+        if isinstance(pool, asyncpg.Pool):
+            pool.terminate()
+            ended += 1
+    return ended
 
 
 async def ping() -> None:

@@ -365,6 +365,10 @@ def _forget_announced(raw: object) -> None:
     keys.forget_subjects([subject_id])
 
 
+# How long the listener's pub/sub connection gets to close.
+STOP_SECONDS = 5.0
+
+
 async def listen_for_destroyed_keys(store: Redis, stopping: asyncio.Event) -> None:
     """Drop each data key another process destroyed as soon as it says so, until `stopping`.
 
@@ -391,7 +395,7 @@ async def listen_for_destroyed_keys(store: Redis, stopping: asyncio.Event) -> No
                 await asyncio.wait_for(stopping.wait(), timeout=LISTEN_POLL_SECONDS)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(pubsub.aclose(), STOP_SECONDS)  # type: ignore[no-untyped-call]
 
 
 @asynccontextmanager
@@ -404,5 +408,7 @@ async def listening(store: Redis) -> AsyncIterator[None]:
     finally:
         stopping.set()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded: a pub/sub connection that will not close must not keep the process alive.
+        done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+        if not done:
+            logger.warning("key destruction listener did not stop within %.0f s", STOP_SECONDS)
