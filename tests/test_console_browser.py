@@ -5,10 +5,16 @@ nested query in GraphiQL; every request the page makes stays on that server; cus
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -78,12 +84,35 @@ def console_server(
         _stop(process)
 
 
+# How long Chromium gets to close; one that will not is killed (it once kept a run waiting).
+CLOSE_SECONDS = 20
+
+
+def _kill_processes_of(profile: Path) -> int:
+    """SIGKILL every process whose command line names this profile (this test's Chromium and
+    its helpers, nothing else: the directory is the test's own); how many there were."""
+    needle = str(profile).encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):  # gone meanwhile, or not ours to read
+            continue
+    return killed
+
+
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    """Chromium with an empty profile of its own, closed after the test."""
+    """Chromium with an empty profile of its own, closed after the test (killed if it does not
+    close within CLOSE_SECONDS, so that a stuck browser fails nothing and holds up nothing)."""
+    profile = tmp_path / "profile"
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
+            str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
@@ -94,7 +123,14 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
         try:
             yield context
         finally:
-            await context.close()
+            try:
+                await asyncio.wait_for(context.close(), CLOSE_SECONDS)
+            except TimeoutError:
+                logging.getLogger("tests.browser").warning(
+                    "Chromium did not close in %d s; killed %d of its processes",
+                    CLOSE_SECONDS,
+                    _kill_processes_of(profile),
+                )
 
 
 # Collected in the page: a Content-Security-Policy violation would mean a broken console.
@@ -223,3 +259,23 @@ async def test_each_account_opens_its_own_examples_and_a_customer_gets_403(
     await expect(page.get_by_role("heading")).to_have_text("403: the console is for staff")
     assert (f"{base}/console", 403) in statuses
     assert not any("/console/assets/" in url for url, _ in statuses)
+
+
+def test_a_browser_that_will_not_close_is_killed_by_its_profile_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    profile = tmp_path / "profile"
+    stuck = subprocess.Popen(  # noqa: S603 - a stand-in for Chromium naming its profile
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--user-data-dir={profile}"]
+    )
+    bystander = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--user-data-dir={tmp_path}/x"]
+    )
+    try:
+        assert _kill_processes_of(profile) == 1
+        assert stuck.wait(timeout=10) == -signal.SIGKILL
+        assert bystander.poll() is None
+    finally:
+        for process in (stuck, bystander):
+            process.kill()
+            process.wait(timeout=10)
