@@ -40,6 +40,8 @@ QUEUE_SIZE = 64
 # the wait never reads as a dead connection.
 POLL_SECONDS = 0.4
 RECONNECT_SECONDS = 1.0
+# How long the channel's pub/sub connection gets to close when the loop ends.
+CLOSE_SECONDS = 2.0
 
 MESSAGE = "message"
 STATUS = "status"
@@ -204,14 +206,14 @@ class Hub:
     async def run(self) -> None:
         """Listen to the channel until cancelled, resubscribing after a lost connection."""
         while True:
+            pubsub = self.store.pubsub(ignore_subscribe_messages=True)
             try:
-                async with self.store.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    self.subscribed.set()
-                    while True:
-                        message = await pubsub.get_message(timeout=POLL_SECONDS)
-                        if message is not None and message.get("type") == "message":
-                            self.dispatch(str(message["data"]))
+                await pubsub.subscribe(CHANNEL)
+                self.subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=POLL_SECONDS)
+                    if message is not None and message.get("type") == "message":
+                        self.dispatch(str(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure: reconnect, never die
@@ -222,6 +224,10 @@ class Hub:
                     raise asyncio.CancelledError from error
                 logger.warning("live events: %s; subscribing again", type(error).__name__)
                 await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                # Bounded: closing a pub/sub whose read was cancelled can wait for good.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_SECONDS)  # type: ignore[no-untyped-call]
 
 
 def _cancelling() -> bool:
