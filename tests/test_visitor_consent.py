@@ -16,6 +16,7 @@ import pytest
 from tortoise import Tortoise
 
 import settings as config
+from auth.card_data import contains_card_data
 from auth.visitor_ids import Visitor, VisitorIds
 from models import (
     AuditEvent,
@@ -655,3 +656,12 @@ async def test_over_https_the_consent_cookie_is_host_prefixed_and_secure(
                 assert gpc.status_code == 200
                 objections = await ConsentEntry.filter(objection=True).count()
                 assert objections == (0 if name == "ocis_consent" else 2)
+
+
+def test_no_consent_id_issued_would_be_refused_as_card_data() -> None:
+    """Hex holds runs of digits; one that passes the Luhn check would make the card-data guard
+    (P03) refuse the visitor's own id when it comes back. Such ids are never issued."""
+    ids = VisitorIds((b"v" * 32,))
+    issued = [ids.issue()[1] for _ in range(3000)]
+    assert not [token for token in issued if contains_card_data(token)]
+    assert all(ids.verify(token) is not None for token in issued[:50])
