@@ -132,6 +132,9 @@ class Context:
     secure_cookies: bool = False
     # Set on WebSocket connections only (schema/live.py).
     live: LiveConnection | None = None
+    # Set once a compiled plan charged this operation's cost (schema/plan.py): a request it
+    # hands back to Strawberry is not charged again.
+    cost_charged: bool = False
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 

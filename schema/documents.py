@@ -4,6 +4,7 @@ document before it is registered (resolvers/documents.py keeps the registry)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -124,6 +125,15 @@ def _not_trusted() -> DocumentRefused:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """What a request runs: the text, and whether it is a registered document (which may run
+    on its compiled plan, schema/plan.py)."""
+
+    text: str | None
+    registered: bool = False
+
+
 async def document_to_run(
     registry: DocumentRegistry,
     query: str | None,
@@ -133,6 +143,27 @@ async def document_to_run(
     register_automatically: bool,
     check: DocumentCheck,
 ) -> str | None:
+    """The text this request runs: its own, or the registered document its hash names."""
+    chosen = await choose_document(
+        registry,
+        query,
+        extensions,
+        may_run_unregistered=may_run_unregistered,
+        register_automatically=register_automatically,
+        check=check,
+    )
+    return chosen.text
+
+
+async def choose_document(
+    registry: DocumentRegistry,
+    query: str | None,
+    extensions: Mapping[str, Any] | None,
+    *,
+    may_run_unregistered: bool,
+    register_automatically: bool,
+    check: DocumentCheck,
+) -> Chosen:
     """The text this request runs: its own, or the registered document its hash names.
 
     `check(text)` lists a document's problems (check_document); a client's hash and text
@@ -145,16 +176,16 @@ async def document_to_run(
         )
     if query is None:
         if sha256 is None:
-            return None  # Strawberry answers that no query was sent
+            return Chosen(None)  # Strawberry answers that no query was sent
         found = await registry.find(sha256, trusted=not may_run_unregistered)
         if found is None or not (may_run_unregistered or found.trusted):
             raise DocumentRefused(NOT_FOUND_MESSAGE, "PERSISTED_QUERY_NOT_FOUND", 200)
-        return found.text
+        return Chosen(found.text, registered=True)
     if not may_run_unregistered:
         found = await registry.find(document_hash(query), trusted=True)
         if found is None or not found.trusted:
             raise _not_trusted()
-        return query
+        return Chosen(query, registered=True)
     if (
         sha256 is not None
         and register_automatically
@@ -162,4 +193,4 @@ async def document_to_run(
         and not check(query)
     ):
         await registry.register(query, DocumentSource.AUTOMATIC)
-    return query
+    return Chosen(query)

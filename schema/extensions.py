@@ -205,6 +205,9 @@ class QueryCost(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         request = context.context
+        if getattr(request, "cost_charged", False):
+            yield  # a compiled plan priced and charged it (schema/plan.py)
+            return
         cost = _cost_of(
             context.schema._schema,
             context.graphql_document,

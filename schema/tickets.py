@@ -9,6 +9,7 @@ import strawberry
 
 from auth import rate_limit
 from auth.policy import Relation
+from auth.principal import Principal
 from auth.relations import (
     person_in,
     relation_on_ticket,
@@ -19,7 +20,7 @@ from auth.relations import (
 )
 from models import Ticket, TicketMessage
 from resolvers import tickets
-from resolvers.pagination import decode_cursor, page_size
+from resolvers.pagination import Page, decode_cursor, page_size
 from resolvers.tickets import OnBehalfOf, TicketFilter
 from schema.attributes import attribute
 from schema.context import Info
@@ -70,17 +71,20 @@ class TicketType(Node):
         if after is not None:
             decode_cursor(after, "TicketMessage")
         page = await info.context.loaders.message_pages.load((self.model.id, first, after))
-        principal = info.context.principal
-        requester = requester_of(self.model)
-        nodes = [
-            TicketMessageType(
-                model=message,
-                relation=relation_to_row(principal, message),
-                requester_id=requester,
-            )
-            for message in page.items
-        ]
-        return connection(page, nodes)
+        return connection(page, message_nodes(info.context.principal, self.model, page))
+
+
+def message_nodes(
+    principal: Principal, ticket: Ticket, page: Page[TicketMessage]
+) -> "list[TicketMessageType]":
+    """A page of a ticket's messages, each with the caller's relation to its author."""
+    requester = requester_of(ticket)
+    return [
+        TicketMessageType(
+            model=message, relation=relation_to_row(principal, message), requester_id=requester
+        )
+        for message in page.items
+    ]
 
 
 async def ticket_nodes(info: Info, rows: Sequence[Ticket]) -> list[TicketType]:

@@ -13,7 +13,7 @@ from models import User
 from resolvers import accounts, policy, users
 from resolvers.users import ProfileChanges
 from schema.attributes import attribute
-from schema.context import Info, store_of
+from schema.context import Context, Info, store_of
 from schema.enums import Role, UserStatus
 from schema.errors import (
     MutationError,
@@ -27,13 +27,27 @@ from schema.relay import Connection, Node, connection, from_global_id, to_global
 
 async def user_node(info: Info, user_id: UUID | None) -> "UserType | None":
     """A person reached through an object already in scope, with the caller's relation."""
-    if user_id is None:
-        return None
-    loaders = info.context.loaders
-    user = await loaders.users.load(user_id)
-    if user is None:
-        return None
-    return UserType(model=user, relation=await loaders.relations.load(user_id))
+    (node,) = await user_nodes(info.context, [user_id])
+    return node
+
+
+async def user_nodes(context: Context, user_ids: list[UUID | None]) -> "list[UserType | None]":
+    """`user_node` for many at once (a compiled plan's batch): one load of the people, one of
+    the caller's relations to those who exist."""
+    loaders = context.loaders
+    known = [ident for ident in dict.fromkeys(user_ids) if ident is not None]
+    users = dict(zip(known, await loaders.users.load_many(known), strict=True)) if known else {}
+    present = [ident for ident in known if users[ident] is not None]
+    relations = (
+        dict(zip(present, await loaders.relations.load_many(present), strict=True))
+        if present
+        else {}
+    )
+    nodes: list[UserType | None] = []
+    for ident in user_ids:
+        user = users.get(ident) if ident is not None else None
+        nodes.append(None if user is None else UserType(model=user, relation=relations[user.id]))
+    return nodes
 
 
 @personal_data

@@ -43,8 +43,9 @@ from observability import GRAPHQL_ERRORS
 from resolvers.live import Hub
 from schema import Context, schema
 from schema.context import LiveConnection
-from schema.documents import DocumentRefused, check_document, document_to_run
+from schema.documents import DocumentRefused, check_document, choose_document
 from schema.media_types import GRAPHQL_RESPONSE, JSON, negotiate
+from schema.plan import plan_for
 from schema.sockets import (
     CONNECTION_INIT_WAIT,
     MAX_SUBSCRIPTIONS,
@@ -205,7 +206,7 @@ class OcisGraphQL(GraphQL[Context, None]):
     ) -> ExecutionResult:
         """Run the request's own text, or the registered document its hash names."""
         settings: config.Settings = request.app.state.settings
-        query = await document_to_run(
+        chosen = await choose_document(
             request.app.state.documents,
             request_data.query,
             request_data.extensions,
@@ -221,6 +222,13 @@ class OcisGraphQL(GraphQL[Context, None]):
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
         if request_adapter.method == "GET" and not self.allow_queries_via_get:
             allowed -= {OperationType.QUERY}
+        query = chosen.text
+        if chosen.registered and query is not None and OperationType.QUERY in allowed:
+            plan = plan_for(query, request_data.operation_name)
+            if plan is not None:
+                planned = await plan.run(context, request_data.variables)
+                if planned is not None:
+                    return planned
         try:
             return await self.schema.execute(
                 query,
