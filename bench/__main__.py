@@ -42,9 +42,10 @@ from bench.dataset import (
 from bench.inprocess import BenchError, count_statements, graphql_headers, sign_in
 from bench.load import Tally, Target, run_round
 from bench.raw_app import MESSAGES_FIRST, TICKETS_FIRST, asyncpg_dsn
-from bench.servers import free_port, server_env, uvicorn_server
+from bench.servers import cpu_seconds, free_port, server_env, uvicorn_server
 from models import db
 from models.crypto import Keyring
+from resolvers.documents import document_hash
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 COOKIE = "ocis_session"  # plain-http PUBLIC_URL, so not the __Host- name
@@ -65,7 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=_env_number("BENCH_SECONDS", 5.0))
     parser.add_argument("--rounds", type=int, default=int(_env_number("BENCH_ROUNDS", 3)))
     parser.add_argument("--warmup", type=float, default=_env_number("BENCH_WARMUP", 2.0))
-    parser.add_argument("--concurrency", type=int, default=int(_env_number("BENCH_CONCURRENCY", 8)))
+    parser.add_argument(
+        "--concurrency", type=int, default=int(_env_number("BENCH_CONCURRENCY", 20))
+    )
     parser.add_argument(
         "--max-requests", type=int, default=50_000, help="per target and round (default 50000)"
     )
@@ -159,7 +162,12 @@ async def measure(
     master_key: bytes,
     data: Dataset,
 ) -> dict[str, Any]:
-    request_body = json.dumps({"query": QUERY}).encode()
+    text_body = json.dumps({"query": QUERY}).encode()
+    # The same page as a registered document: its hash alone (Apollo's persisted query),
+    # registered by the first request, which sends the text beside the hash.
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(QUERY)}}
+    register_body = json.dumps({"query": QUERY, "extensions": persisted}).encode()
+    request_body = json.dumps({"extensions": persisted}).encode()
     redis_url = os.environ.get("REDIS_URL") or None
     ocis_port, raw_port, quiet_port = _distinct_ports(3)
     origin = f"http://127.0.0.1:{ocis_port}"
@@ -173,12 +181,16 @@ async def measure(
         ),
         AGENT_EMAIL,
         AGENT_PASSWORD,
-        request_body,
+        [register_body, request_body, text_body],
     )
-    statements = len(in_process.statements)
-    say(f"SQL statements for one GraphQL request (in-process, counted): {statements}")
-    for number, statement in enumerate(in_process.statements, 1):
-        say(f"  {number}. {' '.join(statement.split())[:110]}")
+    statements, text_statements = (len(counted) for counted in in_process.statements[1:])
+    for name, counted in (
+        ("the registered document", in_process.statements[1]),
+        ("the text", in_process.statements[2]),
+    ):
+        say(f"SQL statements for one request of {name} (in-process, counted): {len(counted)}")
+        for number, statement in enumerate(counted, 1):
+            say(f"  {number}. {' '.join(statement.split())[:110]}")
 
     key = base64.b64encode(master_key).decode()
     ocis_env = server_env(
@@ -212,10 +224,11 @@ async def measure(
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
+    pids: dict[str, int] = {}
     async with (
-        uvicorn_server("OCIS", "server:create_app", ocis_port, ocis_env) as ocis_url,
-        uvicorn_server("raw", "bench.raw_app:create_app", raw_port, raw_env) as raw_url,
-        uvicorn_server("no-audit", "server:create_app", quiet_port, quiet_env) as quiet_url,
+        uvicorn_server("OCIS", "server:create_app", ocis_port, ocis_env, pids) as ocis_url,
+        uvicorn_server("raw", "bench.raw_app:create_app", raw_port, raw_env, pids) as raw_url,
+        uvicorn_server("no-audit", "server:create_app", quiet_port, quiet_env, pids) as quiet_url,
         httpx.AsyncClient(base_url=ocis_url, limits=limits, timeout=30.0) as ocis_client,
         httpx.AsyncClient(base_url=raw_url, limits=limits, timeout=30.0) as raw_client,
         httpx.AsyncClient(base_url=quiet_url, limits=limits, timeout=30.0) as quiet_client,
@@ -225,23 +238,39 @@ async def measure(
         headers = graphql_headers(COOKIE, token, origin)
         quiet_token = await sign_in(quiet_client, COOKIE, AGENT_EMAIL, AGENT_PASSWORD, origin)
         quiet_headers = graphql_headers(COOKIE, quiet_token, origin)
+        for client, client_headers in ((ocis_client, headers), (quiet_client, quiet_headers)):
+            registered = await client.post(
+                "/graphql", content=register_body, headers=client_headers
+            )
+            if registered.status_code != 200:
+                raise BenchError(f"registering the page answered {registered.status_code}")
         ocis_first = await ocis_client.post("/graphql", content=request_body, headers=headers)
-        raw_first = await raw_client.post("/graphql", content=request_body, headers=headers)
+        text_first = await ocis_client.post("/graphql", content=text_body, headers=headers)
+        raw_first = await raw_client.post("/graphql", content=text_body, headers=headers)
         quiet_first = await quiet_client.post(
             "/graphql", content=request_body, headers=quiet_headers
         )
-        for name, response in (("OCIS", ocis_first), ("raw", raw_first), ("no-audit", quiet_first)):
+        for name, response in (
+            ("OCIS", ocis_first),
+            ("OCIS (text)", text_first),
+            ("raw", raw_first),
+            ("no-audit", quiet_first),
+        ):
             if response.status_code != 200:
                 raise BenchError(f"{name} answered {response.status_code}: {response.text[:300]}")
-        verify(ocis_first.content, raw_first.content, in_process.body)
+        verify(ocis_first.content, raw_first.content, in_process.bodies[1])
+        if text_first.content != ocis_first.content or in_process.bodies[2] != ocis_first.content:
+            raise BenchError("the page sent as text answered differently from its hash")
         if quiet_first.content != ocis_first.content:
             raise BenchError("OCIS with the read audit off answered differently")
 
         targets = [
             Target("OCIS", ocis_client, request_body, headers, ocis_first.content),
-            Target("raw", raw_client, request_body, headers, raw_first.content),
+            Target("text", ocis_client, text_body, headers, text_first.content),
+            Target("raw", raw_client, text_body, headers, raw_first.content),
             Target("no-audit", quiet_client, request_body, quiet_headers, quiet_first.content),
         ]
+        server_of = {"OCIS": "OCIS", "text": "OCIS", "raw": "raw", "no-audit": "no-audit"}
         say(
             f"load: {args.concurrency} concurrent requests, warm-up {args.warmup:.1f} s each,"
             f" then {args.rounds} alternating rounds of {args.seconds:.1f} s per target"
@@ -260,6 +289,7 @@ async def measure(
             for target in targets[shift:] + targets[:shift]:
                 tally = tallies[target.name]
                 count, elapsed = len(tally.latencies), tally.elapsed
+                cpu = cpu_seconds(pids[server_of[target.name]])
                 await run_round(
                     target,
                     concurrency=args.concurrency,
@@ -268,6 +298,7 @@ async def measure(
                     tally=tally,
                 )
                 count, elapsed = len(tally.latencies) - count, tally.elapsed - elapsed
+                tally.cpu_s += cpu_seconds(pids[server_of[target.name]]) - cpu
                 say(
                     f"  round {number + 1} {target.name:8}: {count:6d} requests in"
                     f" {elapsed:4.1f} s = {count / elapsed:7.1f} req/s"
@@ -275,9 +306,18 @@ async def measure(
     failures = {name: tally.failures for name, tally in tallies.items() if tally.failures}
     if failures:
         raise BenchError(f"answers that were not 200 with the verified body: {failures}")
-    ocis, raw, quiet = tallies["OCIS"], tallies["raw"], tallies["no-audit"]
+    ocis, text, raw, quiet = (tallies[name] for name in ("OCIS", "text", "raw", "no-audit"))
     return {
         "ratio": round(ocis.rps / raw.rps, 4),
+        "text_ratio": round(text.rps / raw.rps, 4),
+        "text_rps": round(text.rps, 1),
+        "text_p50_ms": round(text.percentile_ms(50), 2),
+        "text_p99_ms": round(text.percentile_ms(99), 2),
+        "text_statements_per_request": text_statements,
+        "cpu_ms_per_request": round(ocis.cpu_ms_per_request, 2),
+        "text_cpu_ms_per_request": round(text.cpu_ms_per_request, 2),
+        "raw_cpu_ms_per_request": round(raw.cpu_ms_per_request, 2),
+        "p99_over_raw_p99": round(ocis.percentile_ms(99) / raw.percentile_ms(99), 2),
         "audit_off_rps": round(quiet.rps, 1),
         "audit_off_p50_ms": round(quiet.percentile_ms(50), 2),
         "audit_throughput_share": round(ocis.rps / quiet.rps, 4),
@@ -292,6 +332,7 @@ async def measure(
         "duration_s": round(args.rounds * args.seconds, 1),
         "rounds": args.rounds,
         "requests": len(ocis.latencies),
+        "text_requests": len(text.latencies),
         "raw_requests": len(raw.latencies),
         "response_bytes": len(ocis_first.content),
         "tickets": data.sizes.tickets,
@@ -350,20 +391,30 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> None:
     say()
     say(
-        f"OCIS GraphQL : {result['rps']:8.1f} req/s   p50 {result['p50_ms']:7.2f} ms"
-        f"   p99 {result['p99_ms']:7.2f} ms   ({result['requests']} requests)"
+        f"registered   : {result['rps']:8.1f} req/s   p50 {result['p50_ms']:7.2f} ms"
+        f"   p99 {result['p99_ms']:7.2f} ms   CPU {result['cpu_ms_per_request']:6.2f} ms/req"
+        f"   {result['statements_per_request']} statements   ({result['requests']} requests,"
+        " the page by its hash: the compiled plan)"
+    )
+    say(
+        f"text         : {result['text_rps']:8.1f} req/s   p50 {result['text_p50_ms']:7.2f} ms"
+        f"   p99 {result['text_p99_ms']:7.2f} ms   CPU {result['text_cpu_ms_per_request']:6.2f}"
+        f" ms/req   {result['text_statements_per_request']} statements"
+        f"   ({result['text_requests']} requests, the page as text: Strawberry)"
     )
     say(
         f"raw endpoint : {result['raw_rps']:8.1f} req/s   p50 {result['raw_p50_ms']:7.2f} ms"
-        f"   p99 {result['raw_p99_ms']:7.2f} ms   ({result['raw_requests']} requests)"
+        f"   p99 {result['raw_p99_ms']:7.2f} ms   CPU {result['raw_cpu_ms_per_request']:6.2f}"
+        f" ms/req   ({result['raw_requests']} requests)"
     )
     say(
         f"audit off    : {result['audit_off_rps']:8.1f} req/s   p50"
         f" {result['audit_off_p50_ms']:7.2f} ms   (same app, OCIS_AUDIT_READS=false)"
     )
-    say(f"ratio        : {result['ratio']:.3f} (OCIS throughput / raw throughput)")
+    say(f"ratio        : {result['ratio']:.3f} (registered document / raw throughput)")
+    say(f"text ratio   : {result['text_ratio']:.3f} (the page as text / raw throughput)")
+    say(f"p99          : {result['p99_over_raw_p99']:.2f} times the raw endpoint's")
     say(f"audit        : {result['audit_throughput_share']:.3f} (throughput with / without it)")
-    say(f"statements   : {result['statements_per_request']} SQL statements per GraphQL request")
     say(f"total        : {result['total_s']:.1f} s (load generator shares the machine)")
     say(json.dumps(result, separators=(",", ":")))
 

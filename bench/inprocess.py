@@ -51,33 +51,43 @@ def graphql_headers(cookie: str, token: str, origin: str) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Counted:
-    body: bytes
-    statements: list[str]
+    """For each request body sent in turn: its answer and the statements it sent."""
+
+    bodies: list[bytes]
+    statements: list[list[str]]
 
 
 async def count_statements(
-    settings: config.Settings, email: str, password: str, request_body: bytes
+    settings: config.Settings, email: str, password: str, request_bodies: list[bytes]
 ) -> Counted:
-    """Run one signed-in GraphQL request through the ASGI app and count its statements."""
+    """Send signed-in GraphQL requests through the ASGI app in turn, each after a warm-up
+    request of its own, and count each one's statements."""
     app = create_app(settings)
     origin = settings.public_origin
     cookie = cookie_name(settings)
+    bodies: list[bytes] = []
+    statements: list[list[str]] = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url=origin) as client:
             token = await sign_in(client, cookie, email, password, origin)
             headers = graphql_headers(cookie, token, origin)
-            await client.post("/graphql", content=request_body, headers=headers)
             logger = logging.getLogger(STATEMENT_LOGGER)
-            counter = StatementCounter()
-            previous = logger.level
-            logger.setLevel(logging.DEBUG)
-            logger.addHandler(counter)
-            try:
-                response = await client.post("/graphql", content=request_body, headers=headers)
-            finally:
-                logger.removeHandler(counter)
-                logger.setLevel(previous)
-    if response.status_code != 200:
-        raise BenchError(f"in-process GraphQL answered {response.status_code}: {response.text}")
-    return Counted(response.content, counter.statements)
+            for request_body in request_bodies:
+                await client.post("/graphql", content=request_body, headers=headers)
+                counter = StatementCounter()
+                previous = logger.level
+                logger.setLevel(logging.DEBUG)
+                logger.addHandler(counter)
+                try:
+                    response = await client.post("/graphql", content=request_body, headers=headers)
+                finally:
+                    logger.removeHandler(counter)
+                    logger.setLevel(previous)
+                if response.status_code != 200:
+                    raise BenchError(
+                        f"in-process GraphQL answered {response.status_code}: {response.text}"
+                    )
+                bodies.append(response.content)
+                statements.append(counter.statements)
+    return Counted(bodies, statements)

@@ -18,6 +18,13 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     failures: int = 0
+    # CPU the serving process used during this target's rounds (its own process's, or the
+    # share of it while only this target was loading it).
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_s * 1000 / len(self.latencies) if self.latencies else 0.0
 
     @property
     def rps(self) -> float:

@@ -44,9 +44,14 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 @asynccontextmanager
 async def uvicorn_server(
-    name: str, factory: str, port: int, env: Mapping[str, str]
+    name: str,
+    factory: str,
+    port: int,
+    env: Mapping[str, str],
+    pids: dict[str, int] | None = None,
 ) -> AsyncIterator[str]:
-    """Serve ``factory`` (module:function) on 127.0.0.1:port until the block ends."""
+    """Serve ``factory`` (module:function) on 127.0.0.1:port until the block ends; its process
+    id goes into ``pids`` under ``name`` (to read the CPU it used)."""
     command = [
         sys.executable,
         "-m",
@@ -68,6 +73,8 @@ async def uvicorn_server(
         process = await asyncio.create_subprocess_exec(
             *command, cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT
         )
+        if pids is not None:
+            pids[name] = process.pid
         try:
             await _wait_ready(name, process, base_url)
             yield base_url
@@ -108,3 +115,10 @@ def server_env(extra: Mapping[str, str]) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
