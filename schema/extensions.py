@@ -326,21 +326,30 @@ class AccessAudit(SchemaExtension):
         yield
 
     async def _record(self) -> None:
-        context = self.execution_context.context
-        if not getattr(context, "audit_reads", False) or not context.reads:
-            return
-        # Taken whole before writing: another subscription on the connection notes its own.
-        reads = dict(context.reads)
-        context.reads.clear()
-        try:
-            await record_reads(context.principal, reads)
-        except Exception as exc:
-            if unreachable_dependency(exc) is not None:
-                raise  # the whole answer becomes a 503 (Outages below), the data withheld
-            logger.error(
-                "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
-            )
-            raise _unexpected(self.execution_context) from None
+        await write_reads(self.execution_context.context)
+
+
+async def write_reads(context: Any) -> None:
+    """Write the reads the request noted (a compiled plan's too, schema/plan.py).
+
+    Raises what makes the whole answer a 503 when the database is unreachable (Outages
+    below), and a PublicError, the data withheld, when the write failed otherwise."""
+    if not getattr(context, "audit_reads", False) or not context.reads:
+        return
+    # Taken whole before writing: another subscription on the connection notes its own.
+    reads = dict(context.reads)
+    context.reads.clear()
+    try:
+        await record_reads(context.principal, reads)
+    except Exception as exc:
+        if unreachable_dependency(exc) is not None:
+            raise
+        logger.error(
+            "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
+        )
+        raise PublicError(
+            "Unexpected error.", "INTERNAL_SERVER_ERROR", context.request_id
+        ) from None
 
 
 def _unexpected(execution_context: Any) -> PublicError:

@@ -57,14 +57,20 @@ from strawberry.types.field import StrawberryField
 from auth.relations import person_in, subject_of
 from auth.store import unreachable_dependency
 from observability import operation_label
-from resolvers.audit_trail import record_reads
 from resolvers.pagination import decode_cursor, page_size
 from resolvers.payments import holds_card_data
 from schema import schema
 from schema.context import Context
 from schema.cost import operation_cost
 from schema.errors import PublicError
-from schema.extensions import DOCUMENT_CACHE_SIZE, MAX_TOKENS, _literals, limit_rules
+from schema.extensions import (
+    DOCUMENT_CACHE_SIZE,
+    MAX_TOKENS,
+    _literals,
+    _refusal,
+    limit_rules,
+    write_reads,
+)
 from schema.need_to_know import NeedToKnow
 from schema.relay import Connection, connection
 from schema.tickets import TicketMessageType, TicketType, message_nodes
@@ -354,8 +360,6 @@ class Plan:
         if state is not None:
             state["operation"] = self.label
         info = SimpleNamespace(context=context)
-        from schema.extensions import _refusal  # noqa: PLC0415 - one function, shared
-
         cost = self.fixed_cost
         if cost is None:
             cost = operation_cost(schema._schema, self.operation, self.fragments, variables)
@@ -384,25 +388,19 @@ class Plan:
 
 
 async def _record(context: Context) -> GraphQLError | None:
-    """AccessAudit's write: None once written (or when nothing was read)."""
-    if not context.audit_reads or not context.reads:
-        return None
-    reads = dict(context.reads)
-    context.reads.clear()
+    """AccessAudit's write: None once written (or when nothing was read); else the error that
+    replaces the data, as Strawberry answers it."""
     try:
-        await record_reads(context.principal, reads)
+        await write_reads(context)
+    except PublicError as withheld:
+        return GraphQLError(str(withheld), extensions=withheld.extensions)
     except Exception as exc:  # noqa: BLE001 - the data is withheld either way
         dependency = unreachable_dependency(exc)
-        if dependency is not None and context.request_state is not None:
-            context.request_state.setdefault("unreachable", dependency)
-        else:
-            logger.error(
-                "audit trail write failed: %s (request %s)", type(exc).__name__, context.request_id
-            )
-        return GraphQLError(
-            "Unexpected error.",
-            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": context.request_id},
-        )
+        if dependency is None:
+            raise
+        if context.request_state is not None:
+            context.request_state.setdefault("unreachable", dependency)  # answered with a 503
+        return GraphQLError("Service unavailable.")
     return None
 
 

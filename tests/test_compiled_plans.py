@@ -235,3 +235,98 @@ async def test_a_registered_document_answers_as_its_text_does_for_every_caller(
     for text, callers in answered_by_plan.items():
         assert callers, f"the plan never answered {text}"
     assert answered_by_plan[BENCH_PAGE] >= {"agent@example.com", "admin@example.com"}
+
+
+def _by_hash(text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": document_hash(text)}}
+    return {"extensions": persisted, "variables": variables or {}}
+
+
+@pytest.fixture
+async def agent(app: Any, client: httpx.AsyncClient, demo: None) -> dict[str, str]:
+    return {"cookie": f"ocis_session={await sign_in(client, 'agent@example.com')}"}
+
+
+async def _both(
+    app: Any, client: httpx.AsyncClient, headers: dict[str, str], text: str, **variables: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    await app.state.documents.register(text, DocumentSource.MANIFEST)
+    client.cookies.clear()
+    as_text = await client.post(
+        "/graphql", json={"query": text, "variables": variables}, headers=headers
+    )
+    client.cookies.clear()
+    by_hash = await client.post("/graphql", json=_by_hash(text, variables), headers=headers)
+    return as_text, by_hash
+
+
+async def test_a_request_handed_back_to_strawberry_is_charged_once(
+    app: Any,
+    client: httpx.AsyncClient,
+    agent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    strawberry_runs: list[str],
+) -> None:
+    charged: list[int] = []
+    charge = schema_package.extensions.charge_query_cost
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        charged.append(kwargs["cost"])
+        return await charge(*args, **kwargs)
+
+    monkeypatch.setattr(schema_package.extensions, "charge_query_cost", counting)
+    # A page size out of range is a domain error the plan meets only once it runs.
+    text = (
+        "query Q($n: Int) { tickets(first: 5) { edges { node"
+        " { messages(first: $n) { edges { node { id } } } } } } }"
+    )
+    assert compile_document(text, None) is not None
+    as_text, by_hash = await _both(app, client, agent, text, n=500)
+    assert _comparable(by_hash) == _comparable(as_text)
+    assert {error["extensions"]["code"] for error in by_hash.json()["errors"]} == {"INVALID_INPUT"}
+    assert len(charged) == 2  # once for the text, once for the hash
+    assert len(strawberry_runs) == 2  # the hash's request ran on Strawberry after the plan
+
+
+async def test_card_data_in_a_registered_documents_variables_is_refused_alike(
+    app: Any, client: httpx.AsyncClient, agent: dict[str, str]
+) -> None:
+    text = "query Q($after: String) { tickets(first: 5, after: $after) { edges { cursor } } }"
+    as_text, by_hash = await _both(app, client, agent, text, after="4111 1111 1111 1111")
+    assert _comparable(by_hash) == _comparable(as_text)
+    assert by_hash.json()["errors"][0]["extensions"]["code"] == "CARD_DATA_REFUSED"
+
+
+async def test_a_trail_that_cannot_be_written_withholds_the_plans_data_alike(
+    app: Any, client: httpx.AsyncClient, agent: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(schema_package.extensions, "record_reads", broken)
+    as_text, by_hash = await _both(app, client, agent, BENCH_PAGE)
+    status, data, errors = _comparable(by_hash)
+    assert (status, data) == (200, None)
+    assert [(code, message) for _, code, message, _ in errors] == [
+        ("INTERNAL_SERVER_ERROR", "Unexpected error.")
+    ]
+    assert by_hash.json()["errors"][0]["extensions"]["requestId"] == by_hash.headers["x-request-id"]
+    assert "customer@example.com" not in by_hash.text
+    assert _comparable(as_text)[:2] == (200, None)
+
+
+async def test_the_plan_sends_no_more_statements_than_strawberry(
+    app: Any, client: httpx.AsyncClient, agent: dict[str, str], count_statements: Any
+) -> None:
+    await _both(app, client, agent, BENCH_PAGE)  # both warm: the registry read is behind
+    counted = []
+    for body in ({"query": BENCH_PAGE}, _by_hash(BENCH_PAGE)):
+        count_statements.statements.clear()
+        client.cookies.clear()
+        response = await client.post("/graphql", json=body, headers=agent)
+        assert response.json().get("errors") is None
+        counted.append(len(count_statements.statements))
+    text_statements, plan_statements = counted
+    # The caller's roles, the page, its requesters and their relations, its messages, the
+    # read audit: one statement each, however many tickets the page holds.
+    assert plan_statements <= text_statements <= 8
