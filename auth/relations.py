@@ -29,11 +29,12 @@ from models import (
     TicketMessage,
     User,
 )
+from models.rows import model_of
 
 NO_RELATION = Relation()
 
 # The column naming the person each kind of row is about.
-_SUBJECT_COLUMN: dict[type[Model], str] = {
+_SUBJECT_COLUMN: dict[type, str] = {
     User: "id",
     Ticket: "requester_id",
     TicketMessage: "author_id",
@@ -57,7 +58,7 @@ def person_in(row: Model, column: str) -> UUID | None:
 
 def subject_of(row: Model) -> UUID | None:
     """The id of the person a row is about, if it names one."""
-    return person_in(row, _SUBJECT_COLUMN[type(row)])
+    return person_in(row, _SUBJECT_COLUMN[model_of(row)])
 
 
 def requester_of(ticket: Ticket) -> UUID | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -137,8 +137,10 @@ async def paginate(
     after: str | None,
     newest_first: bool,
     by_id_only: bool = False,
+    read: Callable[[QuerySet[M]], Awaitable[list[M]]] | None = None,
 ) -> Page[M]:
-    """A page of rows after the cursor; `by_id_only` for callers who may not see creation times."""
+    """A page of rows after the cursor; `by_id_only` for callers who may not see creation times;
+    `read` runs the query instead of the ORM (models.rows.fetch_rows)."""
     size = page_size(first)
     sign = "-" if newest_first else ""
     ordering = (f"{sign}id",) if by_id_only else (f"{sign}created_at", f"{sign}id")
@@ -148,5 +150,6 @@ async def paginate(
         if (created is None) != by_id_only:
             raise InvalidInput("This cursor is not one this API issued.", field="after")
         clause = _after(created, ident, newest_first=newest_first)
-    rows = await query.filter(clause).order_by(*ordering).limit(size + 1)
+    page = query.filter(clause).order_by(*ordering).limit(size + 1)
+    rows = await (read(page) if read is not None else page)
     return Page(rows[:size], len(rows) > size, by_id_only)

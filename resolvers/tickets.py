@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from pypika_tortoise.analytics import RowNumber
@@ -29,6 +31,7 @@ from models import (
     UserStatus,
     crypto,
 )
+from models.rows import columns_of, fetch_rows, rows_of
 from privacy import audit, walk_ins
 from privacy.audit_actions import AuditAction
 from resolvers import live, queues, validation
@@ -54,9 +57,15 @@ class TicketFilter:
 
 
 async def list_tickets(
-    principal: Principal, *, first: int | None, after: str | None, where: TicketFilter
+    principal: Principal,
+    *,
+    first: int | None,
+    after: str | None,
+    where: TicketFilter,
+    rows: bool = False,
 ) -> Page[Ticket]:
-    """A page of the tickets the caller may read, newest first."""
+    """A page of the tickets the caller may read, newest first (`rows`: read as rows without
+    ORM instances, models/rows.py)."""
     used = {
         "status": where.status is not None,
         "assignee": where.unassigned or where.assignee_id is not None,
@@ -74,7 +83,9 @@ async def list_tickets(
         query = query.filter(assignee_id=where.assignee_id)
     if where.requester_id is not None:
         query = query.filter(requester_id=where.requester_id)
-    return await paginate(query, first=first, after=after, newest_first=True)
+    return await paginate(
+        query, first=first, after=after, newest_first=True, read=fetch_rows if rows else None
+    )
 
 
 async def get_ticket(principal: Principal, ticket_id: UUID) -> Ticket:
@@ -361,21 +372,62 @@ async def load_message_pages(
     return [pages[key] for key in keys]
 
 
+async def load_message_rows(
+    principal: Principal, keys: list[tuple[UUID, int | None, str | None]]
+) -> list[Page[TicketMessage]]:
+    """`load_message_pages` without ORM instances, for compiled plans: each page shape in one
+    statement (the same scoping, the same per-thread cut by row number), read as rows
+    (models/rows.py), bodies opened only where read."""
+    by_shape: dict[tuple[int | None, str | None], set[UUID]] = defaultdict(set)
+    for ticket_id, first, after in keys:
+        by_shape[(first, after)].add(ticket_id)
+    pages: dict[tuple[UUID, int | None, str | None], Page[TicketMessage]] = {}
+    db = TicketMessage._choose_db()
+    columns = columns_of(TicketMessage)
+    for (first, after), ticket_ids in by_shape.items():
+        size = page_size(first)
+        messages = scoping.readable_messages(principal).filter(
+            after_clause(after, "TicketMessage", newest_first=False),
+            ticket_id__in=list(ticket_ids),
+        )
+        _, records = await db.execute_query(*_numbered(messages, columns, size + 1))
+        ordered = sorted(records, key=lambda record: int(record["position"]))
+        rows = await rows_of(TicketMessage, db, [r for r in ordered if int(r["position"]) <= size])
+        grouped: dict[UUID, list[TicketMessage]] = defaultdict(list)
+        for row in rows:
+            grouped[row.ticket_id].append(row)
+        more = {str(r["ticket_id"]) for r in ordered if int(r["position"]) > size}
+        for ticket_id in ticket_ids:
+            pages[(ticket_id, first, after)] = Page(
+                grouped.get(ticket_id, []), str(ticket_id) in more
+            )
+    return [pages[key] for key in keys]
+
+
+def _numbered(
+    messages: QuerySet[TicketMessage], columns: Sequence[str], limit: int
+) -> tuple[str, list[Any]]:
+    """The SQL of the first `limit` messages of each thread: `columns` and their position."""
+    table = TicketMessage._meta.basetable
+    numbered = messages.annotate(
+        position=RowNumber().over(table.ticket_id).orderby(table.created_at, table.id)
+    ).values(*columns, "position")
+    db = TicketMessage._meta.db
+    page = (
+        db.query_class.from_(Subquery(numbered).as_("numbered"))
+        .select(*(Field(column) for column in (*columns, "position")))
+        .where(Field("position") <= limit)
+    )
+    sql, values = page.get_parameterized_sql()
+    return sql, list(values)
+
+
 async def _page_positions(
     messages: QuerySet[TicketMessage], limit: int
 ) -> dict[UUID, tuple[UUID, int]]:
     """Message id to (ticket id, position in its thread) for the first `limit` of each thread."""
-    table = TicketMessage._meta.basetable
-    numbered = messages.annotate(
-        position=RowNumber().over(table.ticket_id).orderby(table.created_at, table.id)
-    ).values("id", "ticket_id", "position")
     db = TicketMessage._meta.db
-    page = (
-        db.query_class.from_(Subquery(numbered).as_("numbered"))
-        .select(Field("id"), Field("ticket_id"), Field("position"))
-        .where(Field("position") <= limit)
-    )
-    _, rows = await db.execute_query(*page.get_parameterized_sql())
+    _, rows = await db.execute_query(*_numbered(messages, ("id", "ticket_id"), limit))
     return {_uuid(row["id"]): (_uuid(row["ticket_id"]), int(row["position"])) for row in rows}
 
 

@@ -15,6 +15,7 @@ from auth.policy import may_filter
 from auth.principal import Principal
 from auth.scopes import Scope
 from models import Role, User, UserStatus, crypto
+from models.rows import fetch_rows
 from privacy import audit
 from privacy.audit_actions import AuditAction
 from resolvers import validation
@@ -110,9 +111,11 @@ async def list_users(
     )
 
 
-async def load_users(ids: list[UUID]) -> list[User | None]:
-    """Batch: users by id, in key order (reached through already-scoped objects)."""
-    found = {user.id: user for user in await User.filter(id__in=ids)}
+async def load_users(ids: list[UUID], *, rows: bool = False) -> list[User | None]:
+    """Batch: users by id, in key order (reached through already-scoped objects); `rows`: read
+    as rows without ORM instances (models/rows.py)."""
+    query = User.filter(id__in=ids)
+    found = {user.id: user for user in await (fetch_rows(query) if rows else query)}
     return [found.get(ident) for ident in ids]
 
 

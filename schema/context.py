@@ -58,8 +58,12 @@ class Loaders:
     privacy_request_exports: DataLoader[UUID, list[Export]]
 
     @classmethod
-    def for_principal(cls, principal: Principal) -> Loaders:
-        users: DataLoader[UUID, User | None] = DataLoader(load_fn=load_users)
+    def for_principal(cls, principal: Principal, *, rows: bool = False) -> Loaders:
+        """This caller's loaders; with `rows`, people are read as rows without ORM instances
+        (models/rows.py), as a compiled plan reads them."""
+        users: DataLoader[UUID, User | None] = DataLoader(
+            load_fn=partial(load_users, rows=True) if rows else load_users
+        )
 
         async def load_relations(ids: list[UUID]) -> list[Relation]:
             people = [person for person in await users.load_many(ids) if person is not None]
@@ -135,16 +139,19 @@ class Context:
     # Set once a compiled plan charged this operation's cost (schema/plan.py): a request it
     # hands back to Strawberry is not charged again.
     cost_charged: bool = False
+    # Reads go without ORM instances (models/rows.py): set while a compiled plan runs.
+    rows: bool = False
     loaders: Loaders = field(init=False)
     reads: dict[UUID, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders.for_principal(self.principal)
 
-    def fresh_loaders(self) -> None:
+    def fresh_loaders(self, *, rows: bool = False) -> None:
         """Forget what earlier reads loaded: each event of a subscription is a new read, judged
-        with the caller's principal as it is now."""
-        self.loaders = Loaders.for_principal(self.principal)
+        with the caller's principal as it is now. `rows`: a compiled plan's loaders."""
+        self.rows = rows
+        self.loaders = Loaders.for_principal(self.principal, rows=rows)
 
     def note_read(self, subject_id: UUID, type_name: str, field_name: str) -> None:
         """Remember that this request read a field of another person's personal data."""

@@ -59,6 +59,7 @@ from auth.store import unreachable_dependency
 from observability import operation_label
 from resolvers.pagination import decode_cursor, page_size
 from resolvers.payments import holds_card_data
+from resolvers.tickets import load_message_rows
 from schema import schema
 from schema.context import Context
 from schema.cost import operation_cost
@@ -111,8 +112,9 @@ async def _message_pages(
     page_size(first)  # a domain error: the request runs again on Strawberry, which codes it
     if after is not None:
         decode_cursor(after, "TicketMessage")
-    pages = await context.loaders.message_pages.load_many(
-        [(ticket.model.id, first, after) for ticket in tickets]
+    # Rows without ORM instances (models/rows.py); Strawberry's resolver reads ORM rows.
+    pages = await load_message_rows(
+        context.principal, [(ticket.model.id, first, after) for ticket in tickets]
     )
     return [
         connection(page, message_nodes(context.principal, ticket.model, page))
@@ -371,13 +373,14 @@ class Plan:
         if refusal is not None:
             return ExecutionResult(data=None, errors=[refusal])
         run = _Run(context, info, given)
+        context.fresh_loaders(rows=True)
         try:
             data = await run.root(self.selection)
         except Exception as failure:  # noqa: BLE001 - answered by Strawberry instead
             if not isinstance(failure, Discard):
                 logger.debug("plan discarded: %s", type(failure).__name__)
             context.reads.clear()
-            context.fresh_loaders()
+            context.fresh_loaders()  # ORM rows again, for Strawberry
             return None
         audit_error = await _record(context)
         if audit_error is not None:

@@ -115,6 +115,7 @@ async def ticket_nodes(info: Info, rows: Sequence[Ticket]) -> list[TicketType]:
 @personal_data
 @strawberry.type(name="TicketMessage", description="A reply or an internal note.")
 class TicketMessageType(Node):
+    # On a compiled plan, a row read without the ORM (models/rows.py).
     model: strawberry.Private[TicketMessage]
     relation: strawberry.Private[Relation]
     # Whom the ticket is about: a message is their data as well as its author's.
@@ -271,7 +272,7 @@ class TicketsQuery:
     ) -> Connection[TicketType]:
         where = _ticket_filter(filter)
         page = await tickets.list_tickets(
-            info.context.principal, first=first, after=after, where=where
+            info.context.principal, first=first, after=after, where=where, rows=info.context.rows
         )
         return connection(page, await ticket_nodes(info, page.items))
 

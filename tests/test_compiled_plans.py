@@ -22,13 +22,15 @@ import schema as schema_package
 from auth import rate_limit
 from bench import QUERY as BENCH_PAGE
 from bench.load_run import PAGE as LOAD_PAGE
-from models import AuditEvent, DocumentSource
+from models import AuditEvent, DocumentSource, crypto
+from models.base import Entity
 from privacy import audit
+from privacy import keys as key_management
 from resolvers.demo import DEMO_ACCOUNTS
 from resolvers.documents import document_hash
 from schema import OcisSchema
 from schema.plan import BATCHES, ROOT_FIELDS, compile_document, plan_for, plannable
-from tests.helpers import sign_in
+from tests.helpers import sign_in, user_by_email
 
 CALLERS: tuple[str | None, ...] = (None, *(account.email for account in DEMO_ACCOUNTS))
 # The fields a plan does not resolve: a document that selects one runs on Strawberry. A field
@@ -331,3 +333,78 @@ async def test_the_plan_sends_no_more_statements_than_strawberry(
     # The caller's roles, the page, its requesters and their relations, its messages, the
     # read audit: one statement each, however many tickets the page holds.
     assert plan_statements <= text_statements <= 8
+
+
+async def test_a_destroyed_key_reads_as_null_on_the_plans_rows_as_on_orm_rows(
+    app: Any, client: httpx.AsyncClient, agent: dict[str, str]
+) -> None:
+    carla = await user_by_email("customer@example.com")
+    assert await key_management.destroy_subject_keys(carla.id) >= 1
+    text = (
+        "{ tickets(first: 50) { edges { node { messages(first: 10)"
+        " { edges { node { body author { id } } } } } } } }"
+    )
+    as_text, by_hash = await _both(app, client, agent, text)
+    assert _comparable(by_hash) == _comparable(as_text)
+    bodies = [
+        message["node"]["body"]
+        for edge in by_hash.json()["data"]["tickets"]["edges"]
+        for message in edge["node"]["messages"]["edges"]
+    ]
+    assert None in bodies
+    assert any(body is not None for body in bodies)  # everyone else's still read
+
+
+async def test_the_plan_opens_only_the_bodies_a_document_selects(
+    app: Any,
+    client: httpx.AsyncClient,
+    agent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[str] = []
+    open_parsed = crypto.DataCipher.open_parsed
+
+    def counting(self: crypto.DataCipher, raw: bytes, aad: str) -> str:
+        opened.append(aad)
+        return open_parsed(self, raw, aad)
+
+    monkeypatch.setattr(crypto.DataCipher, "open_parsed", counting)
+    ids_only = (
+        "{ tickets(first: 50) { edges { node { messages(first: 10)"
+        " { edges { node { id } } } } } } }"
+    )
+    await _both(app, client, agent, ids_only)  # registered, and run once as text
+    opened.clear()
+    client.cookies.clear()
+    response = await client.post("/graphql", json=_by_hash(ids_only), headers=agent)
+    assert response.json().get("errors") is None
+    assert not [aad for aad in opened if aad.startswith("ticket_messages/")]
+
+
+async def test_the_plan_reads_its_page_without_orm_instances(
+    app: Any,
+    client: httpx.AsyncClient,
+    agent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 3: the tickets, their messages and the people on them arrive as rows
+    (models/rows.py); Strawberry, on the same page as text, builds ORM instances."""
+    built: list[str] = []
+    init = Entity._init_from_db.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Entity], /, **kwargs: Any) -> Entity:
+        built.append(cls.__name__)
+        return init(cls, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Entity, "_init_from_db", classmethod(counting))
+    await _both(app, client, agent, BENCH_PAGE)
+    built.clear()
+    client.cookies.clear()
+    response = await client.post("/graphql", json=_by_hash(BENCH_PAGE), headers=agent)
+    assert response.json()["data"]["tickets"]["edges"]
+    assert {"Ticket", "TicketMessage"}.isdisjoint(built), built
+    assert built.count("User") <= 1  # the caller, as the session resolves them
+    built.clear()
+    client.cookies.clear()
+    await client.post("/graphql", json={"query": BENCH_PAGE}, headers=agent)
+    assert {"Ticket", "TicketMessage", "User"} <= set(built)

@@ -1,0 +1,187 @@
+"""Rows read without ORM instances: the compiled plans' hot reads (schema/plan.py).
+
+`fetch_rows(query)` runs a QuerySet's own SQL (the scoping, filters, order and limit exactly as
+the ORM would send them) and answers each record as a row of a slotted class made for its
+model: every column converted by the model's own field (so each value reads as the ORM reads
+it), each encrypted column kept sealed and opened when first read. Data keys are resolved as
+the rows arrive, from the process's cache or in one query for the whole batch
+(`models.keys.load_ciphers`); a destroyed key reads as None, as a shredded ORM field does.
+
+A row reads like its model and is named like it (cursors name the kind of row), but it is no
+model: it has no methods, and is never saved. Tortoise stays for every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
+
+from models import crypto, keys
+from models.base import Entity
+from models.crypto import DataCipher
+from models.fields import associated_data
+
+M = TypeVar("M", bound=Entity)
+ROW_OF = "__row_of__"
+
+
+class _Pending:
+    """An encrypted value whose key is bound, not yet opened."""
+
+    __slots__ = ("aad", "cipher", "ciphertext")
+
+    def __init__(self, cipher: DataCipher, ciphertext: str, aad: str) -> None:
+        self.cipher = cipher
+        self.ciphertext = ciphertext
+        self.aad = aad
+
+    def open(self) -> str:
+        _, raw = crypto.parse(self.ciphertext)
+        return self.cipher.open_parsed(raw, self.aad)
+
+
+class _Opened:
+    """An encrypted column of a row: opened on its first read, then kept."""
+
+    __slots__ = ("name", "slot")
+
+    def __init__(self, name: str, slot: Any) -> None:
+        self.name = name
+        self.slot = slot  # the member descriptor of the slot that holds the value
+
+    def __get__(self, row: object, owner: type | None = None) -> Any:
+        if row is None:
+            return self
+        value = self.slot.__get__(row, owner)
+        if type(value) is _Pending:
+            value = value.open()
+            self.slot.__set__(row, value)
+        return value
+
+
+class _Layout:
+    """How a model's records become rows: each column's converter and the encrypted ones."""
+
+    __slots__ = ("encrypted", "model", "plain", "related", "row", "table")
+
+    def __init__(self, model: type[Entity]) -> None:
+        meta = model._meta
+        self.model = model
+        self.table = meta.db_table
+        encrypted = dict(model.encrypted_columns())  # attribute -> column
+        self.encrypted = [
+            (attribute, column, f"_sealed_{attribute}") for attribute, column in encrypted.items()
+        ]
+        plain: list[tuple[str, str, Callable[[Any], Any] | None]] = []
+        for key, attribute, _ in meta.db_native_fields:
+            if attribute not in encrypted:
+                plain.append((key, attribute, None))
+        for key, attribute, field in meta.db_default_fields:
+            if attribute not in encrypted:
+                plain.append((key, attribute, _default(field.field_type)))
+        for key, attribute, field in meta.db_complex_fields:
+            if attribute not in encrypted:
+                plain.append((key, attribute, field.to_python_value))
+        self.plain = plain
+        self.related = model.related_subject_attributes()
+        slots = [attribute for _, attribute, _ in plain] + [slot for _, _, slot in self.encrypted]
+        row: type = type(model.__name__, (), {"__slots__": tuple(slots), ROW_OF: model})
+        for attribute, _, slot in self.encrypted:
+            setattr(row, attribute, _Opened(attribute, row.__dict__[slot]))
+        row.__doc__ = f"A {model.__name__} row for reading (models/rows.py)."
+        self.row = row
+
+
+def _default(kind: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        return None if value is None else kind(value)
+
+    return convert
+
+
+_LAYOUTS: dict[type[Entity], _Layout] = {}
+
+
+def _layout(model: type[Entity]) -> _Layout:
+    layout = _LAYOUTS.get(model)
+    if layout is None:
+        layout = _LAYOUTS[model] = _Layout(model)
+    return layout
+
+
+def model_of(row: object) -> type:
+    """The model a row reads as (an ORM instance's own class)."""
+    kind = type(row)
+    model: type = getattr(kind, ROW_OF, kind)
+    return model
+
+
+def _key_id(ciphertext: str) -> str:
+    """The data key a ciphertext names (its full parse waits until it is read)."""
+    parts = ciphertext.split(":", 2)
+    if len(parts) != 3 or not parts[1]:  # noqa: PLR2004 - format, key id, payload
+        raise crypto.DecryptionError("malformed ciphertext")
+    return parts[1]
+
+
+async def rows_of(
+    model: type[M], db: BaseDBAsyncClient, records: Sequence[Mapping[str, Any]]
+) -> list[M]:
+    """Records of the model's table (every column, as the driver answers them) as rows."""
+    layout = _layout(model)
+    row_type, plain, encrypted = layout.row, layout.plain, layout.encrypted
+    rows: list[Any] = []
+    sealed: list[tuple[Any, str, str, str, str]] = []  # row, slot, column, ciphertext, key id
+    setter = object.__setattr__
+    for record in records:
+        row: Any = object.__new__(row_type)
+        for key, attribute, convert in plain:
+            value = record[key]
+            setter(row, attribute, value if convert is None else convert(value))
+        for _, column, slot in encrypted:
+            ciphertext = record[column]
+            setter(row, slot, None)
+            if ciphertext is not None:
+                sealed.append((row, slot, column, ciphertext, _key_id(ciphertext)))
+        rows.append(row)
+    if sealed:
+        missing = {key_id for *_, key_id in sealed if not keys.cached_cipher(key_id)[0]}
+        if missing:
+            related = {
+                value if isinstance(value, UUID) else UUID(str(value))
+                for row, *_ in sealed
+                for value in (getattr(row, name, None) for name in layout.related)
+                if value is not None
+            }
+            await keys.load_ciphers(missing, db, related)
+        for row, slot, column, ciphertext, key_id in sealed:
+            known, cipher = keys.cached_cipher(key_id, stale_ok=True)
+            if not known:
+                raise crypto.DecryptionError(f"unknown data key {key_id}")
+            if cipher is not None:
+                aad = associated_data(layout.table, column, row.id)
+                setter(row, slot, _Pending(cipher, ciphertext, aad))
+    return cast("list[M]", rows)
+
+
+async def fetch_rows(query: QuerySet[M]) -> list[M]:
+    """The QuerySet's rows, read as rows (its own SQL, sent as the ORM would send it)."""
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    if query._prefetch_map or query._select_related or query._annotations:
+        raise ValueError("fetch_rows reads plain QuerySets (no prefetch, joins or annotations)")
+    db = query._db
+    _, records = await db.execute_query(*query.query.get_parameterized_sql())
+    return await rows_of(query.model, db, records)
+
+
+def columns_of(model: type[Entity]) -> tuple[str, ...]:
+    """Every column of the model's table, as `rows_of` needs them selected."""
+    layout = _layout(model)
+    return tuple(key for key, _, _ in layout.plain) + tuple(
+        column for _, column, _ in layout.encrypted
+    )
