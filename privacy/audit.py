@@ -27,6 +27,7 @@ before migration 0007 form the chain ``legacy``, never appended to again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -191,21 +192,30 @@ async def _insert(connection: BaseDBAsyncClient, rows: Sequence[Row]) -> None:
     stored = [meta.fields_map[name] for name in COLUMNS]
     columns = ", ".join(f'"{meta.fields_db_projection[name]}"' for name in COLUMNS)
     numbered = connection.capabilities.dialect == "postgres"
+    # A batch's rows share their time, actor, roles, request and chain: the same objects,
+    # converted once.
+    converted: dict[tuple[int, int], Any] = {}
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        values = [
-            column.to_db_value(value, AuditEvent)
-            for row in chunk
-            for column, value in zip(stored, row, strict=True)
-        ]
-        marks = (f"${n}" for n in range(1, len(values) + 1)) if numbered else ("?" for _ in values)
-        groups = ", ".join(
-            "(" + ", ".join(next(marks) for _ in COLUMNS) + ")" for _ in range(len(chunk))
-        )
+        values = []
+        for row in chunk:
+            for index, (column, value) in enumerate(zip(stored, row, strict=True)):
+                known = (index, id(value))
+                if known not in converted:
+                    converted[known] = column.to_db_value(value, AuditEvent)
+                values.append(converted[known])
         await connection.execute_query(
-            f'INSERT INTO "{meta.db_table}" ({columns}) VALUES {groups}',  # noqa: S608 - our names
+            f'INSERT INTO "{meta.db_table}" ({columns}) VALUES {_groups(len(chunk), numbered)}',  # noqa: S608 - our names
             values,
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _groups(rows: int, numbered: bool) -> str:
+    """The VALUES placeholders of an INSERT of `rows` rows of COLUMNS."""
+    count = rows * len(COLUMNS)
+    marks = iter([f"${n}" for n in range(1, count + 1)] if numbered else ["?"] * count)
+    return ", ".join("(" + ", ".join(next(marks) for _ in COLUMNS) + ")" for _ in range(rows))
 
 
 def _chain_lock_key(chain: str) -> int:

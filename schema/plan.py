@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -291,8 +292,11 @@ class _Compiler:
         elif (type_.name, name) in BATCHES:
             step.batch = BATCHES[(type_.name, name)]
         elif resolver is None:
+            # What the default resolver (schema/attributes.py read_attribute) reads: the
+            # wrapped row's attribute, or the object's own.
             python_name = strawberry_field.python_name
-            step.read = functools.partial(_read_attribute, name=python_name)
+            wraps_row = "model" in getattr(_origin(type_.name), "__dataclass_fields__", {})
+            step.read = operator.attrgetter(f"model.{python_name}" if wraps_row else python_name)
         elif resolver.is_async or resolver.arguments or resolver.info_parameter:
             raise Unsupported(f"{type_.name}.{name} has no batch resolver")
         else:
@@ -317,8 +321,10 @@ def _required(value: T | None) -> T:
     return value
 
 
-def _read_attribute(source: Any, *, name: str) -> Any:
-    return schema.config.default_resolver(source, name)
+def _origin(type_name: str) -> type | None:
+    definition = schema.get_type_by_name(type_name)
+    origin: type | None = getattr(definition, "origin", None)
+    return origin
 
 
 def _arguments(
