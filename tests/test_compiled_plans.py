@@ -408,3 +408,31 @@ async def test_the_plan_reads_its_page_without_orm_instances(
     client.cookies.clear()
     await client.post("/graphql", json={"query": BENCH_PAGE}, headers=agent)
     assert {"Ticket", "TicketMessage", "User"} <= set(built)
+
+
+async def test_a_trusted_documents_text_and_a_hash_by_get_run_on_the_plan(
+    app: Any, client: httpx.AsyncClient, demo: None, strawberry_runs: list[str]
+) -> None:
+    """With trusted documents only, a customer's exact text of a trusted document is that
+    document (the plan runs it); a hash sent by GET runs on the plan too."""
+    me = "query Me { me { id name email roles } }"
+    customer = {"cookie": f"ocis_session={await sign_in(client, 'customer@example.com')}"}
+    await app.state.documents.register(me, DocumentSource.MANIFEST)
+    client.cookies.clear()
+    as_text = await client.post("/graphql", json={"query": me}, headers=customer)
+    assert len(strawberry_runs) == 1
+    app.state.settings = replace(app.state.settings, trusted_documents_only=True)
+    client.cookies.clear()
+    trusted_text = await client.post("/graphql", json={"query": me}, headers=customer)
+    assert _comparable(trusted_text) == _comparable(as_text)
+    assert trusted_text.json()["data"]["me"]["email"] == "customer@example.com"
+    mobile = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 50001)),
+        base_url=str(client.base_url),
+    )
+    async with mobile:
+        params = {"extensions": json.dumps(_by_hash(me)["extensions"])}
+        by_get = await mobile.get("/graphql", params=params)  # anonymous: no cookie by GET
+    assert by_get.status_code == 200
+    assert by_get.json() == {"data": {"me": None}}
+    assert len(strawberry_runs) == 1  # neither ran on Strawberry
