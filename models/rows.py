@@ -3,9 +3,10 @@
 `fetch_rows(query)` runs a QuerySet's own SQL (the scoping, filters, order and limit exactly as
 the ORM would send them) and answers each record as a row of a slotted class made for its
 model: every column converted by the model's own field (so each value reads as the ORM reads
-it), each encrypted column kept sealed and opened when first read. Data keys are resolved as
-the rows arrive, from the process's cache or in one query for the whole batch
-(`models.keys.load_ciphers`); a destroyed key reads as None, as a shredded ORM field does.
+it), each encrypted column parsed as it arrives (as the ORM parses it) and opened when first
+read. Data keys are resolved as the rows arrive, from the process's cache or in one query for
+the whole batch (`models.keys.load_ciphers`); a destroyed key reads as None, as a shredded ORM
+field does.
 
 A row reads like its model and is named like it (cursors name the kind of row), but it is no
 model: it has no methods, and is never saved. Tortoise stays for every write.
@@ -32,16 +33,15 @@ ROW_OF = "__row_of__"
 class _Pending:
     """An encrypted value whose key is bound, not yet opened."""
 
-    __slots__ = ("aad", "cipher", "ciphertext")
+    __slots__ = ("aad", "cipher", "raw")
 
-    def __init__(self, cipher: DataCipher, ciphertext: str, aad: str) -> None:
+    def __init__(self, cipher: DataCipher, raw: bytes, aad: str) -> None:
         self.cipher = cipher
-        self.ciphertext = ciphertext
+        self.raw = raw
         self.aad = aad
 
     def open(self) -> str:
-        _, raw = crypto.parse(self.ciphertext)
-        return self.cipher.open_parsed(raw, self.aad)
+        return self.cipher.open_parsed(self.raw, self.aad)
 
 
 class _Opened:
@@ -66,11 +66,14 @@ class _Opened:
 class _Layout:
     """How a model's records become rows: each column's converter and the encrypted ones."""
 
-    __slots__ = ("encrypted", "model", "plain", "related", "row", "table")
+    __slots__ = ("encrypted", "fields", "model", "plain", "related", "row", "table")
 
     def __init__(self, model: type[Entity]) -> None:
         meta = model._meta
         self.model = model
+        # Tortoise's own lists, refilled as it starts for the backend in use: a process that
+        # starts it again on another backend gets a new layout.
+        self.fields = _conversions(model)
         self.table = meta.db_table
         encrypted = dict(model.encrypted_columns())  # attribute -> column
         self.encrypted = [
@@ -108,9 +111,14 @@ _LAYOUTS: dict[type[Entity], _Layout] = {}
 
 def _layout(model: type[Entity]) -> _Layout:
     layout = _LAYOUTS.get(model)
-    if layout is None:
+    if layout is None or layout.fields != _conversions(model):
         layout = _LAYOUTS[model] = _Layout(model)
     return layout
+
+
+def _conversions(model: type[Entity]) -> tuple[object, ...]:
+    meta = model._meta
+    return (*meta.db_native_fields, None, *meta.db_default_fields, None, *meta.db_complex_fields)
 
 
 def model_of(row: object) -> type:
@@ -120,14 +128,6 @@ def model_of(row: object) -> type:
     return model
 
 
-def _key_id(ciphertext: str) -> str:
-    """The data key a ciphertext names (its full parse waits until it is read)."""
-    parts = ciphertext.split(":", 2)
-    if len(parts) != 3 or not parts[1]:  # noqa: PLR2004 - format, key id, payload
-        raise crypto.DecryptionError("malformed ciphertext")
-    return parts[1]
-
-
 async def rows_of(
     model: type[M], db: BaseDBAsyncClient, records: Sequence[Mapping[str, Any]]
 ) -> list[M]:
@@ -135,7 +135,7 @@ async def rows_of(
     layout = _layout(model)
     row_type, plain, encrypted = layout.row, layout.plain, layout.encrypted
     rows: list[Any] = []
-    sealed: list[tuple[Any, str, str, str, str]] = []  # row, slot, column, ciphertext, key id
+    sealed: list[tuple[Any, str, str, bytes, str]] = []  # row, slot, column, raw, key id
     setter = object.__setattr__
     for record in records:
         row: Any = object.__new__(row_type)
@@ -146,7 +146,9 @@ async def rows_of(
             ciphertext = record[column]
             setter(row, slot, None)
             if ciphertext is not None:
-                sealed.append((row, slot, column, ciphertext, _key_id(ciphertext)))
+                # Parsed as it arrives, as the ORM parses it: a malformed one fails the read.
+                key_id, raw = crypto.parse(ciphertext)
+                sealed.append((row, slot, column, raw, key_id))
         rows.append(row)
     if sealed:
         missing = {key_id for *_, key_id in sealed if not keys.cached_cipher(key_id)[0]}
@@ -158,13 +160,13 @@ async def rows_of(
                 if value is not None
             }
             await keys.load_ciphers(missing, db, related)
-        for row, slot, column, ciphertext, key_id in sealed:
+        for row, slot, column, raw, key_id in sealed:
             known, cipher = keys.cached_cipher(key_id, stale_ok=True)
             if not known:
                 raise crypto.DecryptionError(f"unknown data key {key_id}")
             if cipher is not None:
                 aad = associated_data(layout.table, column, row.id)
-                setter(row, slot, _Pending(cipher, ciphertext, aad))
+                setter(row, slot, _Pending(cipher, raw, aad))
     return cast("list[M]", rows)
 
 

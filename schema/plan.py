@@ -68,6 +68,7 @@ from schema.errors import PublicError
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,
     MAX_TOKENS,
+    _coerced,
     _literals,
     _refusal,
     limit_rules,
@@ -200,7 +201,10 @@ class _Compiler:
         type_: GraphQLObjectType,
         selection_set: SelectionSetNode,
         into: dict[str, list[FieldNode]],
+        visited: set[str],
     ) -> None:
+        """The fields of a selection set on this type, by response key; a fragment spread
+        again within it is collected once (as graphql-core collects it)."""
         for selection in selection_set.selections:
             if selection.directives:
                 raise Unsupported("directives")
@@ -209,6 +213,9 @@ class _Compiler:
                 into.setdefault(key, []).append(selection)
                 continue
             if isinstance(selection, FragmentSpreadNode):
+                if selection.name.value in visited:
+                    continue
+                visited.add(selection.name.value)
                 fragment = self.fragments[selection.name.value]
                 if fragment.directives:
                     raise Unsupported("directives")
@@ -219,7 +226,7 @@ class _Compiler:
             else:  # pragma: no cover - graphql-core has no other selection
                 raise Unsupported(type(selection).__name__)
             if condition is None or self._applies(condition.name.value, type_):
-                self.collect(type_, inner, into)
+                self.collect(type_, inner, into, visited)
 
     def _applies(self, condition: str, type_: GraphQLObjectType) -> bool:
         if condition == type_.name:
@@ -235,9 +242,10 @@ class _Compiler:
 
     def selection(self, type_: GraphQLObjectType, nodes: Sequence[FieldNode]) -> Selection:
         grouped: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()
         for node in nodes:
             if node.selection_set is not None:
-                self.collect(type_, node.selection_set, grouped)
+                self.collect(type_, node.selection_set, grouped, visited)
         return self.fields(type_, grouped, root=False)
 
     def fields(
@@ -342,6 +350,7 @@ def _arguments(
 
 @dataclass(slots=True)
 class Plan:
+    document: DocumentNode
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
     selection: Selection
@@ -353,6 +362,10 @@ class Plan:
         self, context: Context, raw_variables: dict[str, Any] | None
     ) -> ExecutionResult | None:
         """The result, or None when Strawberry must answer this request instead."""
+        if raw_variables and holds_card_data(
+            [], [raw_variables, *_coerced(schema._schema, self.document, raw_variables)]
+        ):
+            return None  # refused by Strawberry's guard (CardDataGuard), the same way
         variables: dict[str, Any] = {}
         given: VariableValues | None = None
         if self.operation.variable_definitions:
@@ -362,8 +375,6 @@ class Plan:
             if not isinstance(coerced, VariableValues):
                 return None  # Strawberry reports the variables' errors
             given, variables = coerced, coerced.coerced
-            if holds_card_data([], [raw_variables or {}, variables]):
-                return None  # refused by Strawberry's guard, the same way
         state = context.request_state
         if state is not None:
             state["operation"] = self.label
@@ -373,8 +384,14 @@ class Plan:
             cost = operation_cost(schema._schema, self.operation, self.fragments, variables)
         try:
             refusal = await _refusal(context, cost)
-        except Exception:  # noqa: BLE001 - an outage: Strawberry answers it (a 503)
-            return None
+        except Exception as exc:  # noqa: BLE001 - the store is down, or the charge failed
+            dependency = unreachable_dependency(exc)
+            if dependency is None or state is None:
+                return None  # unexpected: Strawberry answers it, masked as ever
+            # Answered with a 503 (web/outages.py), as Strawberry's Outages answers it; not
+            # tried again on Strawberry, which could charge a second time.
+            state.setdefault("unreachable", dependency)
+            return ExecutionResult(data=None, errors=[GraphQLError("Service unavailable.")])
         context.cost_charged = True
         if refusal is not None:
             return ExecutionResult(data=None, errors=[refusal])
@@ -431,7 +448,13 @@ class _Run:
                 data[step.key] = selection.type_name
                 continue
             arguments = step.arguments(self.variables) if step.arguments else {}
-            value = await _required(step.root)(None, self.info, **arguments)
+            try:
+                value = await _required(step.root)(None, self.info, **arguments)
+            except PublicError as refused:
+                # A root resolver's coded error (schema/errors.py coded_errors): null at its
+                # path with the error, as graphql-core answers it. Anything else is Strawberry's.
+                self.forbid(step, (step.key,), refused)
+                value = None
             (completed,) = await self.finish(step, [value], [()])
             if completed is _BUBBLE:
                 return None
@@ -439,7 +462,8 @@ class _Run:
         return data
 
     def forbid(self, step: Step, path: tuple[Any, ...], error: PublicError) -> None:
-        self.errors.append(located_error(error, step.nodes, list(path)))
+        """A public error at the step's field; `path` is the field's own path."""
+        self.errors.append(located_error(error, list(step.nodes), list(path)))
 
     async def values(
         self, step: Step, parents: Sequence[Any], paths: Sequence[tuple[Any, ...]]
@@ -598,7 +622,7 @@ def compile_document(text: str, operation_name: str | None) -> Plan | None:
     root_type = _required(graphql_schema.query_type)
     try:
         grouped: dict[str, list[FieldNode]] = {}
-        compiler.collect(root_type, operation.selection_set, grouped)
+        compiler.collect(root_type, operation.selection_set, grouped, set())
         selection = compiler.fields(root_type, grouped, root=True)
     except Unsupported as why:
         logger.debug("document runs on Strawberry: %s", why)
@@ -608,7 +632,12 @@ def compile_document(text: str, operation_name: str | None) -> Plan | None:
         fixed = operation_cost(graphql_schema, operation, compiler.fragments, {})
     name = operation.name.value if operation.name else None
     return Plan(
-        operation, compiler.fragments, selection, operation_label(operation_name or name), fixed
+        document,
+        operation,
+        compiler.fragments,
+        selection,
+        operation_label(operation_name or name),
+        fixed,
     )
 
 
