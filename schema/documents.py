@@ -134,27 +134,6 @@ class Chosen:
     registered: bool = False
 
 
-async def document_to_run(
-    registry: DocumentRegistry,
-    query: str | None,
-    extensions: Mapping[str, Any] | None,
-    *,
-    may_run_unregistered: bool,
-    register_automatically: bool,
-    check: DocumentCheck,
-) -> str | None:
-    """The text this request runs: its own, or the registered document its hash names."""
-    chosen = await choose_document(
-        registry,
-        query,
-        extensions,
-        may_run_unregistered=may_run_unregistered,
-        register_automatically=register_automatically,
-        check=check,
-    )
-    return chosen.text
-
-
 async def choose_document(
     registry: DocumentRegistry,
     query: str | None,

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, TypeVar
+from uuid import UUID
 
 from graphql import (
     DocumentNode,
@@ -89,22 +90,13 @@ T = TypeVar("T")
 Batch = Callable[[Context, Sequence[Any], dict[str, Any]], Awaitable[list[Any]]]
 
 
-async def _requesters(
-    context: Context, tickets: Sequence[TicketType], _: dict[str, Any]
-) -> list[Any]:
-    return await user_nodes(context, [subject_of(ticket.model) for ticket in tickets])
+def _people(person: Callable[[Any], UUID | None]) -> Batch:
+    """The batch of a field that names one person per row (`user_node` for a whole level)."""
 
+    async def batch(context: Context, parents: Sequence[Any], _: dict[str, Any]) -> list[Any]:
+        return await user_nodes(context, [person(parent.model) for parent in parents])
 
-async def _assignees(
-    context: Context, tickets: Sequence[TicketType], _: dict[str, Any]
-) -> list[Any]:
-    return await user_nodes(context, [person_in(ticket.model, "assignee_id") for ticket in tickets])
-
-
-async def _authors(
-    context: Context, messages: Sequence[TicketMessageType], _: dict[str, Any]
-) -> list[Any]:
-    return await user_nodes(context, [subject_of(message.model) for message in messages])
+    return batch
 
 
 async def _message_pages(
@@ -127,10 +119,10 @@ async def _message_pages(
 # One batch resolver per relation: what the per-object resolver of the field answers, for a
 # whole level at once. An async field without one makes its documents run on Strawberry.
 BATCHES: dict[tuple[str, str], Batch] = {
-    ("Ticket", "requester"): _requesters,
-    ("Ticket", "assignee"): _assignees,
+    ("Ticket", "requester"): _people(subject_of),
+    ("Ticket", "assignee"): _people(functools.partial(person_in, column="assignee_id")),
     ("Ticket", "messages"): _message_pages,
-    ("TicketMessage", "author"): _authors,
+    ("TicketMessage", "author"): _people(subject_of),
 }
 
 

@@ -49,7 +49,7 @@ from auth.principal import Principal
 from auth.sessions import resolve_session, session_cookie_name
 from auth.store import unreachable_dependency
 from schema.context import Context
-from schema.documents import DocumentRefused, check_document, document_to_run
+from schema.documents import DocumentRefused, check_document, choose_document
 
 RECHECK_SECONDS = 15.0
 MAX_SUBSCRIPTIONS = 10
@@ -237,7 +237,7 @@ class LiveSocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         """The subscription's text: its own, or the registered document its hash names."""
         settings: config.Settings = self.socket.app.state.settings
         extensions = payload.get("extensions")
-        return await document_to_run(
+        chosen = await choose_document(
             self.socket.app.state.documents,
             payload.get("query"),
             extensions if isinstance(extensions, dict) else None,
@@ -249,6 +249,7 @@ class LiveSocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             register_automatically=False,
             check=functools.partial(check_document, max_cost=settings.max_query_cost),
         )
+        return chosen.text
 
     async def _refuse(self, operation_id: str, message: str, code: str) -> None:
         error = GraphQLError(message, extensions={"code": code})
