@@ -165,6 +165,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                     await background.enter_async_context(jobs.running(settings, app.state.store))
                 yield
         finally:
+            app.state.live.stop()
             await _cancelled("live events", listening)
             await _cancelled("notice fan-out", fanning_out)
             await _cancelled("mail delivery", mailer)

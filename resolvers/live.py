@@ -130,6 +130,8 @@ class Hub:
         self.feeds: set[Feed] = set()
         self.watchers: dict[UUID, set[asyncio.Event]] = {}
         self.subscribed = asyncio.Event()
+        # Set by stop(): the loop ends by itself even where a cancellation is swallowed.
+        self.stopped = False
         # Open sockets per client address, in this process.
         self.sockets: dict[str, int] = {}
 
@@ -203,14 +205,20 @@ class Hub:
         for feed in list(self.feeds):
             feed.offer(event)
 
+    def stop(self) -> None:
+        """Make run() end within a poll: a process stopping sets this before cancelling it
+        (redis-py may turn a cancellation into an error it then clears, or swallow it)."""
+        self.stopped = True
+
     async def run(self) -> None:
-        """Listen to the channel until cancelled, resubscribing after a lost connection."""
-        while True:
+        """Listen to the channel until stopped or cancelled, resubscribing after a lost
+        connection."""
+        while not self.stopped:
             pubsub = self.store.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
                 self.subscribed.set()
-                while True:
+                while not self.stopped:
                     message = await pubsub.get_message(timeout=POLL_SECONDS)
                     if message is not None and message.get("type") == "message":
                         self.dispatch(str(message["data"]))
@@ -218,6 +226,8 @@ class Hub:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure: reconnect, never die
                 self.subscribed.clear()
+                if self.stopped:
+                    return
                 if _cancelling():
                     # redis-py may turn the cancellation of a read into a connection error:
                     # this loop was told to stop, and stops (or it would never end).

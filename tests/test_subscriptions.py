@@ -712,6 +712,36 @@ async def test_a_subscriber_that_falls_behind_is_dropped_not_buffered(app: Any) 
     assert hub.feeds == set()
 
 
+async def test_a_stopped_hub_ends_even_where_its_cancellation_is_swallowed(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping process sets stop() first: the loop ends within a poll by itself, even when
+    the store's client turns a cancellation into an error and clears it, as seen on Redis."""
+    hub = live.Hub(app.state.store)
+    reads = 0
+    resubscribed = asyncio.Event()
+
+    async def failing_read(*_: object, **__: object) -> None:
+        nonlocal reads
+        reads += 1
+        if reads >= 2:
+            resubscribed.set()
+        await asyncio.sleep(0.05)
+        raise ConnectionError("connection lost")  # what a swallowed cancellation looks like
+
+    monkeypatch.setattr(live, "RECONNECT_SECONDS", 0.05)
+    task = asyncio.create_task(hub.run())
+    await asyncio.wait_for(hub.subscribed.wait(), 5)
+    pubsub_type = type(app.state.store.pubsub())
+    monkeypatch.setattr(pubsub_type, "get_message", failing_read)
+    # The loop resubscribes after an error it takes for an outage.
+    await asyncio.wait_for(resubscribed.wait(), 5)
+    assert not task.done()
+    hub.stop()
+    await asyncio.wait_for(task, 3)
+    assert task.exception() is None
+
+
 async def test_the_channel_carries_ids_only(
     app: Any, client: httpx.AsyncClient, demo: None
 ) -> None:
