@@ -126,12 +126,19 @@ async def database_rows() -> str:
     return "\n".join(rows)
 
 
+CHECKPOINT_DIR_VARIABLE = "OCIS_AUDIT_CHECKPOINT_DIR"
+
+
 def subprocess_environment(**overrides: str) -> dict[str, str]:
-    """This environment without our settings (only `overrides` configure the process)."""
+    """This environment without our settings (only `overrides` configure the process),
+    except where audit checkpoints go: the suite's own directory (conftest.py
+    audit_checkpoints_elsewhere), never the checkout's var/, where `make run`'s database would
+    be verified against another database's checkpoints and read as truncated."""
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
+        if key == CHECKPOINT_DIR_VARIABLE
+        or not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
     }
     return environment | overrides
 
