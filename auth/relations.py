@@ -66,9 +66,12 @@ def requester_of(ticket: Ticket) -> UUID | None:
     return ticket.requester_id or ticket.walk_in_id
 
 
+_SELF = Relation(is_self=True)
+
+
 def relation_to_person(principal: Principal, person_id: UUID | None) -> Relation:
-    """Being the person, or nothing."""
-    return Relation(is_self=person_id is not None and person_id == principal.user_id)
+    """Being the person, or nothing (a Relation is frozen: one of each serves every row)."""
+    return _SELF if person_id is not None and person_id == principal.user_id else NO_RELATION
 
 
 def relation_to_consent_owner(principal: Principal, owner: Owner) -> Relation:

@@ -31,17 +31,21 @@ ROW_OF = "__row_of__"
 
 
 class _Pending:
-    """An encrypted value whose key is bound, not yet opened."""
+    """An encrypted value whose key is bound, not yet opened (what binds it to its table,
+    column and row is spelled out only then: most of a row's sealed columns are never read)."""
 
-    __slots__ = ("aad", "cipher", "raw")
+    __slots__ = ("cipher", "column", "raw", "row_id", "table")
 
-    def __init__(self, cipher: DataCipher, raw: bytes, aad: str) -> None:
+    def __init__(self, cipher: DataCipher, raw: bytes, table: str, column: str, row_id: object):
         self.cipher = cipher
         self.raw = raw
-        self.aad = aad
+        self.table = table
+        self.column = column
+        self.row_id = row_id
 
     def open(self) -> str:
-        return self.cipher.open_parsed(self.raw, self.aad)
+        aad = associated_data(self.table, self.column, self.row_id)
+        return self.cipher.open_parsed(self.raw, aad)
 
 
 class _Opened:
@@ -133,7 +137,7 @@ async def rows_of(
 ) -> list[M]:
     """Records of the model's table (every column, as the driver answers them) as rows."""
     layout = _layout(model)
-    row_type, plain, encrypted = layout.row, layout.plain, layout.encrypted
+    row_type, plain, encrypted, table = layout.row, layout.plain, layout.encrypted, layout.table
     rows: list[Any] = []
     sealed: list[tuple[Any, str, str, bytes, str]] = []  # row, slot, column, raw, key id
     setter = object.__setattr__
@@ -165,8 +169,7 @@ async def rows_of(
             if not known:
                 raise crypto.DecryptionError(f"unknown data key {key_id}")
             if cipher is not None:
-                aad = associated_data(layout.table, column, row.id)
-                setter(row, slot, _Pending(cipher, raw, aad))
+                setter(row, slot, _Pending(cipher, raw, table, column, row.id))
     return cast("list[M]", rows)
 
 

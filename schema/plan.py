@@ -572,8 +572,12 @@ class _Run:
         """Each object as a dict in selection order, or _BUBBLE where a non-null field is null."""
         if not objects:
             return []
-        results: list[Any] = [{} for _ in objects]
         columns = [await self.complete(step, objects, paths) for step in selection.steps]
+        if columns and not any(_BUBBLE in column for column in columns):
+            # The common case, built in one pass: every object's values in selection order.
+            keys = [step.key for step in selection.steps]
+            return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+        results: list[Any] = [{} for _ in objects]
         for step, column in zip(selection.steps, columns, strict=True):
             key = step.key
             for index, value in enumerate(column):

@@ -30,6 +30,7 @@ from privacy import keys as key_management
 from resolvers.demo import DEMO_ACCOUNTS
 from resolvers.documents import document_hash
 from schema import OcisSchema
+from schema.context import LevelLoader
 from schema.plan import BATCHES, ROOT_FIELDS, compile_document, plan_for, plannable
 from tests.helpers import sign_in, user_by_email
 
@@ -505,3 +506,30 @@ async def test_a_malformed_ciphertext_fails_the_plans_read_as_it_fails_the_orms(
     assert _comparable(by_hash) == _comparable(as_text)
     assert "INTERNAL_SERVER_ERROR" in {code for _, code, _, _ in _comparable(by_hash)[2]}
     assert len(strawberry_runs) == 2  # the plan's read failed: Strawberry answered the hash too
+
+
+async def test_a_plans_loader_loads_each_key_once_in_one_call_per_level() -> None:
+    """The plan's LevelLoader: keys not loaded yet in one call, answers in the keys' order
+    (repeats included), primed keys never loaded, and a batch of the wrong length refused."""
+    calls: list[list[str]] = []
+
+    async def load(keys: list[str]) -> list[str]:
+        calls.append(keys)
+        return [key.upper() for key in keys]
+
+    loader: LevelLoader[str, str] = LevelLoader(load)
+    loader.prime("p", "primed")
+    assert await loader.load_many(["a", "b", "a", "p"]) == ["A", "B", "A", "primed"]
+    assert await loader.load_many(["b", "c"]) == ["B", "C"]
+    assert await loader.load("a") == "A"
+    assert calls == [["a", "b"], ["c"]]
+    loader.prime("a", "again")
+    assert await loader.load("a") == "A"  # not forced: the loaded value stays
+    loader.prime("a", "forced", force=True)
+    assert await loader.load("a") == "forced"
+
+    async def short(keys: list[str]) -> list[str]:
+        return keys[:-1]
+
+    with pytest.raises(ValueError, match="different number"):
+        await LevelLoader(short).load_many(["x", "y"])
