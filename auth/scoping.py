@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 from tortoise.expressions import Q, Subquery
@@ -69,11 +69,20 @@ def countable_teams(principal: Principal) -> QuerySet[Team]:
     return Team.filter(_NOTHING)
 
 
-def readable_messages(principal: Principal) -> QuerySet[TicketMessage]:
-    """Messages on readable tickets; internal notes only for staff with that scope."""
-    messages = TicketMessage.filter(
-        ticket_id__in=Subquery(readable_tickets(principal).values("id"))
-    )
+def readable_messages(
+    principal: Principal, on: Sequence[UUID] | None = None
+) -> QuerySet[TicketMessage]:
+    """Messages on readable tickets; internal notes only for staff with that scope.
+
+    `on`: only on these tickets, with the scope checked for them alone (by primary key), not
+    for every ticket the caller may read (PostgreSQL then hashed the whole queue to answer a
+    page: 3.5 of its 4.8 ms for the bench page's messages)."""
+    tickets = readable_tickets(principal)
+    if on is not None:
+        tickets = tickets.filter(id__in=list(on))
+    messages = TicketMessage.filter(ticket_id__in=Subquery(tickets.values("id")))
+    if on is not None:
+        messages = messages.filter(ticket_id__in=list(on))
     if not principal.has(Scope.NOTES_INTERNAL):
         messages = messages.filter(internal=False)
     return messages

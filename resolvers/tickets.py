@@ -354,9 +354,8 @@ async def load_message_pages(
     for (first, after), ticket_ids in by_shape.items():
         size = page_size(first)
         positions = await _page_positions(
-            scoping.readable_messages(principal).filter(
-                after_clause(after, "TicketMessage", newest_first=False),
-                ticket_id__in=list(ticket_ids),
+            scoping.readable_messages(principal, on=list(ticket_ids)).filter(
+                after_clause(after, "TicketMessage", newest_first=False)
             ),
             size + 1,
         )
@@ -364,7 +363,9 @@ async def load_message_pages(
         more = {ticket for (ticket, position) in positions.values() if position > size}
         grouped: dict[UUID, list[TicketMessage]] = defaultdict(list)
         if wanted:
-            rows = await scoping.readable_messages(principal).filter(id__in=wanted)
+            rows = await scoping.readable_messages(principal, on=list(ticket_ids)).filter(
+                id__in=wanted
+            )
             for message in sorted(rows, key=lambda row: (row.created_at, row.id)):
                 grouped[message.ticket_id].append(message)
         for ticket_id in ticket_ids:
@@ -386,9 +387,8 @@ async def load_message_rows(
     columns = columns_of(TicketMessage)
     for (first, after), ticket_ids in by_shape.items():
         size = page_size(first)
-        messages = scoping.readable_messages(principal).filter(
-            after_clause(after, "TicketMessage", newest_first=False),
-            ticket_id__in=list(ticket_ids),
+        messages = scoping.readable_messages(principal, on=list(ticket_ids)).filter(
+            after_clause(after, "TicketMessage", newest_first=False)
         )
         _, records = await db.execute_query(*_numbered(messages, columns, size + 1))
         ordered = sorted(records, key=lambda record: int(record["position"]))

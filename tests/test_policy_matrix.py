@@ -39,6 +39,7 @@ from tortoise import Tortoise
 from tortoise.models import Model
 
 import settings as config
+from auth import scoping
 from auth.client_info import ClientInfo
 from auth.policy import FIELD_POLICY, Relation, Rule
 from auth.principal import ANONYMOUS, Principal, parse_roles
@@ -1386,3 +1387,34 @@ async def test_every_role_reads_exactly_what_the_policy_allows(
         shown = "\n".join(sorted(set(tally.problems))[:80])
         pytest.fail(f"{len(tally.problems)} problems:\n{shown}", pytrace=False)
     assert tally.cases > MIN_CASES
+
+
+async def test_messages_named_by_ticket_are_scoped_as_all_messages_are(world: World) -> None:
+    """`readable_messages(on=...)` (the page loaders' query, its scope checked for the named
+    tickets alone) reaches, for every viewer, exactly what the unnarrowed scope reaches among
+    them, and REACH's messages when every ticket of the world is named."""
+    tickets = [obj.row.id for obj in world.objects["Ticket"].values()]
+    assert tickets
+    by_id = {obj.row.id: key for key, obj in world.objects["TicketMessage"].items()}
+    for key, viewer in world.viewers.items():
+        every = {
+            by_id[m.id]
+            for m in await scoping.readable_messages(viewer.principal)
+            if m.id in by_id and m.ticket_id in tickets
+        }
+        named = {
+            by_id[m.id]
+            for m in await scoping.readable_messages(viewer.principal, on=tickets)
+            if m.id in by_id
+        }
+        reached = {
+            name
+            for name, obj in world.objects["TicketMessage"].items()
+            if world.reaches(viewer, obj)
+        }
+        assert named == every == reached, key
+        half = tickets[::2]
+        narrowed = await scoping.readable_messages(viewer.principal, on=half)
+        assert {by_id[m.id] for m in narrowed if m.id in by_id} == {
+            name for name in every if world.objects["TicketMessage"][name].row.ticket_id in half
+        }, key
