@@ -70,7 +70,7 @@ class _Opened:
 class _Layout:
     """How a model's records become rows: each column's converter and the encrypted ones."""
 
-    __slots__ = ("encrypted", "fields", "model", "plain", "related", "row", "table")
+    __slots__ = ("build", "encrypted", "fields", "model", "plain", "related", "row", "table")
 
     def __init__(self, model: type[Entity]) -> None:
         meta = model._meta
@@ -101,6 +101,44 @@ class _Layout:
             setattr(row, attribute, _Opened(attribute, row.__dict__[slot]))
         row.__doc__ = f"A {model.__name__} row for reading (models/rows.py)."
         self.row = row
+        self.build = _builder(row, plain, self.encrypted)
+
+
+Sealed = list[tuple[Any, str, str, str, bytes]]  # row, slot, column, key id, nonce | sealed
+
+
+def _builder(
+    row: type,
+    plain: Sequence[tuple[str, str, Callable[[Any], Any] | None]],
+    encrypted: Sequence[tuple[str, str, str]],
+) -> Callable[[Mapping[str, Any], Sealed], Any]:
+    """`build(record, sealed)`: the record as a row of `row`, written out as straight-line
+    code once per layout (as dataclasses write their __init__): a loop over the columns with a
+    setattr call each was most of what reading a page cost. Each encrypted column's
+    ciphertext is parsed as it arrives, as the ORM parses it (a malformed one fails the read),
+    and goes to `sealed` for its key to be bound; its slot holds None until then."""
+    names = [attribute for _, attribute, _ in plain] + [slot for _, _, slot in encrypted]
+    if not all(name.isidentifier() for name in names):  # pragma: no cover - Tortoise's names
+        raise ValueError("a column's attribute is not an identifier")
+    scope: dict[str, Any] = {"new": object.__new__, "Row": row, "parse": crypto.parse}
+    lines = ["def build(record, sealed):", "    row = new(Row)"]
+    for number, (key, attribute, convert) in enumerate(plain):
+        if convert is None:
+            lines.append(f"    row.{attribute} = record[{key!r}]")
+        else:
+            scope[f"convert_{number}"] = convert
+            lines.append(f"    row.{attribute} = convert_{number}(record[{key!r}])")
+    for _, column, slot in encrypted:
+        lines += [
+            f"    row.{slot} = None",
+            f"    value = record[{column!r}]",
+            "    if value is not None:",
+            f"        sealed.append((row, {slot!r}, {column!r}, *parse(value)))",
+        ]
+    lines.append("    return row")
+    exec("\n".join(lines), scope)  # noqa: S102 - our own names, checked above
+    build: Callable[[Mapping[str, Any], Sealed], Any] = scope["build"]
+    return build
 
 
 def _default(kind: type) -> Callable[[Any], Any]:
@@ -137,35 +175,24 @@ async def rows_of(
 ) -> list[M]:
     """Records of the model's table (every column, as the driver answers them) as rows."""
     layout = _layout(model)
-    row_type, plain, encrypted, table = layout.row, layout.plain, layout.encrypted, layout.table
-    rows: list[Any] = []
-    sealed: list[tuple[Any, str, str, bytes, str]] = []  # row, slot, column, raw, key id
+    build, table = layout.build, layout.table
+    sealed: Sealed = []
+    rows = [build(record, sealed) for record in records]
     setter = object.__setattr__
-    for record in records:
-        row: Any = object.__new__(row_type)
-        for key, attribute, convert in plain:
-            value = record[key]
-            setter(row, attribute, value if convert is None else convert(value))
-        for _, column, slot in encrypted:
-            ciphertext = record[column]
-            setter(row, slot, None)
-            if ciphertext is not None:
-                # Parsed as it arrives, as the ORM parses it: a malformed one fails the read.
-                key_id, raw = crypto.parse(ciphertext)
-                sealed.append((row, slot, column, raw, key_id))
-        rows.append(row)
     if sealed:
-        missing = {key_id for *_, key_id in sealed if not keys.cached_cipher(key_id)[0]}
+        named = {key_id for *_, key_id, _ in sealed}
+        missing = {key_id for key_id in named if not keys.cached_cipher(key_id)[0]}
         if missing:
             related = {
                 value if isinstance(value, UUID) else UUID(str(value))
-                for row, *_ in sealed
+                for row in rows
                 for value in (getattr(row, name, None) for name in layout.related)
                 if value is not None
             }
             await keys.load_ciphers(missing, db, related)
-        for row, slot, column, raw, key_id in sealed:
-            known, cipher = keys.cached_cipher(key_id, stale_ok=True)
+        bound = {key_id: keys.cached_cipher(key_id, stale_ok=True) for key_id in named}
+        for row, slot, column, key_id, raw in sealed:
+            known, cipher = bound[key_id]
             if not known:
                 raise crypto.DecryptionError(f"unknown data key {key_id}")
             if cipher is not None:
