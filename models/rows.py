@@ -30,22 +30,17 @@ M = TypeVar("M", bound=Entity)
 ROW_OF = "__row_of__"
 
 
-class _Pending:
-    """An encrypted value whose key is bound, not yet opened (what binds it to its table,
-    column and row is spelled out only then: most of a row's sealed columns are never read)."""
+class _Pending(tuple[DataCipher, bytes, str, str, object]):
+    """An encrypted value whose key is bound, not yet opened: (cipher, nonce | sealed bytes,
+    table, column, row id). What binds it to its table, column and row is spelled out only
+    when it is opened: most of a row's sealed columns are never read. A tuple, so that the
+    hundreds a page holds are made without a Python call each."""
 
-    __slots__ = ("cipher", "column", "raw", "row_id", "table")
-
-    def __init__(self, cipher: DataCipher, raw: bytes, table: str, column: str, row_id: object):
-        self.cipher = cipher
-        self.raw = raw
-        self.table = table
-        self.column = column
-        self.row_id = row_id
+    __slots__ = ()
 
     def open(self) -> str:
-        aad = associated_data(self.table, self.column, self.row_id)
-        return self.cipher.open_parsed(self.raw, aad)
+        cipher, raw, table, column, row_id = self
+        return cipher.open_parsed(raw, associated_data(table, column, row_id))
 
 
 class _Opened:
@@ -101,27 +96,41 @@ class _Layout:
             setattr(row, attribute, _Opened(attribute, row.__dict__[slot]))
         row.__doc__ = f"A {model.__name__} row for reading (models/rows.py)."
         self.row = row
-        self.build = _builder(row, plain, self.encrypted)
+        self.build = _builder(row, self.table, plain, self.encrypted)
 
 
-Sealed = list[tuple[Any, str, str, str, bytes]]  # row, slot, column, key id, nonce | sealed
+# Values whose data key was not cached when they arrived: row, slot, column, key id, and the
+# nonce | sealed bytes, bound once the batch's missing keys are loaded.
+Sealed = list[tuple[Any, str, str, str, bytes]]
+# Each data key a batch names: whether it is known, and its cipher (None once destroyed).
+Bound = dict[str, tuple[bool, DataCipher | None]]
 
 
 def _builder(
     row: type,
+    table: str,
     plain: Sequence[tuple[str, str, Callable[[Any], Any] | None]],
     encrypted: Sequence[tuple[str, str, str]],
-) -> Callable[[Mapping[str, Any], Sealed], Any]:
-    """`build(record, sealed)`: the record as a row of `row`, written out as straight-line
-    code once per layout (as dataclasses write their __init__): a loop over the columns with a
-    setattr call each was most of what reading a page cost. Each encrypted column's
-    ciphertext is parsed as it arrives, as the ORM parses it (a malformed one fails the read),
-    and goes to `sealed` for its key to be bound; its slot holds None until then."""
+) -> Callable[[Mapping[str, Any], Sealed, Bound], Any]:
+    """`build(record, sealed, bound)`: the record as a row of `row`, written out as
+    straight-line code once per layout (as dataclasses write their __init__): a loop over the
+    columns with a setattr call each was most of what reading a page cost.
+
+    Each encrypted column's ciphertext is parsed as it arrives, as the ORM parses it (a
+    malformed one fails the read), and bound to its key when the key is cached (`bound`
+    remembers each key the batch named); else it goes to `sealed` and its slot holds None
+    until the batch's missing keys are loaded."""
     names = [attribute for _, attribute, _ in plain] + [slot for _, _, slot in encrypted]
     if not all(name.isidentifier() for name in names):  # pragma: no cover - Tortoise's names
         raise ValueError("a column's attribute is not an identifier")
-    scope: dict[str, Any] = {"new": object.__new__, "Row": row, "parse": crypto.parse}
-    lines = ["def build(record, sealed):", "    row = new(Row)"]
+    scope: dict[str, Any] = {
+        "new": object.__new__,
+        "Row": row,
+        "parse": crypto.parse,
+        "lookup": keys.cached_cipher,
+        "Pending": _Pending,
+    }
+    lines = ["def build(record, sealed, bound):", "    row = new(Row)"]
     for number, (key, attribute, convert) in enumerate(plain):
         if convert is None:
             lines.append(f"    row.{attribute} = record[{key!r}]")
@@ -130,14 +139,25 @@ def _builder(
             lines.append(f"    row.{attribute} = convert_{number}(record[{key!r}])")
     for _, column, slot in encrypted:
         lines += [
-            f"    row.{slot} = None",
             f"    value = record[{column!r}]",
-            "    if value is not None:",
-            f"        sealed.append((row, {slot!r}, {column!r}, *parse(value)))",
+            "    if value is None:",
+            f"        row.{slot} = None",
+            "    else:",
+            "        key_id, raw = parse(value)",
+            "        entry = bound.get(key_id)",
+            "        if entry is None:",
+            "            entry = bound[key_id] = lookup(key_id)",
+            "        if entry[0]:",
+            "            cipher = entry[1]",
+            f"            row.{slot} = None if cipher is None else"
+            f" Pending((cipher, raw, {table!r}, {column!r}, row.id))",
+            "        else:",
+            f"            row.{slot} = None",
+            f"            sealed.append((row, {slot!r}, {column!r}, key_id, raw))",
         ]
     lines.append("    return row")
     exec("\n".join(lines), scope)  # noqa: S102 - our own names, checked above
-    build: Callable[[Mapping[str, Any], Sealed], Any] = scope["build"]
+    build: Callable[[Mapping[str, Any], Sealed, Bound], Any] = scope["build"]
     return build
 
 
@@ -177,26 +197,25 @@ async def rows_of(
     layout = _layout(model)
     build, table = layout.build, layout.table
     sealed: Sealed = []
-    rows = [build(record, sealed) for record in records]
-    setter = object.__setattr__
+    bound: Bound = {}
+    rows = [build(record, sealed, bound) for record in records]
     if sealed:
-        named = {key_id for *_, key_id, _ in sealed}
-        missing = {key_id for key_id in named if not keys.cached_cipher(key_id)[0]}
-        if missing:
-            related = {
-                value if isinstance(value, UUID) else UUID(str(value))
-                for row in rows
-                for value in (getattr(row, name, None) for name in layout.related)
-                if value is not None
-            }
-            await keys.load_ciphers(missing, db, related)
-        bound = {key_id: keys.cached_cipher(key_id, stale_ok=True) for key_id in named}
+        missing = {key_id for *_, key_id, _ in sealed}
+        related = {
+            value if isinstance(value, UUID) else UUID(str(value))
+            for row in rows
+            for value in (getattr(row, name, None) for name in layout.related)
+            if value is not None
+        }
+        await keys.load_ciphers(missing, db, related)
+        setter = object.__setattr__
+        loaded = {key_id: keys.cached_cipher(key_id, stale_ok=True) for key_id in missing}
         for row, slot, column, key_id, raw in sealed:
-            known, cipher = bound[key_id]
+            known, cipher = loaded[key_id]
             if not known:
                 raise crypto.DecryptionError(f"unknown data key {key_id}")
             if cipher is not None:
-                setter(row, slot, _Pending(cipher, raw, table, column, row.id))
+                setter(row, slot, _Pending((cipher, raw, table, column, row.id)))
     return cast("list[M]", rows)
 
 
