@@ -184,14 +184,21 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     return app
 
 
+def serving_app() -> Starlette:
+    """The app as a serving process runs it, from the environment: JSON lines on standard
+    error (observability.py), without uvicorn's access log, and the garbage collector tuned
+    once it has started (cli.py). `uvicorn server:app` is this; so is the benchmark's OCIS
+    (`uvicorn --factory server:serving_app`)."""
+    configure_logging()
+    app = create_app()
+    cli.tune_garbage_collector()
+    return app
+
+
 def __getattr__(name: str) -> Any:
-    # `uvicorn server:app` builds the app on first use, so importing server stays side-effect free;
-    # its processes then write JSON lines too (observability.py), without uvicorn's access log.
+    # `uvicorn server:app` builds the app on first use, so importing server stays side-effect free.
     if name == "app":
-        configure_logging()
-        app = create_app()
-        cli.tune_garbage_collector()
-        return app
+        return serving_app()
     raise AttributeError(name)
 
 

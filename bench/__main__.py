@@ -233,9 +233,9 @@ async def measure(
     )
     pids: dict[str, int] = {}
     async with (
-        uvicorn_server("OCIS", "server:create_app", ocis_port, ocis_env, pids) as ocis_url,
+        uvicorn_server("OCIS", "server:serving_app", ocis_port, ocis_env, pids) as ocis_url,
         uvicorn_server("raw", "bench.raw_app:create_app", raw_port, raw_env, pids) as raw_url,
-        uvicorn_server("no-audit", "server:create_app", quiet_port, quiet_env, pids) as quiet_url,
+        uvicorn_server("no-audit", "server:serving_app", quiet_port, quiet_env, pids) as quiet_url,
         httpx.AsyncClient(base_url=ocis_url, limits=limits, timeout=30.0) as ocis_client,
         httpx.AsyncClient(base_url=raw_url, limits=limits, timeout=30.0) as raw_client,
         httpx.AsyncClient(base_url=quiet_url, limits=limits, timeout=30.0) as quiet_client,
