@@ -204,9 +204,10 @@ class Context:
         self.rows = rows
         self.loaders = Loaders.for_principal(self.principal, rows=rows)
 
-    def note_read(self, subject_id: UUID, type_name: str, field_name: str) -> None:
-        """Remember that this request read a field of another person's personal data."""
-        self.reads.setdefault(subject_id, set()).add(f"{type_name}.{field_name}")
+    def note_read(self, subject_id: UUID, field: str) -> None:
+        """Remember that this request read a field (`Type.field`) of another person's
+        personal data."""
+        self.reads.setdefault(subject_id, set()).add(field)
 
 
 def store_of(context: Context) -> Redis:

@@ -39,6 +39,7 @@ class NeedToKnow(FieldExtension):
         self.field_name = field_name
         self.rule = rule
         self.personal = field_name in PERSONAL_FIELDS.get(type_name, frozenset())
+        self.noted = f"{type_name}.{field_name}"  # as the read audit names it
 
     def _check(self, source: Guarded, info: Any) -> None:
         context = info.context
@@ -49,7 +50,7 @@ class NeedToKnow(FieldExtension):
             about = () if source.relation.is_self else (source.subject_id,)
             for subject in (*about, *getattr(source, "also_about", ())):
                 if subject is not None and subject != reader:
-                    context.note_read(subject, self.type_name, self.field_name)
+                    context.note_read(subject, self.noted)
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
         self._check(source, info)
