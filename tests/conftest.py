@@ -55,10 +55,51 @@ def pytest_configure(config: pytest.Config) -> None:
             environment.setenv(name, worker_redis_url(url))
 
 
+# `make run`'s audit checkpoints (settings.py's default directory): a process the suite starts
+# must never write there, or `audit-verify` of the checkout's own database reads it as
+# truncated (a chain the database never held).
+CHECKOUT_CHECKPOINTS = config.ROOT / "var" / "audit-checkpoints"
+
+
+def _checkout_checkpoints() -> dict[str, int]:
+    if not CHECKOUT_CHECKPOINTS.is_dir():
+        return {}
+    return {path.name: path.stat().st_size for path in CHECKOUT_CHECKPOINTS.iterdir()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_CHECKPOINTS_BEFORE] = _checkout_checkpoints()
+
+
+def _checkpoints_written(session: pytest.Session) -> list[str]:
+    """The checkout's checkpoint files this run created or appended to."""
+    before = session.config.stash.get(_CHECKPOINTS_BEFORE, {})
+    return sorted(
+        name for name, size in _checkout_checkpoints().items() if size != before.get(name)
+    )
+
+
+_CHECKPOINTS_BEFORE = pytest.StashKey[dict[str, int]]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the worker thread of any SQLite connection a failed test left open: each is a
     thread that is not a daemon, and one left running keeps this process (an xdist worker, so
-    the whole run) from ever exiting. Said on the terminal, since it is a test's leak."""
+    the whole run) from ever exiting. Said on the terminal, since it is a test's leak.
+
+    And fail the run if it wrote audit checkpoints into the checkout's var/ (a process started
+    without the suite's OCIS_AUDIT_CHECKPOINT_DIR); `make run` serving from this checkout
+    meanwhile trips it too."""
+    written = _checkpoints_written(session)
+    if written and not hasattr(session.config, "workerinput"):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"the run wrote audit checkpoints into {CHECKOUT_CHECKPOINTS}: {written}"
+                " (a process started without the suite's OCIS_AUDIT_CHECKPOINT_DIR)",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     import aiosqlite  # a dependency of Tortoise's SQLite backend
 
     # type(), not isinstance(): the heap holds weak proxies, whose referents may be gone.

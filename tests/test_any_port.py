@@ -3,12 +3,11 @@ then a GraphQL query sent with the Origin of that port."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, subprocess_environment
 from tests.test_two_processes import _start, _stop
 
 QUERY = "{ tickets(first: 50) { edges { node { id subject requester { email } } } } }"
@@ -21,9 +20,8 @@ def test_sign_in_and_query_on_a_port_of_its_own_without_public_url(tmp_path: Pat
         assert result.returncode == 0, result.stderr
     environment = {
         key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OCIS_", "OIDC_", "DATABASE_URL", "REDIS_URL", "SMTP_URL"))
-        and key not in ("PUBLIC_URL", "HOST", "PORT", "CORS_ORIGINS")
+        for key, value in subprocess_environment().items()
+        if key not in ("PUBLIC_URL", "HOST", "PORT", "CORS_ORIGINS")
     }
     environment.update(database, PYTHONUNBUFFERED="1")
     for _ in range(3):
