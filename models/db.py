@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import TransactionContextPooled
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api.migrate import migrate as run_migrations
 
@@ -52,6 +55,39 @@ async def keep_session(connection: asyncpg.Connection) -> None:
     every release. OCIS leaves no session state to undo: its only advisory lock is
     transaction-scoped (``pg_advisory_xact_lock``), and it sets no settings, cursors, channels
     or temporary tables; tests/test_pool_reset.py checks a served workload leaves none."""
+
+
+logger = logging.getLogger("ocis.db")
+
+_ENTER_POOLED_TRANSACTION = TransactionContextPooled.__aenter__
+
+
+async def _enter_or_give_back(self: TransactionContextPooled) -> Any:
+    """`in_transaction()` on a pool, giving its connection back when BEGIN fails.
+
+    Tortoise (1.1.9, the newest) acquires a connection and then sends BEGIN, outside the
+    `finally` that releases it: a BEGIN that fails (the server cut the connection, the task
+    was cancelled) left the connection taken for good, and the pool one smaller. Seen in CI:
+    after PostgreSQL cut every backend, the pool could never again hold its 10 transactions at
+    once (tests/test_faults.py, tests/test_pool_reset.py)."""
+    held = self.client._connection
+    try:
+        return await _ENTER_POOLED_TRANSACTION(self)
+    except BaseException:
+        taken = self.client._connection
+        pool = self.client._parent._pool
+        if taken is not None and taken is not held and pool is not None:
+            try:
+                await pool.release(taken)
+            except Exception:  # noqa: BLE001 - a dead connection is closed and replaced anyway
+                logger.warning("a connection whose BEGIN failed could not be released")
+        token = getattr(self, "token", None)
+        if token is not None:
+            get_connections().reset(token)
+        raise
+
+
+TransactionContextPooled.__aenter__ = _enter_or_give_back  # type: ignore[method-assign]
 
 
 def connection_config(database_url: str, pool_size: int) -> str | dict[str, Any]:

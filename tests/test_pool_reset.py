@@ -14,8 +14,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from tortoise import Tortoise
+from tortoise.transactions import in_transaction
 
 from tests.helpers import Api, StatementCounter
 from tests.test_help_desk import ADD
@@ -135,3 +137,36 @@ async def test_a_served_workload_leaves_no_session_state(as_user: AsUser) -> Non
         "temporary_tables": 0,
     }
     assert states == [clean] * len(states)
+
+
+@pytest.mark.usefixtures("postgres_only", "app")
+async def test_a_transaction_whose_begin_fails_gives_its_connection_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More failed BEGINs than the pool holds connections (the server cut them, say), and the
+    pool still holds all of its transactions at once (models/db.py _enter_or_give_back)."""
+    client: Any = Tortoise.get_connection("default")
+    size = client.pool_maxsize
+    wrapper = type(client._in_transaction().client)
+    begin = wrapper.begin
+
+    async def cut(self: Any) -> None:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("cut during BEGIN")
+
+    monkeypatch.setattr(wrapper, "begin", cut)
+    for _ in range(size + 2):
+        with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+            async with in_transaction():
+                pytest.fail("the body of a transaction whose BEGIN failed ran")
+    monkeypatch.setattr(wrapper, "begin", begin)
+
+    together = asyncio.Barrier(size)
+
+    async def hold() -> None:
+        async with in_transaction() as transaction:
+            await transaction.execute_query("SELECT 1")
+            await together.wait()
+
+    await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(size))), 10)
+    # And the failed ones left no transaction behind as the task's connection.
+    assert not isinstance(Tortoise.get_connection("default"), wrapper)
